@@ -1,0 +1,48 @@
+# atomic-lab — the README's commands. Each target installs what it needs.
+PYTHON ?= python3
+VENV   := .venv
+LAB    := $(VENV)/bin/lab
+PYTEST := $(VENV)/bin/pytest
+NAME   ?= smoke
+ARGS   ?=
+
+.PHONY: setup host scenario test unit nightly bench lint clean
+
+setup: host $(VENV)/.installed
+
+host:
+	@scripts/setup-host.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+## make scenario NAME=<scenario> [ARGS="--set k=v --keep"]: run one scenario in a fresh VM
+scenario: setup
+	$(LAB) run $(NAME) $(ARGS)
+
+## make test: lint, unit tests, libvirt test-driver tests, and every mission scenario on real guests
+test: setup lint
+	$(PYTEST) tests
+
+## make unit: only what needs no hypervisor
+unit: setup
+	$(PYTEST) -m "not vm" tests
+
+## make nightly: variants, extra modes and external images on top of make test
+nightly: setup
+	$(PYTEST) tests --nightly
+
+## make bench: timings of the smoke VM, printed as figures
+bench: setup
+	$(VENV)/bin/python scripts/bench.py
+
+lint: setup
+	$(VENV)/bin/ruff check lab scenarios tests scripts
+	$(VENV)/bin/mypy
+
+clean:
+	$(LAB) cleanup
+	rm -rf runs

@@ -1,0 +1,1 @@
+"""atomic-lab: reproduce container-host field bugs in disposable libvirt VMs."""

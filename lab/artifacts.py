@@ -1,0 +1,59 @@
+"""A run's directory: runs/<UTC stamp>-<scenario>/ with its logs and result."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+class RunDir:
+    def __init__(self, root: Path, scenario: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        root.mkdir(parents=True, exist_ok=True)
+        self.path = root / f"{stamp}-{scenario}"
+        self.path.mkdir()
+        self.evidence_dir = self.path / "evidence"
+        _swap_symlink(root / "latest", self.path.name)
+
+    @property
+    def console(self) -> Path:
+        return self.path / "console.log"
+
+    @property
+    def transcript(self) -> Path:
+        return self.path / "transcript.log"
+
+    @property
+    def key(self) -> Path:
+        return self.path / "id_ed25519"
+
+    def write_evidence(self, name: str, text: str) -> Path:
+        self.evidence_dir.mkdir(exist_ok=True)
+        target = self.evidence_dir / name
+        target.write_text(text)
+        return target
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        tmp = self.path / "result.json.tmp"
+        tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        tmp.replace(self.path / "result.json")
+
+
+def _swap_symlink(link: Path, target: str) -> None:
+    tmp = link.with_name(f".{link.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    tmp.replace(link)
+
+
+def find_run_dir(root: Path, run_id: str) -> Path | None:
+    for result in root.glob("*/result.json"):
+        try:
+            if json.loads(result.read_text()).get("run_id") == run_id:
+                return result.parent
+        except (OSError, ValueError):
+            continue
+    return None

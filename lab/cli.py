@@ -1,0 +1,150 @@
+"""The `lab` command: thin argument parsing over the library."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Callable
+
+from lab.artifacts import find_run_dir
+from lab.cleanup import inventory, reap, run_alive
+from lab.config import Config
+from lab.errors import LabError
+from lab.hypervisor import connect, kvm_available
+from lab.image import ImageCatalog
+from lab.log import Log
+from lab.runner import Run, RunRequest
+from lab.scenario import Registry
+from lab.storage import Pool
+
+
+def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
+    for item in Registry.load(config.scenarios_dir).all():
+        print(f"{item.name:<20} {item.description}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
+    item = Registry.load(config.scenarios_dir).get(args.name)
+    request = RunRequest(item, item.parse_sets(args.set), image=args.image, keep=args.keep)
+    return Run(config, request, log).execute()
+
+
+def _pool(config: Config) -> Pool:
+    return Pool(connect(config.libvirt_uri), config.pool_name, config.pool_dir)
+
+
+def cmd_destroy(args: argparse.Namespace, config: Config, log: Log) -> int:
+    pool = _pool(config)
+    reaped = reap(pool.conn, pool, config.state_dir, log, run_ids=set(args.run_ids))
+    missing = set(args.run_ids) - {r.run_id for r in reaped}
+    for run in reaped:
+        run_dir = find_run_dir(config.runs_dir, run.run_id)
+        if run_dir:
+            (run_dir / "id_ed25519").unlink(missing_ok=True)
+        print(f"destroyed run {run.run_id}: {len(run.domains)} domain(s), {len(run.volumes)} volume(s)")
+    if missing:
+        print(f"lab: no lab objects for run(s) {', '.join(sorted(missing))}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace, config: Config, log: Log) -> int:
+    pool = _pool(config)
+    if args.list:
+        for run_id, objects in sorted(inventory(pool.conn, pool).items()):
+            state = "kept" if objects.kept else "running" if run_alive(config.state_dir, run_id) else "orphaned"
+            print(f"{run_id}  {state:<9} domains: {len(objects.domains)}  volumes: {len(objects.volumes)}")
+        return 0
+    reaped = reap(pool.conn, pool, config.state_dir, log, include_kept=args.all)
+    for run in reaped:
+        print(f"removed run {run.run_id}: {len(run.domains)} domain(s), {len(run.volumes)} volume(s)")
+    print(f"{len(reaped)} run(s) cleaned up")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, config: Config, log: Log) -> int:
+    problems = 0
+
+    def check(ok: bool, what: str, fix: str = "") -> None:
+        nonlocal problems
+        problems += not ok
+        print(f"[{'ok' if ok else 'FAIL'}] {what}" + (f"\n       fix: {fix}" if not ok and fix else ""))
+
+    for tool, package in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"),
+                          ("mmdebstrap", "mmdebstrap"), ("mkfs.ext4", "e2fsprogs")):
+        check(shutil.which(tool) is not None, f"{tool} installed", f"make setup (or apt-get install {package})")
+    try:
+        conn = connect(config.libvirt_uri)
+        check(True, f"libvirt reachable at {config.libvirt_uri} (libvirt {conn.getLibVersion()})")
+        kvm = kvm_available(conn)
+        print(f"[info] accelerator: KVM {'offered' if kvm else 'not offered'} by libvirt; "
+              f"LAB_ACCEL={config.accel}; a first run probes whether KVM really boots a guest, else TCG")
+    except LabError as exc:
+        check(False, str(exc))
+    config.cache_dir.mkdir(parents=True, exist_ok=True)
+    free_gib = shutil.disk_usage(config.cache_dir).free / 2**30
+    check(free_gib >= 10, f"{free_gib:.1f} GiB free in {config.cache_dir} (10 GiB wanted)",
+          "free space or point LAB_CACHE_DIR elsewhere")
+    return 1 if problems else 0
+
+
+def cmd_images(args: argparse.Namespace, config: Config, log: Log) -> int:
+    pool = _pool(config)
+    catalog = ImageCatalog(config, pool, log)
+    if args.images_cmd == "build":
+        image = catalog.ensure(args.name, rebuild=True)
+        print(f"built {args.name}: volume {image.disk_volume}")
+        return 0
+    for name, recipe in sorted(catalog.recipes().items()):
+        image = recipe.image()
+        status = "cached" if catalog.is_cached(image) else "not cached"
+        print(f"{name:<16} {status:<11} {image.disk_volume:<40} {recipe.description}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab", description="Reproduce container-host field bugs in "
+                                     "disposable libvirt VMs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list scenarios").set_defaults(func=cmd_list)
+    run = sub.add_parser("run", help="run a scenario in a fresh VM")
+    run.add_argument("name")
+    run.add_argument("--image", help="image name (see `lab images list`) or path to a qcow2/raw disk")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    run.add_argument("--keep", action="store_true", help="leave the VM running and print how to enter it")
+    run.set_defaults(func=cmd_run)
+    destroy = sub.add_parser("destroy", help="remove a kept run's VM and volumes")
+    destroy.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    destroy.set_defaults(func=cmd_destroy)
+    cleanup = sub.add_parser("cleanup", help="remove what dead runs left behind")
+    cleanup.add_argument("--all", action="store_true", help="also remove kept VMs")
+    cleanup.add_argument("--list", action="store_true", help="only list lab objects and their state")
+    cleanup.set_defaults(func=cmd_cleanup)
+    sub.add_parser("doctor", help="check this host can run the lab").set_defaults(func=cmd_doctor)
+    images = sub.add_parser("images", help="list or build images")
+    images_sub = images.add_subparsers(dest="images_cmd", required=True)
+    images_sub.add_parser("list", help="known images and whether they are cached")
+    build = images_sub.add_parser("build", help="(re)build an image from its recipe")
+    build.add_argument("name")
+    images.set_defaults(func=cmd_images)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config = Config.from_env()
+    handler: Callable[[argparse.Namespace, Config, Log], int] = args.func
+    try:
+        return handler(args, config, Log())
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

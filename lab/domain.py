@@ -1,0 +1,134 @@
+"""Typed description of a lab guest, rendered to libvirt domain XML.
+
+One pure function, `render_domain_xml`, turns a frozen `DomainSpec` into XML
+through ElementTree: no string templates.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+LAB_NS = "https://atomic-lab.invalid/xmlns/run/1"
+ET.register_namespace("qemu", QEMU_NS)
+ET.register_namespace("lab", LAB_NS)
+
+# QEMU's user-mode NIC sits at a fixed PCI slot so it never collides with the
+# devices libvirt places itself.
+NIC_PCI_ADDR = "0x10"
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """A virtio disk backed by a libvirt volume path."""
+
+    path: str
+    serial: str
+    format: str = "qcow2"
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class KernelBoot:
+    """Direct kernel boot: the host hands QEMU a kernel and initrd."""
+
+    kernel: str
+    initrd: str
+    cmdline: str
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str
+    run_id: str
+    domain_type: str  # "kvm", "qemu" (TCG) or "test"
+    memory_mib: int
+    vcpus: int
+    disks: tuple[DiskSpec, ...]
+    console_path: str
+    ssh_port: int
+    kernel_boot: KernelBoot | None = None  # None: firmware + the disk's bootloader
+    machine: str = "pc"
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _os(root: ET.Element, spec: DomainSpec) -> None:
+    os_el = _sub(root, "os")
+    _sub(os_el, "type", "hvm", arch="x86_64", machine=spec.machine)
+    if spec.kernel_boot:
+        _sub(os_el, "kernel", spec.kernel_boot.kernel)
+        _sub(os_el, "initrd", spec.kernel_boot.initrd)
+        _sub(os_el, "cmdline", spec.kernel_boot.cmdline)
+    else:
+        _sub(os_el, "boot", dev="hd")
+        _sub(os_el, "bios", useserial="yes")  # SeaBIOS messages on the serial console
+
+
+def _disks(devices: ET.Element, spec: DomainSpec) -> None:
+    for index, disk in enumerate(spec.disks):
+        element = _sub(devices, "disk", type="file", device="disk")
+        _sub(element, "driver", name="qemu", type=disk.format, discard="unmap")
+        _sub(element, "source", file=disk.path)
+        _sub(element, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
+        _sub(element, "serial", disk.serial)
+        if disk.readonly:
+            _sub(element, "readonly")
+
+
+def _metadata(root: ET.Element, spec: DomainSpec) -> None:
+    metadata = _sub(root, "metadata")
+    _sub(metadata, f"{{{LAB_NS}}}run", id=spec.run_id, **spec.metadata)
+
+
+def _user_net(root: ET.Element, spec: DomainSpec) -> None:
+    """User-mode NIC with SSH forwarded from 127.0.0.1 only.
+
+    libvirt 9.0 has no port forward for <interface type='user'>, so the NIC is
+    passed to QEMU directly.
+    """
+    cmdline = _sub(root, f"{{{QEMU_NS}}}commandline")
+    netdev = f"user,id=labnet0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
+    device = f"virtio-net-pci,netdev=labnet0,addr={NIC_PCI_ADDR},romfile="  # no iPXE ROM: disks boot
+    for arg in ("-netdev", netdev, "-device", device):
+        _sub(cmdline, f"{{{QEMU_NS}}}arg", value=arg)
+
+
+def render_domain_xml(spec: DomainSpec) -> str:
+    root = ET.Element("domain", type=spec.domain_type)
+    _sub(root, "name", spec.name)
+    _metadata(root, spec)
+    _sub(root, "memory", str(spec.memory_mib), unit="MiB")
+    _sub(root, "vcpu", str(spec.vcpus))
+    _os(root, spec)
+    features = _sub(root, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    if spec.domain_type == "kvm":
+        _sub(root, "cpu", mode="host-passthrough")
+    _sub(root, "on_poweroff", "destroy")
+    _sub(root, "on_reboot", "restart")
+    _sub(root, "on_crash", "destroy")
+    devices = _sub(root, "devices")
+    _disks(devices, spec)
+    serial = _sub(devices, "serial", type="file")
+    _sub(serial, "source", path=spec.console_path, append="on")
+    _sub(serial, "target", port="0")
+    _sub(devices, "rng", model="virtio").append(_backend_random())
+    _sub(devices, "memballoon", model="none")
+    if spec.domain_type != "test":
+        _user_net(root, spec)
+    return ET.tostring(root, encoding="unicode")
+
+
+def _backend_random() -> ET.Element:
+    backend = ET.Element("backend", model="random")
+    backend.text = "/dev/urandom"
+    return backend

@@ -1,0 +1,182 @@
+"""The libvirt connection, the accelerator choice, and lab domains.
+
+KVM is used only where a probe proved it boots a guest: on a nested PVM
+hypervisor `/dev/kvm` exists but stock kernels hang before printing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+
+from lab.config import Config
+from lab.domain import LAB_NS
+from lab.errors import LibvirtUnavailable, UsageError
+from lab.storage import RUN_PREFIX
+
+# Seen on the console once the kernel ran far enough to look for a root fs.
+_PROBE_MARKERS = ("VFS: Unable to mount root", "Kernel panic")
+KVM_PROBE_SECONDS = 25.0
+
+
+def _quiet(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr by default; the lab reports its own."""
+
+
+def connect(uri: str) -> libvirt.virConnect:
+    libvirt.registerErrorHandler(_quiet, None)
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        hint = "start it with `make setup` (or `virtlogd -d && libvirtd -d` as root)"
+        raise LibvirtUnavailable(f"cannot reach libvirt at {uri}: {exc.get_error_message()}; {hint}") from exc
+
+
+@dataclass(frozen=True)
+class LabDomain:
+    """A lab-run domain as found in libvirt, with the run metadata it carries."""
+
+    name: str
+    run_id: str
+    kept: bool
+    dom: libvirt.virDomain
+
+
+def lab_domains(conn: libvirt.virConnect) -> list[LabDomain]:
+    found = []
+    for dom in conn.listAllDomains(0):
+        if not dom.name().startswith(RUN_PREFIX):
+            continue
+        root = ET.fromstring(dom.XMLDesc(0))
+        run = root.find(f"metadata/{{{LAB_NS}}}run")
+        run_id = run.get("id", "") if run is not None else ""
+        kept = run is not None and run.get("kept") == "yes"
+        found.append(LabDomain(dom.name(), run_id, kept, dom))
+    return found
+
+
+def destroy_domain(dom: libvirt.virDomain) -> None:
+    try:
+        if dom.isActive():
+            dom.destroy()
+        if dom.isPersistent():
+            dom.undefine()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise
+
+
+def kvm_available(conn: libvirt.virConnect) -> bool:
+    try:
+        conn.getDomainCapabilities(None, "x86_64", None, "kvm", 0)
+    except libvirt.libvirtError:
+        return False
+    return Path("/dev/kvm").exists() or not conn.getURI().startswith("qemu:///")
+
+
+class AccelProbe:
+    """Decides "kvm" or "tcg" for a libvirt host, caching the verdict.
+
+    The probe boots the image's kernel under KVM with no root disk: a kernel
+    that runs reaches "VFS: Unable to mount root" within seconds; one stuck on
+    a broken hypervisor prints nothing.
+    """
+
+    def __init__(self, conn: libvirt.virConnect, config: Config) -> None:
+        self.conn, self.config = conn, config
+        self.cache_file = config.state_dir / "accel.json"
+        self.reason = ""
+
+    def choose(self, kernel_path: str | None, run_id: str) -> str:
+        """"kvm" or "tcg"; `self.reason` says why."""
+        if self.config.accel in ("kvm", "tcg"):
+            self.reason = f"LAB_ACCEL={self.config.accel}"
+            return self.config.accel
+        if self.config.accel != "auto":
+            raise UsageError(f"LAB_ACCEL must be kvm, tcg or auto, not {self.config.accel!r}")
+        if not kvm_available(self.conn):
+            self.reason = "libvirt offers no KVM on this host"
+            return "tcg"
+        key = self._host_key()
+        cached = self._load().get(key)
+        if isinstance(cached, dict) and cached.get("verdict") in ("kvm", "tcg"):
+            self.reason = f"{cached.get('reason')}; cached in {self.cache_file}, delete it to probe again"
+            return str(cached["verdict"])
+        if kernel_path is None:
+            self.reason = "no kernel at hand to probe KVM with"
+            return "tcg"
+        try:
+            verdict = "kvm" if self._probe(kernel_path, run_id) else "tcg"
+            self.reason = "a KVM probe booted a kernel" if verdict == "kvm" else \
+                f"a KVM probe's kernel printed nothing in {KVM_PROBE_SECONDS:.0f} s (broken nested hypervisor?)"
+        except libvirt.libvirtError as exc:
+            verdict = "tcg"
+            self.reason = f"KVM refused to start a guest ({exc.get_error_message().splitlines()[-1]})"
+        self._store(key, {"verdict": verdict, "reason": self.reason})
+        return verdict
+
+    def _host_key(self) -> str:
+        return f"{self.conn.getURI()}|{self.conn.getHostname()}|{platform.release()}|{self.conn.getVersion()}"
+
+    def _load(self) -> dict[str, object]:
+        try:
+            data = json.loads(self.cache_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _store(self, key: str, verdict: dict[str, str]) -> None:
+        data = self._load()
+        data[key] = verdict
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        self.cache_file.write_text(json.dumps(data, indent=2))
+
+    def _probe(self, kernel_path: str, run_id: str) -> bool:
+        console = self.config.state_dir / f"{RUN_PREFIX}{run_id}-kvm-probe.log"
+        console.unlink(missing_ok=True)
+        xml = _probe_xml(f"{RUN_PREFIX}{run_id}-kvm-probe", kernel_path, str(console))
+        dom = self.conn.createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY)
+        try:
+            deadline = time.monotonic() + KVM_PROBE_SECONDS
+            while time.monotonic() < deadline:
+                text = console.read_text(errors="replace") if console.exists() else ""
+                if any(marker in text for marker in _PROBE_MARKERS):
+                    return True
+                time.sleep(0.5)
+            return False
+        finally:
+            destroy_domain(dom)
+            console.unlink(missing_ok=True)
+
+
+def _probe_xml(name: str, kernel_path: str, console_path: str) -> str:
+    root = ET.Element("domain", type="kvm")
+    ET.SubElement(root, "name").text = name
+    ET.SubElement(root, "memory", unit="MiB").text = "256"
+    os_el = ET.SubElement(root, "os")
+    ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
+    ET.SubElement(os_el, "kernel").text = kernel_path
+    ET.SubElement(os_el, "cmdline").text = "console=ttyS0 root=/dev/lab-no-such-disk"
+    features = ET.SubElement(root, "features")
+    ET.SubElement(features, "acpi")
+    ET.SubElement(features, "apic")
+    ET.SubElement(root, "cpu", mode="host-passthrough")
+    devices = ET.SubElement(root, "devices")
+    serial = ET.SubElement(devices, "serial", type="file")
+    ET.SubElement(serial, "source", path=console_path)
+    return ET.tostring(root, encoding="unicode")
+
+
+def require_lab_domain(conn: libvirt.virConnect, run_id: str) -> list[LabDomain]:
+    matches = [d for d in lab_domains(conn) if d.run_id == run_id or d.name.startswith(f"{RUN_PREFIX}{run_id}")]
+    if not matches:
+        raise UsageError(f"no lab VM for run {run_id!r}; `lab cleanup --list` shows what exists")
+    return matches
+
+

@@ -1,0 +1,238 @@
+"""A guest and the verbs scenarios use on it (NixOS test driver style).
+
+`execute` returns a result and never raises on a non-zero exit; `succeed`
+raises unless the exit code is 0, `fail` unless it is not; `wait_*` poll.
+Commands run as root through sudo, under `set -euo pipefail` and `LC_ALL=C`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+
+from lab import console
+from lab.domain import DomainSpec, render_domain_xml
+from lab.errors import BootTimeout, CommandFailed, HarnessError, SshUnavailable, WaitTimeout
+from lab.hypervisor import destroy_domain
+from lab.log import Log
+from lab.retry import wait_until
+from lab.ssh import CommandResult, SshSession
+
+ROOT = "root"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Base limits in seconds, multiplied by `scale` (slow accelerators, LAB_TIMEOUT_FACTOR)."""
+
+    scale: float
+    boot: float
+    command: float = 120.0
+    wait: float = 60.0
+    shutdown: float = 60.0
+
+    def __call__(self, seconds: float) -> float:
+        return seconds * self.scale
+
+
+def shell(command: str, user: str, login_user: str) -> str:
+    script = f"set -euo pipefail; export LC_ALL=C; {command}"
+    argv = ["/bin/bash", "-c", script]
+    if user == ROOT and login_user != ROOT:
+        argv = ["sudo", "-n", "--", *argv]
+    elif user not in (ROOT, login_user):
+        argv = ["sudo", "-n", "-u", user, "-i", "--", *argv]
+    return shlex.join(argv)
+
+
+class Machine:
+    def __init__(self, spec: DomainSpec, conn: libvirt.virConnect, ssh: SshSession, log: Log,
+                 timeouts: Timeouts, *, autodestroy: bool = True) -> None:
+        self.spec, self.conn, self.ssh, self.log, self.timeouts = spec, conn, ssh, log, timeouts
+        self.name = spec.name.rsplit("-", 1)[-1]
+        self.autodestroy = autodestroy
+        self.boot_id = ""
+        self.boots = 0
+        self._dom: libvirt.virDomain | None = None
+
+    @property
+    def console_path(self) -> Path:
+        return Path(self.spec.console_path)
+
+    # --- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the domain; returns at once (see `wait_for_boot`)."""
+        flags = libvirt.VIR_DOMAIN_START_AUTODESTROY if self.autodestroy else 0
+        try:
+            self._dom = self.conn.createXML(render_domain_xml(self.spec), flags)
+        except libvirt.libvirtError as exc:
+            raise HarnessError(f"{self.name}: libvirt refused to start {self.spec.name}: "
+                               f"{exc.get_error_message()}") from exc
+
+    def is_running(self) -> bool:
+        try:
+            return bool(self._dom and self._dom.isActive())
+        except libvirt.libvirtError:
+            return False
+
+    def wait_for_ssh(self, *, timeout: float | None = None) -> None:
+        limit = timeout or self.timeouts(self.timeouts.boot)
+
+        def connected(last: bool) -> bool | None:
+            self._require_running("waiting for SSH")
+            self.ssh.connect()
+            return True
+
+        with self.log.nested(f"{self.name}: waiting for SSH on 127.0.0.1:{self.ssh.port}"):
+            try:
+                wait_until(connected, what=f"SSH on 127.0.0.1:{self.ssh.port}", timeout=limit, interval=2.0)
+            except WaitTimeout as exc:
+                raise BootTimeout(f"{self.name}: guest never answered SSH: {exc}") from exc
+
+    def wait_for_boot(self, *, timeout: float | None = None) -> None:
+        """Ready: SSH login works, cloud-init is done, systemd is up, boot id recorded."""
+        self.wait_for_ssh(timeout=timeout)
+        with self.log.nested(f"{self.name}: waiting for cloud-init and systemd"):
+            limit = self.timeouts(self.timeouts.boot)
+            self.succeed("cloud-init status --wait >/dev/null || cloud-init status --long", timeout=limit)
+            state = self.execute("systemctl is-system-running --wait", timeout=limit).stdout.strip()
+            if state not in ("running", "degraded"):
+                raise BootTimeout(f"{self.name}: systemd reports {state!r} after boot")
+            if state == "degraded":
+                failed = self.execute("systemctl --failed --no-legend --plain").stdout.strip()
+                self.log.warning(f"{self.name}: system is degraded; failed units:\n{failed}")
+        self.boot_id = self.succeed("cat /proc/sys/kernel/random/boot_id").strip()
+        self.boots += 1
+        self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
+
+    def reboot(self, *, timeout: float | None = None) -> None:
+        """Reboot and wait until the guest is ready under a new boot id."""
+        old = self.boot_id
+        with self.log.nested(f"{self.name}: rebooting"):
+            self.execute("systemd-run --no-block --on-active=1 systemctl reboot")
+            self.ssh.close()
+            limit = timeout or self.timeouts(self.timeouts.boot)
+
+            def new_boot(last: bool) -> str | None:
+                self._require_running("rebooting")
+                self.ssh.connect()
+                boot_id = self.ssh.run("cat /proc/sys/kernel/random/boot_id", timeout=30).stdout.strip()
+                if boot_id == old:
+                    self.ssh.close()
+                    if last:
+                        raise WaitTimeout(f"{self.name}: still on boot {old}: the reboot never happened")
+                    return None
+                return boot_id
+
+            try:
+                wait_until(new_boot, what=f"{self.name} to come back with a new boot id", timeout=limit,
+                           interval=2.0)
+            except WaitTimeout as exc:
+                raise BootTimeout(str(exc)) from exc
+            self.wait_for_boot(timeout=limit)
+
+    def shutdown(self, *, timeout: float | None = None) -> None:
+        with self.log.nested(f"{self.name}: shutting down"):
+            self.execute("systemd-run --no-block --on-active=1 systemctl poweroff")
+            self.ssh.close()
+            wait_until(lambda last: True if not self.is_running() else None,
+                       what=f"{self.name} to power off", timeout=timeout or self.timeouts(self.timeouts.shutdown))
+
+    def destroy(self) -> None:
+        self.ssh.close()
+        if self._dom is not None:
+            destroy_domain(self._dom)
+            self._dom = None
+
+    # --- commands --------------------------------------------------------
+
+    def execute(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> CommandResult:
+        limit = timeout or self.timeouts(self.timeouts.command)
+        self.log.info(f"$ {command}", prefix=self.name)
+        try:
+            result = self.ssh.run(shell(command, user, self.ssh.user), timeout=limit)
+        except SshUnavailable:
+            self._require_running(f"running {command!r}")
+            raise
+        self.log.transcript(_describe(command, result), prefix=self.name)
+        return result
+
+    def succeed(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> str:
+        result = self.execute(command, timeout=timeout, user=user)
+        if result.rc != 0:
+            raise CommandFailed(self.name, command, result.rc, result.stdout, result.stderr)
+        return result.stdout
+
+    def fail(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> str:
+        """Run a command that must fail; returns stdout and stderr together."""
+        result = self.execute(command, timeout=timeout, user=user)
+        if result.rc == 0:
+            raise CommandFailed(self.name, command, 0, result.stdout, result.stderr, "a non-zero exit code")
+        return result.stdout + result.stderr
+
+    def wait_until_succeeds(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> str:
+        """Poll `command` until it exits 0; returns its stdout."""
+
+        def attempt(last: bool) -> str | None:
+            result = self.execute(command, user=user)
+            if result.rc == 0:
+                return result.stdout
+            if last:
+                raise WaitTimeout(f"{self.name}: {command!r} still exits {result.rc}"
+                                  f"\n  output: {(result.stdout + result.stderr).strip()[-2000:]}")
+            return None
+
+        return str(self._wait(attempt, f"{command!r} to succeed", timeout))
+
+    def wait_for_unit(self, unit: str, *, timeout: float | None = None) -> None:
+        def active(last: bool) -> bool | None:
+            state = self.execute(f"systemctl show -p ActiveState --value {shlex.quote(unit)}").stdout.strip()
+            if state == "active":
+                return True
+            if state == "failed" or last:
+                status = self.execute(f"systemctl status --no-pager -n 20 {shlex.quote(unit)}").stdout
+                raise WaitTimeout(f"{self.name}: unit {unit} is {state}\n{status}")
+            return None
+
+        self._wait(active, f"unit {unit} to be active", timeout)
+
+    def _wait(self, predicate: Callable[[bool], object], what: str, timeout: float | None) -> object:
+        limit = timeout or self.timeouts(self.timeouts.wait)
+        with self.log.nested(f"{self.name}: waiting for {what}"):
+            return wait_until(predicate, what=what, timeout=limit)
+
+    def copy_to(self, local: Path, remote: str) -> None:
+        self.log.info(f"copy {local} -> {remote}", prefix=self.name)
+        self.ssh.put(local, remote)
+
+    def copy_from(self, remote: str, local: Path) -> None:
+        self.log.info(f"copy {remote} -> {local}", prefix=self.name)
+        self.ssh.get(remote, local)
+
+    # --- diagnostics -----------------------------------------------------
+
+    def console_tail(self, lines: int = 30) -> str:
+        return console.tail(self.console_path, lines)
+
+    def _require_running(self, doing: str) -> None:
+        if not self.is_running():
+            raise GuestGone(f"{self.name}: the guest stopped while {doing}")
+
+
+class GuestGone(HarnessError):
+    """The domain powered off or crashed under a scenario."""
+
+
+def _describe(command: str, result: CommandResult) -> str:
+    text = f"rc={result.rc} in {result.duration:.2f} s"
+    if result.stdout.strip():
+        text += "\n--- stdout\n" + result.stdout.rstrip()
+    if result.stderr.strip():
+        text += "\n--- stderr\n" + result.stderr.rstrip()
+    return text
+

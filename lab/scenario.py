@@ -1,0 +1,148 @@
+"""Scenario declarations and the registry that loads them from `scenarios/`.
+
+A scenario is a function decorated with `@scenario(...)`; the decorator only
+attaches validated metadata, and a `Registry` object collects the decorated
+functions of each module it loads (no module-global registry).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.errors import UsageError
+
+if TYPE_CHECKING:
+    from lab.runner import ScenarioContext
+
+TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow"})
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+_SIZE_RE = re.compile(r"^(\d+)([KMGT]?)$")
+ATTR = "__lab_scenario__"
+
+
+def parse_size(text: str) -> int:
+    """'512M', '2G' -> bytes (binary units)."""
+    match = _SIZE_RE.match(text.strip().upper())
+    if not match:
+        raise ValueError(f"bad size {text!r}: use a number with K, M, G or T")
+    exponent = " KMGT".index(match.group(2) or " ")
+    return int(match.group(1)) * int(1024**exponent)
+
+
+@dataclass(frozen=True)
+class Disk:
+    """An extra blank virtio disk; its serial names it in /dev/disk/by-id/virtio-<serial>."""
+
+    size: str
+    serial: str
+
+    @property
+    def bytes(self) -> int:
+        return parse_size(self.size)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    func: Callable[[ScenarioContext], None]
+    image: str | None
+    memory: int
+    cpus: int
+    disks: tuple[Disk, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: frozenset[str] = frozenset()
+    timeout: float = 900.0
+
+    def parse_sets(self, sets: list[str]) -> dict[str, Any]:
+        """Defaults overridden by `--set KEY=VALUE`, converted to each default's type."""
+        values = dict(self.params)
+        for item in sets:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise UsageError(f"--set {item!r}: expected KEY=VALUE")
+            if key not in self.params:
+                known = ", ".join(sorted(self.params)) or "none"
+                raise UsageError(f"--set {key}: {self.name} has no parameter {key!r} (parameters: {known})")
+            values[key] = _convert(key, raw, self.params[key])
+        return values
+
+
+def _convert(key: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError("expected true or false")
+            return raw.lower() in ("true", "yes", "1")
+        if isinstance(default, int | float):
+            return type(default)(raw)
+    except ValueError as exc:
+        raise UsageError(f"--set {key}={raw}: {exc}") from exc
+    return raw
+
+
+def scenario(name: str, description: str, *, image: str | None = None, memory: int = 1024, cpus: int = 2,
+             disks: tuple[Disk, ...] = (), params: dict[str, Any] | None = None,
+             tags: tuple[str, ...] = (), timeout: float = 900.0,
+             ) -> Callable[[Callable[[ScenarioContext], None]], Callable[[ScenarioContext], None]]:
+    """Declare a scenario; mistakes in the declaration fail at import time."""
+    if not NAME_RE.match(name):
+        raise ValueError(f"scenario name {name!r} must be lower-case words joined by '-'")
+    if not description.strip() or "\n" in description:
+        raise ValueError(f"scenario {name}: description must be one non-empty line")
+    unknown = set(tags) - TAGS
+    if unknown:
+        raise ValueError(f"scenario {name}: unknown tags {sorted(unknown)} (known: {sorted(TAGS)})")
+    serials = [d.serial for d in disks]
+    if len(set(serials)) != len(serials):
+        raise ValueError(f"scenario {name}: disk serials must be unique")
+    for disk in disks:
+        disk.bytes  # noqa: B018 - validates the size now
+
+    def decorate(func: Callable[[ScenarioContext], None]) -> Callable[[ScenarioContext], None]:
+        setattr(func, ATTR, Scenario(name, description, func, image, memory, cpus, tuple(disks),
+                                     dict(params or {}), frozenset(tags), timeout))
+        return func
+
+    return decorate
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._scenarios: dict[str, Scenario] = {}
+
+    def add(self, item: Scenario) -> None:
+        if item.name in self._scenarios:
+            raise ValueError(f"duplicate scenario name {item.name!r}")
+        self._scenarios[item.name] = item
+
+    @classmethod
+    def load(cls, directory: Path) -> Registry:
+        registry = cls()
+        for path in sorted(directory.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            spec = importlib.util.spec_from_file_location(f"lab_scenarios.{path.stem}", path)
+            assert spec and spec.loader
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            for value in vars(module).values():
+                if callable(value) and hasattr(value, ATTR):
+                    registry.add(getattr(value, ATTR))
+        return registry
+
+    def names(self) -> list[str]:
+        return sorted(self._scenarios)
+
+    def all(self) -> list[Scenario]:
+        return [self._scenarios[n] for n in self.names()]
+
+    def get(self, name: str) -> Scenario:
+        if name not in self._scenarios:
+            raise UsageError(f"unknown scenario {name!r}; valid names: {', '.join(self.names())}")
+        return self._scenarios[name]

@@ -1,0 +1,155 @@
+"""One paramiko session per machine: run commands, copy files, reconnect."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import select
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from lab.errors import CommandTimeout, SshUnavailable
+
+# paramiko logs every refused handshake of a booting guest; the lab reports its own.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
+
+# A fresh TCP+SSH handshake costs 1-3.5 s under TCG (key exchange in the
+# emulated CPU): allow generously for the banner.
+BANNER_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_path: Path
+    public_line: str
+
+    @classmethod
+    def generate(cls, path: Path, comment: str) -> KeyPair:
+        key = Ed25519PrivateKey.generate()
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                    serialization.NoEncryption())
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                               serialization.PublicFormat.OpenSSH)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(private)
+        return cls(path, f"{public.decode()} {comment}")
+
+    def pkey(self) -> paramiko.PKey:
+        return paramiko.Ed25519Key.from_private_key(io.StringIO(self.private_path.read_text()))
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    rc: int
+    stdout: str
+    stderr: str
+    duration: float
+
+
+class _RecordHostKey(paramiko.MissingHostKeyPolicy):
+    """Accept the guest's key for this session and remember its fingerprint."""
+
+    def __init__(self) -> None:
+        self.fingerprint = ""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        self.fingerprint = f"{key.get_name()} SHA256:{key.fingerprint}"
+
+
+class SshSession:
+    def __init__(self, host: str, port: int, user: str, key: KeyPair) -> None:
+        self.host, self.port, self.user, self.key = host, port, user, key
+        self._client: paramiko.SSHClient | None = None
+        self._host_key = _RecordHostKey()
+
+    @property
+    def connected(self) -> bool:
+        transport = self._client.get_transport() if self._client else None
+        return bool(transport and transport.is_active())
+
+    @property
+    def host_key_fingerprint(self) -> str:
+        return self._host_key.fingerprint
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """One attempt; callers poll with `lab.retry.wait_until`."""
+        self.close()
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(self._host_key)
+        try:
+            client.connect(self.host, port=self.port, username=self.user, pkey=self.key.pkey(),
+                           timeout=timeout, banner_timeout=BANNER_TIMEOUT, auth_timeout=BANNER_TIMEOUT,
+                           allow_agent=False, look_for_keys=False)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            client.close()
+            raise SshUnavailable(f"ssh {self.user}@{self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
+        transport = client.get_transport()
+        if transport:
+            transport.set_keepalive(5)
+        self._client = client
+
+    def close(self) -> None:
+        if self._client:
+            self._client.close()
+            self._client = None
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        """Run `command`; raise SshUnavailable if the connection drops or time runs out."""
+        if not self._client or not self.connected:
+            raise SshUnavailable(f"not connected to {self.host}:{self.port}")
+        start = time.monotonic()
+        try:
+            channel = self._client.get_transport().open_session(timeout=10)  # type: ignore[union-attr]
+            channel.exec_command(command)
+            stdout, stderr = _drain(channel, start + timeout)
+            rc = channel.recv_exit_status()
+        except TimeoutError as exc:
+            raise CommandTimeout(f"{command!r} still running after {timeout:.0f} s (limit {timeout:.0f} s)") from exc
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise SshUnavailable(f"connection to {self.host}:{self.port} lost while running "
+                                 f"{command!r}: {type(exc).__name__}: {exc}") from exc
+        return CommandResult(command, rc, stdout.decode(errors="replace"), stderr.decode(errors="replace"),
+                             time.monotonic() - start)
+
+    def put(self, local: Path, remote: str) -> None:
+        sftp = self._client.open_sftp()  # type: ignore[union-attr]
+        try:
+            sftp.put(str(local), remote)
+        finally:
+            sftp.close()
+
+    def get(self, remote: str, local: Path) -> None:
+        sftp = self._client.open_sftp()  # type: ignore[union-attr]
+        try:
+            sftp.get(remote, str(local))
+        finally:
+            sftp.close()
+
+
+def _drain(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+    stdout, stderr = bytearray(), bytearray()
+    while True:
+        if channel.recv_ready():
+            stdout += channel.recv(65536)
+            continue
+        if channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(65536)
+            continue
+        if channel.exit_status_ready():
+            return bytes(stdout), bytes(stderr)
+        if channel.closed:
+            raise EOFError("channel closed without an exit status")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            channel.close()
+            raise TimeoutError
+        select.select([channel], [], [], min(remaining, 1.0))

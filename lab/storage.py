@@ -1,0 +1,135 @@
+"""Volumes in the lab's libvirt storage pool: images, overlays, disks, seeds.
+
+Everything goes through libvirt's storage API (create, upload, delete), so the
+same code serves a remote libvirt host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import BinaryIO
+
+import libvirt
+
+from lab.errors import HarnessError
+
+RUN_PREFIX = "lab-run-"
+UPLOAD_CHUNK = 4 * 1024 * 1024
+
+
+def run_prefix(run_id: str) -> str:
+    return f"{RUN_PREFIX}{run_id}-"
+
+
+def _volume_xml(name: str, capacity: int, fmt: str, backing: tuple[str, str] | None = None) -> str:
+    volume = ET.Element("volume")
+    ET.SubElement(volume, "name").text = name
+    ET.SubElement(volume, "capacity", unit="bytes").text = str(capacity)
+    ET.SubElement(volume, "allocation", unit="bytes").text = "0"
+    target = ET.SubElement(volume, "target")
+    ET.SubElement(target, "format", type=fmt)
+    permissions = ET.SubElement(target, "permissions")
+    ET.SubElement(permissions, "mode").text = "0644"
+    if backing:
+        store = ET.SubElement(volume, "backingStore")
+        ET.SubElement(store, "path").text = backing[0]
+        ET.SubElement(store, "format", type=backing[1])
+    return ET.tostring(volume, encoding="unicode")
+
+
+class Pool:
+    """The lab's storage pool (a directory pool under the cache directory)."""
+
+    def __init__(self, conn: libvirt.virConnect, name: str, directory: Path) -> None:
+        self.conn, self.name, self.directory = conn, name, directory
+        self._pool: libvirt.virStoragePool | None = None
+
+    @property
+    def pool(self) -> libvirt.virStoragePool:
+        if self._pool is None:
+            self._pool = self._ensure()
+        return self._pool
+
+    def _ensure(self) -> libvirt.virStoragePool:
+        try:
+            pool = self.conn.storagePoolLookupByName(self.name)
+        except libvirt.libvirtError:
+            root = ET.Element("pool", type="dir")
+            ET.SubElement(root, "name").text = self.name
+            target = ET.SubElement(root, "target")
+            ET.SubElement(target, "path").text = str(self.directory)
+            pool = self.conn.storagePoolDefineXML(ET.tostring(root, encoding="unicode"), 0)
+            pool.build(0)
+            pool.setAutostart(1)
+        if not pool.isActive():
+            pool.create(0)
+        pool.refresh(0)
+        return pool
+
+    def lookup(self, name: str) -> libvirt.virStorageVol | None:
+        try:
+            return self.pool.storageVolLookupByName(name)
+        except libvirt.libvirtError:
+            return None
+
+    def names(self) -> list[str]:
+        self.pool.refresh(0)
+        return list(self.pool.listVolumes())
+
+    def create_blank(self, name: str, size: int) -> libvirt.virStorageVol:
+        return self._create(_volume_xml(name, size, "qcow2"))
+
+    def create_overlay(self, name: str, backing: libvirt.virStorageVol, backing_format: str,
+                       size: int | None = None) -> libvirt.virStorageVol:
+        capacity = max(size or 0, backing.info()[1])
+        return self._create(_volume_xml(name, capacity, "qcow2", (backing.path(), backing_format)))
+
+    def upload_bytes(self, name: str, data: bytes, fmt: str = "raw") -> libvirt.virStorageVol:
+        volume = self._create(_volume_xml(name, len(data), fmt))
+        stream = self.conn.newStream(0)
+        volume.upload(stream, 0, len(data), 0)
+        for start in range(0, len(data), UPLOAD_CHUNK):
+            stream.send(data[start:start + UPLOAD_CHUNK])
+        stream.finish()
+        return volume
+
+    def upload_file(self, name: str, path: Path, fmt: str) -> libvirt.virStorageVol:
+        """Copy a local file into a new volume through a libvirt stream."""
+        size = path.stat().st_size
+        volume = self._create(_volume_xml(name, size, "raw"))
+        stream = self.conn.newStream(0)
+        try:
+            volume.upload(stream, 0, size, 0)
+            with path.open("rb") as source:
+                stream.sendAll(_read_chunk, source)
+            stream.finish()
+        except BaseException:
+            _abort(stream)
+            volume.delete(0)
+            raise
+        self.pool.refresh(0)  # let libvirt probe the real format and capacity
+        return self.pool.storageVolLookupByName(name)
+
+    def _create(self, xml: str) -> libvirt.virStorageVol:
+        try:
+            return self.pool.createXML(xml, 0)
+        except libvirt.libvirtError as exc:
+            raise HarnessError(f"cannot create volume in pool {self.name!r}: {exc}") from exc
+
+    def delete(self, name: str) -> bool:
+        volume = self.lookup(name)
+        if volume is None:
+            return False
+        volume.delete(0)
+        return True
+
+
+def _read_chunk(_stream: libvirt.virStream, nbytes: int, source: BinaryIO) -> bytes:
+    return source.read(min(nbytes, UPLOAD_CHUNK))
+
+
+def _abort(stream: libvirt.virStream) -> None:
+    with contextlib.suppress(libvirt.libvirtError):
+        stream.abort()

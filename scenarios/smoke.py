@@ -1,0 +1,39 @@
+"""smoke: the lab itself works — boot, SSH, extra disks, reboot."""
+
+from lab.runner import ScenarioContext
+from lab.scenario import Disk, scenario
+
+
+@scenario(
+    "smoke",
+    "Boot a guest, reach it over SSH, use two extra virtio disks, reboot into a new boot",
+    disks=(Disk("1G", "data1"), Disk("2G", "data2")),
+    memory=768,
+    tags=("smoke",),
+    timeout=600,
+)
+def smoke(lab: ScenarioContext) -> None:
+    vm = lab.machine
+
+    with lab.step("extra disks have their sizes"):
+        sizes = vm.succeed("lsblk -dbno SERIAL,SIZE")
+        lab.evidence("lsblk.txt", vm.succeed("lsblk"))
+        found = dict(line.split() for line in sizes.splitlines() if len(line.split()) == 2)
+        assert found.get("data1") == str(1 << 30), f"data1 should be 1 GiB: {found}"
+        assert found.get("data2") == str(2 << 30), f"data2 should be 2 GiB: {found}"
+
+    with lab.step("write and read back a file on data1"):
+        vm.succeed("mkfs.ext4 -q -L data1 /dev/disk/by-id/virtio-data1 && mkdir -p /mnt/data1"
+                   " && mount LABEL=data1 /mnt/data1")
+        vm.succeed("head -c 16M /dev/urandom > /mnt/data1/blob && sync && sha256sum /mnt/data1/blob"
+                   " > /root/blob.sha256")
+        vm.succeed("echo 3 > /proc/sys/vm/drop_caches && sha256sum -c /root/blob.sha256")
+
+    with lab.step("reboot into a new boot"):
+        before = vm.boot_id
+        vm.reboot()
+        assert vm.boot_id != before, "boot id did not change across the reboot"
+
+    with lab.step("disks and data survive the reboot"):
+        vm.succeed("test -b /dev/disk/by-id/virtio-data1 && test -b /dev/disk/by-id/virtio-data2")
+        vm.succeed("mount LABEL=data1 /mnt/data1 && sha256sum -c /root/blob.sha256")

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Prepare this Debian host for atomic-lab: system packages, /dev/kvm access,
+# and the libvirt daemons (started by hand where systemd is not PID 1).
+# Idempotent and quick when everything is already in place.
+set -euo pipefail
+
+packages=(
+    qemu-system-x86 qemu-utils            # the hypervisor (TCG everywhere, KVM where it works)
+    libvirt-daemon-system libvirt-clients # libvirtd, virtlogd, virsh
+    libvirt-dev pkg-config gcc python3-dev python3-venv  # to build libvirt-python
+    mmdebstrap e2fsprogs                  # image builds from Debian packages
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Without udev nobody gives /dev/kvm its usual root:kvm 0660. libvirt then
+# disagrees with itself about KVM and re-probes QEMU on every domain start
+# (about a minute each time). Whether KVM really boots a guest is decided
+# later by the lab's own probe.
+if [[ -c /dev/kvm ]] && ! pgrep -x systemd-udevd >/dev/null; then
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+
+start_daemon() {
+    local name=$1
+    if ! pgrep -x "$name" >/dev/null; then
+        echo "setup: starting $name"
+        "$name" -d
+    fi
+}
+if [[ "$(cat /proc/1/comm)" != systemd ]]; then
+    start_daemon virtlogd
+    start_daemon libvirtd
+fi
+
+for _ in $(seq 50); do
+    virsh -c qemu:///system version >/dev/null 2>&1 && exit 0
+    sleep 0.2
+done
+echo "setup: libvirt does not answer at qemu:///system; see /var/log/libvirt/libvirtd.log" >&2
+exit 1

@@ -1,0 +1,56 @@
+"""Shared fixtures; VM tests skip without a hypervisor, except under CI where that is a failure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--nightly", action="store_true", help="also run the tests marked nightly")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "nightly: variants and soak, only with --nightly (make nightly)")
+
+
+def _hypervisor_missing() -> str:
+    if shutil.which("qemu-system-x86_64") is None:
+        return "qemu-system-x86_64 is not installed (make setup)"
+    try:
+        import libvirt
+
+        from lab.config import Config
+
+        libvirt.open(Config.from_env().libvirt_uri).close()
+    except Exception as exc:
+        return f"libvirt unreachable: {exc}"
+    return ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    nightly = config.getoption("--nightly")
+    missing = None
+    for item in items:
+        if "nightly" in item.keywords and not nightly:
+            item.add_marker(pytest.mark.skip(reason="nightly only (make nightly)"))
+        if "vm" in item.keywords:
+            missing = _hypervisor_missing() if missing is None else missing
+            if missing:
+                item.add_marker(pytest.mark.skip(reason=missing))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Under CI a VM test must run: turn its skip into a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and "vm" in item.keywords and report.skipped \
+            and "nightly only" not in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = f"VM test skipped under CI: {report.longrepr}"

@@ -1,0 +1,60 @@
+"""Bad input: one line, exit code 2, no traceback, nothing left behind."""
+
+from pathlib import Path
+
+import pytest
+
+from lab.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], tmp_path: Path) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists(), "a run directory was left behind"
+    return err
+
+
+def test_list_prints_each_scenario_with_its_description(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    assert any(line.split()[0] == "smoke" and "reboot" in line for line in capsys.readouterr().out.splitlines())
+
+
+def test_unknown_scenario_lists_valid_names(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = _fails(capsys, ["run", "no-such-scenario"], tmp_path)
+    assert "unknown scenario 'no-such-scenario'; valid names:" in err and "smoke" in err
+
+
+def test_set_without_equals(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert "expected KEY=VALUE" in _fails(capsys, ["run", "smoke", "--set", "mode"], tmp_path)
+
+
+def test_set_unknown_parameter(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert "smoke has no parameter 'mode'" in _fails(capsys, ["run", "smoke", "--set", "mode=x"], tmp_path)
+
+
+def test_image_path_missing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = _fails(capsys, ["run", "smoke", "--image", str(tmp_path / "nope.qcow2")], tmp_path)
+    assert "no such file" in err
+
+
+def test_image_that_is_not_a_disk(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not a disk image\n" * 100)
+    err = _fails(capsys, ["run", "smoke", "--image", str(text)], tmp_path)
+    assert "not a qcow2 or raw disk image" in err
+
+
+def test_libvirt_unreachable_says_how_to_start_it(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_LIBVIRT_URI", f"qemu+unix:///system?socket={tmp_path}/no-such.sock")
+    err = _fails(capsys, ["run", "smoke"], tmp_path)
+    assert "cannot reach libvirt" in err and "make setup" in err

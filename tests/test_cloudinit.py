@@ -1,0 +1,32 @@
+import yaml
+
+from lab.cloudinit import SeedInputs, build_seed_iso, read_seed_iso, render_seed_files
+from lab.config import REPO_ROOT
+
+INPUTS = SeedInputs(hostname="vm1", instance_id="lab-abc", user="lab",
+                    ssh_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample lab-run-abc")
+
+
+def test_seed_iso_round_trips_through_pycdlib() -> None:
+    files = render_seed_files(REPO_ROOT / "cloudinit", INPUTS)
+    label, read_back = read_seed_iso(build_seed_iso(files))
+    assert label == "cidata"
+    assert read_back == files
+
+
+def test_user_data_authorises_only_the_run_key_and_no_password() -> None:
+    files = render_seed_files(REPO_ROOT / "cloudinit", INPUTS)
+    assert files["user-data"].startswith("#cloud-config\n")
+    data = yaml.safe_load(files["user-data"])
+    (user,) = data["users"]
+    assert user["name"] == "lab"
+    assert user["ssh_authorized_keys"] == [INPUTS.ssh_public_key]
+    assert user["lock_passwd"] is True
+    assert data["ssh_pwauth"] is False
+    assert data["manage_etc_hosts"] is True
+
+
+def test_meta_data_carries_instance_id_and_network_config_is_dhcp() -> None:
+    files = render_seed_files(REPO_ROOT / "cloudinit", INPUTS)
+    assert yaml.safe_load(files["meta-data"]) == {"instance-id": "lab-abc", "local-hostname": "vm1"}
+    assert yaml.safe_load(files["network-config"])["ethernets"]["eth0"]["dhcp4"] is True

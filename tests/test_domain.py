@@ -1,0 +1,62 @@
+import xml.etree.ElementTree as ET
+
+from lab.domain import LAB_NS, QEMU_NS, DiskSpec, DomainSpec, KernelBoot, render_domain_xml
+
+
+def _spec(**overrides: object) -> DomainSpec:
+    values: dict[str, object] = dict(
+        name="lab-run-0123abcd-vm1", run_id="0123abcd", domain_type="qemu", memory_mib=768, vcpus=2,
+        disks=(DiskSpec("/pool/root.qcow2", "lab-root"), DiskSpec("/pool/d1.qcow2", "data1"),
+               DiskSpec("/pool/seed.iso", "cidata", format="raw", readonly=True)),
+        console_path="/runs/x/console.log", ssh_port=40022,
+        kernel_boot=KernelBoot("/pool/k", "/pool/i", "root=LABEL=root console=ttyS0"),
+        metadata={"scenario": "smoke"},
+    )
+    values.update(overrides)
+    return DomainSpec(**values)  # type: ignore[arg-type]
+
+
+def test_disks_are_virtio_in_order_with_serials_and_a_read_only_seed() -> None:
+    root = ET.fromstring(render_domain_xml(_spec()))
+    disks = root.findall("devices/disk")
+    assert [d.find("target").get("dev") for d in disks] == ["vda", "vdb", "vdc"]  # type: ignore[union-attr]
+    assert {d.find("target").get("bus") for d in disks} == {"virtio"}  # type: ignore[union-attr]
+    assert [d.findtext("serial") for d in disks] == ["lab-root", "data1", "cidata"]
+    assert [d.find("readonly") is not None for d in disks] == [False, False, True]
+    assert disks[2].find("driver").get("type") == "raw"  # type: ignore[union-attr]
+
+
+def test_ssh_is_forwarded_from_loopback_only() -> None:
+    root = ET.fromstring(render_domain_xml(_spec()))
+    args = [a.get("value") for a in root.iter(f"{{{QEMU_NS}}}arg")]
+    netdev = args[args.index("-netdev") + 1]
+    assert "hostfwd=tcp:127.0.0.1:40022-:22" in netdev
+    assert args[args.index("-device") + 1].startswith("virtio-net-pci,netdev=labnet0")
+    assert root.find("devices/interface") is None
+
+
+def test_console_goes_to_a_file_and_metadata_carries_the_run_id() -> None:
+    root = ET.fromstring(render_domain_xml(_spec()))
+    serial = root.find("devices/serial")
+    assert serial is not None and serial.get("type") == "file"
+    assert serial.find("source").get("path") == "/runs/x/console.log"  # type: ignore[union-attr]
+    run = root.find(f"metadata/{{{LAB_NS}}}run")
+    assert run is not None and run.get("id") == "0123abcd" and run.get("scenario") == "smoke"
+
+
+def test_kernel_boot_versus_firmware_boot() -> None:
+    direct = ET.fromstring(render_domain_xml(_spec()))
+    assert direct.findtext("os/cmdline") == "root=LABEL=root console=ttyS0"
+    assert direct.find("os/boot") is None
+    firmware = ET.fromstring(render_domain_xml(_spec(kernel_boot=None)))
+    assert firmware.find("os/kernel") is None
+    assert firmware.find("os/boot").get("dev") == "hd"  # type: ignore[union-attr]
+    assert firmware.find("os/bios").get("useserial") == "yes"  # type: ignore[union-attr]
+
+
+def test_tcg_guest_type_and_acpi() -> None:
+    root = ET.fromstring(render_domain_xml(_spec()))
+    assert root.get("type") == "qemu"
+    assert root.find("features/acpi") is not None
+    assert root.find("cpu") is None  # no host-passthrough under TCG
+    assert root.findtext("memory") == "768" and root.find("memory").get("unit") == "MiB"  # type: ignore[union-attr]

@@ -1,0 +1,94 @@
+"""Lifecycle and cleanup against libvirt's in-memory test:///default driver."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from lab.cleanup import RunLock, inventory, reap, run_alive
+from lab.domain import DiskSpec, DomainSpec
+from lab.hypervisor import connect, lab_domains
+from lab.log import Log
+from lab.machine import Machine, Timeouts
+from lab.ssh import KeyPair, SshSession
+from lab.storage import Pool, run_prefix
+
+libvirt = pytest.importorskip("libvirt")
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Pool:
+    conn = connect("test:///default")
+    return Pool(conn, f"lab-test-{secrets.token_hex(3)}", tmp_path / "pool")
+
+
+def _machine(pool: Pool, run_id: str, tmp_path: Path) -> Machine:
+    prefix = run_prefix(run_id)
+    disk = pool.create_blank(f"{prefix}vm1-root.qcow2", 1 << 30)
+    spec = DomainSpec(name=f"{prefix}vm1", run_id=run_id, domain_type="test", memory_mib=128, vcpus=1,
+                      disks=(DiskSpec(disk.path(), "lab-root"),), console_path=str(tmp_path / "c.log"),
+                      ssh_port=1)
+    key = KeyPair.generate(tmp_path / f"key-{run_id}", "test")
+    # The test driver has no AUTODESTROY; real runs use it.
+    return Machine(spec, pool.conn, SshSession("127.0.0.1", 1, "lab", key), Log(None),
+                   Timeouts(scale=1, boot=1), autodestroy=False)
+
+
+def test_machine_start_and_destroy_leave_no_domain(pool: Pool, tmp_path: Path) -> None:
+    machine = _machine(pool, secrets.token_hex(4), tmp_path)
+    machine.start()
+    assert machine.is_running()
+    assert machine.spec.name in [d.name for d in lab_domains(pool.conn)]
+    machine.destroy()
+    assert machine.spec.name not in [d.name for d in lab_domains(pool.conn)]
+
+
+def test_inventory_groups_domains_and_volumes_by_run_id(pool: Pool, tmp_path: Path) -> None:
+    run_id = secrets.token_hex(4)
+    machine = _machine(pool, run_id, tmp_path)
+    machine.start()
+    pool.create_blank(f"{run_prefix(run_id)}vm1-data1.qcow2", 1 << 20)
+    pool.create_blank("image-cached-base.qcow2", 1 << 20)
+    found = inventory(pool.conn, pool)[run_id]
+    assert [d.name() for d in found.domains] == [machine.spec.name]
+    assert sorted(found.volumes) == [f"{run_prefix(run_id)}vm1-data1.qcow2", f"{run_prefix(run_id)}vm1-root.qcow2"]
+    assert all(not name.startswith("lab-run-") for name in pool.names() if "cached" in name)
+    machine.destroy()
+
+
+def test_reap_removes_dead_runs_only(pool: Pool, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    live, dead, kept = (secrets.token_hex(4) for _ in range(3))
+    machines = {run_id: _machine(pool, run_id, tmp_path) for run_id in (live, dead, kept)}
+    for machine in machines.values():
+        machine.start()
+    lock = RunLock(state, live)
+    dom = machines[kept]._dom
+    assert dom is not None
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, f'<run id="{kept}" kept="yes"/>', "lab",
+                    "https://atomic-lab.invalid/xmlns/run/1", libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    reaped = {r.run_id for r in reap(pool.conn, pool, state, Log(None))}
+    assert dead in reaped and live not in reaped and kept not in reaped
+    remaining = inventory(pool.conn, pool)
+    assert dead not in remaining and live in remaining and kept in remaining
+
+    assert kept in {r.run_id for r in reap(pool.conn, pool, state, Log(None), include_kept=True)}
+    assert run_alive(state, live)
+    lock.release()
+    assert not run_alive(state, live)
+    assert live in {r.run_id for r in reap(pool.conn, pool, state, Log(None))}
+    assert not any(run_id in inventory(pool.conn, pool) for run_id in (live, dead, kept))
+
+
+def test_destroy_by_run_id_removes_a_live_run(pool: Pool, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    run_id = secrets.token_hex(4)
+    _machine(pool, run_id, tmp_path).start()
+    lock = RunLock(state, run_id)
+    reaped = reap(pool.conn, pool, state, Log(None), run_ids={run_id})
+    assert [r.run_id for r in reaped] == [run_id]
+    assert run_id not in inventory(pool.conn, pool)
+    lock.release()

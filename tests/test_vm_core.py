@@ -1,0 +1,64 @@
+"""The lab core on real guests: `smoke` end to end, and a guest that never answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.cleanup import inventory
+from lab.config import Config
+from lab.hypervisor import connect
+from lab.storage import Pool
+
+pytestmark = pytest.mark.vm
+LAB = [sys.executable, "-m", "lab.cli"]
+
+
+def _lab(args: list[str], runs: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LAB, *args], capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "LAB_RUNS_DIR": str(runs), **env}, check=False)
+
+
+def _result(runs: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads((runs / "latest" / "result.json").read_text())
+    return data
+
+
+def _leftovers(run_id: str) -> list[str]:
+    config = Config.from_env()
+    pool = Pool(connect(config.libvirt_uri), config.pool_name, config.pool_dir)
+    found = inventory(pool.conn, pool).get(run_id)
+    return [] if found is None else [d.name() for d in found.domains] + found.volumes
+
+
+def test_smoke_scenario_passes_and_leaves_nothing(tmp_path: Path) -> None:
+    proc = _lab(["run", "smoke"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = _result(tmp_path)
+    assert result["status"] == "passed"
+    assert [s["status"] for s in result["steps"]] == ["passed"] * 4  # type: ignore[union-attr, index]
+    run_dir = Path(str(result["artifacts"]))
+    assert "Linux version" in (run_dir / "console.log").read_text(errors="replace")
+    assert "$ lsblk -dbno SERIAL,SIZE" in (run_dir / "transcript.log").read_text()
+    assert not (run_dir / "id_ed25519").exists(), "the run's private key outlived the run"
+    assert _leftovers(str(result["run_id"])) == []
+
+
+def test_guest_that_never_answers_ssh_fails_with_console_tail(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(blank), "64M"], check=True)
+    proc = _lab(["run", "smoke", "--image", str(blank)], tmp_path / "runs", LAB_BOOT_TIMEOUT="10")
+    assert proc.returncode == 2, proc.stderr[-4000:]
+    assert "guest never answered SSH" in proc.stderr
+    assert "console (last 30 lines" in proc.stderr
+    assert "No bootable device" in proc.stderr  # SeaBIOS, on the serial console
+    assert "artifacts: " in proc.stderr
+    assert "Traceback" not in proc.stderr
+    result = _result(tmp_path / "runs")
+    assert result["status"] == "error"
+    assert _leftovers(str(result["run_id"])) == []
