@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from lab.cleanup import inventory
 from lab.config import Config
 from lab.hypervisor import connect
+from lab.retry import wait_until
 from lab.storage import Pool
 
 pytestmark = pytest.mark.vm
@@ -62,3 +64,38 @@ def test_guest_that_never_answers_ssh_fails_with_console_tail(tmp_path: Path) ->
     result = _result(tmp_path / "runs")
     assert result["status"] == "error"
     assert _leftovers(str(result["run_id"])) == []
+
+
+def _start_and_wait_for_domain(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    config = Config.from_env()
+    pool = Pool(connect(config.libvirt_uri), config.pool_name, config.pool_dir)
+    before = set(inventory(pool.conn, pool))
+    proc = subprocess.Popen([*LAB, "run", "smoke"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "LAB_RUNS_DIR": str(tmp_path)})
+
+    def new_domain(last: bool) -> str | None:
+        assert proc.poll() is None, "lab run ended before its VM started"
+        fresh = [r for r, objects in inventory(pool.conn, pool).items() if r not in before and objects.domains]
+        return fresh[0] if fresh else None
+
+    return proc, wait_until(new_domain, what="the run's domain", timeout=600, interval=0.5)
+
+
+def test_sigterm_tears_the_run_down(tmp_path: Path) -> None:
+    proc, run_id = _start_and_wait_for_domain(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-3000:]
+    assert "stopped by signal SIGTERM" in output
+    assert _leftovers(run_id) == []
+    assert _result(tmp_path)["status"] == "error"
+
+
+def test_kill_9_then_lab_cleanup_leaves_nothing(tmp_path: Path) -> None:
+    proc, run_id = _start_and_wait_for_domain(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)
+    cleanup = _lab(["cleanup"], tmp_path)
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert f"removed run {run_id}" in cleanup.stdout
+    assert _leftovers(run_id) == []
