@@ -12,9 +12,9 @@ from lab.cleanup import inventory, reap, run_alive
 from lab.config import Config
 from lab.errors import LabError
 from lab.hypervisor import connect, kvm_available
-from lab.image import ImageCatalog
+from lab.image import ImageCache
 from lab.log import Log
-from lab.runner import Run, RunRequest
+from lab.runner import Run, RunRequest, build_image
 from lab.scenario import Registry
 from lab.storage import Pool
 
@@ -91,15 +91,14 @@ def cmd_doctor(args: argparse.Namespace, config: Config, log: Log) -> int:
 
 
 def cmd_images(args: argparse.Namespace, config: Config, log: Log) -> int:
-    pool = _pool(config)
-    catalog = ImageCatalog(config, pool, log)
     if args.images_cmd == "build":
-        image = catalog.ensure(args.name, rebuild=True)
+        image = build_image(config, log, args.name)
         print(f"built {args.name}: volume {image.disk_volume}")
         return 0
-    for name, recipe in sorted(catalog.recipes().items()):
+    cache = ImageCache(config, _pool(config), log)
+    for name, recipe in sorted(cache.recipes().items()):
         image = recipe.image()
-        status = "cached" if catalog.is_cached(image) else "not cached"
+        status = "cached" if cache.is_cached(image) else "not cached"
         print(f"{name:<16} {status:<11} {image.disk_volume:<40} {recipe.description}")
     return 0
 

@@ -10,6 +10,7 @@ import json
 import platform
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +94,7 @@ class AccelProbe:
         self.cache_file = config.state_dir / "accel.json"
         self.reason = ""
 
-    def choose(self, kernel_path: str | None, run_id: str) -> str:
+    def choose(self, kernel: Callable[[], str | None], run_id: str) -> str:
         """"kvm" or "tcg"; `self.reason` says why."""
         if self.config.accel in ("kvm", "tcg"):
             self.reason = f"LAB_ACCEL={self.config.accel}"
@@ -108,6 +109,7 @@ class AccelProbe:
         if isinstance(cached, dict) and cached.get("verdict") in ("kvm", "tcg"):
             self.reason = f"{cached.get('reason')}; cached in {self.cache_file}, delete it to probe again"
             return str(cached["verdict"])
+        kernel_path = kernel()
         if kernel_path is None:
             self.reason = "no kernel at hand to probe KVM with"
             return "tcg"

@@ -1,7 +1,8 @@
-"""Image recipes, the image cache, and images a user points at.
+"""What an image is, its recipe and profile, and the image cache in the lab pool.
 
-A cached image is a set of read-only volumes in the lab pool named
-`image-<name>-<recipe hash>...`; each run gets a copy-on-write overlay on top.
+A cached image is a set of read-only volumes named `image-<name>-<digest>...`;
+each run boots a copy-on-write overlay on top. How images are made is in
+`lab.builder`.
 """
 
 from __future__ import annotations
@@ -9,74 +10,111 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import shutil
 import subprocess
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from lab import imagebuild
 from lab.config import Config
 from lab.errors import ImageError, UsageError
 from lab.log import Log
 from lab.storage import Pool
 
 DEFAULT_IMAGE = "lab-bookworm"
+# Code whose change must rebuild images (recipes add their own files).
+_BUILD_CODE = Path(__file__).with_name("builder.py")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a scenario adapts to an image, instead of branching on image names."""
+
+    login_user: str = "lab"
+    root_vg: str | None = None  # volume group of the root LV, when root is on LVM
+    root_lv: str | None = None
+    storage_setup: str | None = None  # "docker-storage-setup", "container-storage-setup" or None
+    rpm_ostree: bool = False
+    ostree_booted: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Profile:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ImageError(f"unknown profile keys {sorted(unknown)}")
+        return cls(**data)
 
 
 @dataclass(frozen=True)
 class Image:
-    """What a run needs to boot an image: volume names and how to boot it."""
+    """What a run needs to boot an image: volume names, how to boot it, its profile."""
 
     name: str
     disk_volume: str
     disk_format: str
-    login_user: str = "lab"
-    kernel_volume: str | None = None
+    profile: Profile = field(default_factory=Profile)
+    kernel_volume: str | None = None  # direct kernel boot; None: firmware and the disk's bootloader
     initrd_volume: str | None = None
     cmdline: str = ""
+
+    @property
+    def login_user(self) -> str:
+        return self.profile.login_user
+
+    @property
+    def volumes(self) -> tuple[str, ...]:
+        return tuple(v for v in (self.disk_volume, self.kernel_volume, self.initrd_volume) if v)
 
 
 @dataclass(frozen=True)
 class Recipe:
+    """An image recipe from `images/<name>.toml` (see the files there)."""
+
     path: Path
     name: str
     description: str
-    login_user: str
     disk_size: str
-    build: imagebuild.BuildRecipe
+    method: str  # "host": built on this machine; "builder-vm": assembled inside a lab VM
+    boot: str  # "kernel" (direct) or "firmware"
     cmdline: str
+    build: dict[str, Any]
+    profile: Profile
 
     @classmethod
     def load(cls, path: Path) -> Recipe:
         data = tomllib.loads(path.read_text())
         build, boot = data["build"], data["boot"]
-        if boot.get("method") != "kernel":
-            raise ImageError(f"{path}: unknown boot method {boot.get('method')!r}")
-        return cls(
-            path=path, name=data["name"], description=data["description"],
-            login_user=data.get("login_user", "lab"), disk_size=data["disk_size"],
-            build=imagebuild.BuildRecipe(
-                suite=build["suite"], variant=build.get("variant", "minbase"),
-                packages=tuple(build["packages"]), commands=tuple(build.get("commands", ())),
-                files=tuple(sorted(build.get("files", {}).items())),
-            ),
-            cmdline=boot["cmdline"],
-        )
+        recipe = cls(path=path, name=data["name"], description=data["description"],
+                     disk_size=data["disk_size"], method=build.get("method", "host"),
+                     boot=boot["method"], cmdline=boot.get("cmdline", ""), build=build,
+                     profile=Profile.from_dict(data.get("profile", {})))
+        if recipe.method not in ("host", "builder-vm") or recipe.boot not in ("kernel", "firmware"):
+            raise ImageError(f"{path}: build method {recipe.method!r} / boot method {recipe.boot!r} unknown")
+        if recipe.method == "host" and recipe.boot != "kernel":
+            raise ImageError(f"{path}: a host-built image boots its kernel directly (boot.method = 'kernel')")
+        return recipe
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file the image is made from."""
+        extra = [self.path.with_name(self.build["assemble"])] if "assemble" in self.build else []
+        return [self.path, *extra, _BUILD_CODE]
 
     @property
     def digest(self) -> str:
-        """Changes whenever the recipe or the build code does."""
-        h = hashlib.sha256(self.path.read_bytes())
-        h.update(Path(imagebuild.__file__).read_bytes())
+        h = hashlib.sha256()
+        for path in self.files:
+            h.update(path.read_bytes())
         return h.hexdigest()[:12]
 
     def image(self) -> Image:
         stem = f"image-{self.name}-{self.digest}"
-        return Image(self.name, f"{stem}.qcow2", "qcow2", self.login_user,
-                     f"{stem}.vmlinuz", f"{stem}.initrd", self.cmdline)
+        if self.boot == "kernel":
+            return Image(self.name, f"{stem}.qcow2", "qcow2", self.profile, f"{stem}.vmlinuz",
+                         f"{stem}.initrd", self.cmdline)
+        return Image(self.name, f"{stem}.qcow2", "qcow2", self.profile)
 
 
 def load_recipes(images_dir: Path) -> dict[str, Recipe]:
@@ -84,7 +122,9 @@ def load_recipes(images_dir: Path) -> dict[str, Recipe]:
     return {r.name: r for r in recipes}
 
 
-class ImageCatalog:
+class ImageCache:
+    """Cached images in the lab pool, and a lock per image for concurrent runs."""
+
     def __init__(self, config: Config, pool: Pool, log: Log) -> None:
         self.config, self.pool, self.log = config, pool, log
 
@@ -99,52 +139,25 @@ class ImageCatalog:
 
     def is_cached(self, image: Image) -> bool:
         names = set(self.pool.names())
-        return all(v in names for v in (image.disk_volume, image.kernel_volume, image.initrd_volume) if v)
+        return all(v in names for v in image.volumes)
 
-    def ensure(self, name: str, *, rebuild: bool = False) -> Image:
-        """The named image, built first if the cache lacks this recipe's version."""
-        recipe = self.recipe(name)
-        image = recipe.image()
-        with self._lock(name):
-            if rebuild:
-                for volume in (image.disk_volume, image.kernel_volume, image.initrd_volume):
-                    if volume:
-                        self.pool.delete(volume)
-            if not self.is_cached(image):
-                self._build(recipe, image)
-        return image
-
-    def _build(self, recipe: Recipe, image: Image) -> None:
-        workdir = self.config.build_dir / f"{recipe.name}-{recipe.digest}"
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-        try:
-            with self.log.nested(f"building image {recipe.name} (recipe {recipe.digest})"):
-                out = imagebuild.build_kernel_image(recipe.build, recipe.disk_size, workdir, self.log)
-                with self.log.nested("uploading to the lab pool"):
-                    # The disk last: its presence marks the image complete.
-                    assert image.kernel_volume and image.initrd_volume
-                    for volume, path, fmt in ((image.kernel_volume, out.kernel, "raw"),
-                                              (image.initrd_volume, out.initrd, "raw"),
-                                              (image.disk_volume, out.disk, "qcow2")):
-                        self.pool.delete(volume)
-                        self.pool.upload_file(volume, path, fmt)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+    def drop(self, image: Image) -> None:
+        for volume in image.volumes:
+            self.pool.delete(volume)
 
     def from_file(self, path: Path) -> Image:
         """A user's own qcow2 or raw disk, booted by its own bootloader."""
         fmt = probe_disk_image(path)
         digest = _file_digest(path)
         volume = f"image-file-{digest[:16]}.{fmt}"
-        with self._lock(f"file-{digest[:16]}"):
+        with self.lock(f"file-{digest[:16]}"):
             if self.pool.lookup(volume) is None:
                 with self.log.nested(f"importing {path} into the lab pool"):
                     self.pool.upload_file(volume, path, fmt)
         return Image(path.name, volume, fmt)
 
     @contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
+    def lock(self, name: str) -> Iterator[None]:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         with (self.config.state_dir / f"image-{name}.lock").open("w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
-import socket
 import threading
 import time
 import traceback
@@ -19,19 +17,20 @@ from typing import Any
 
 import libvirt
 
-from lab import cloudinit, console
+from lab import console
 from lab.artifacts import RunDir
-from lab.cleanup import RunLock, RunObjects, reap, remove_run
+from lab.builder import ImageBuilder
+from lab.cleanup import RunLock, reap
 from lab.config import Config
-from lab.domain import LAB_NS, DiskSpec, DomainSpec, KernelBoot
+from lab.domain import LAB_NS
 from lab.errors import HarnessError, Interrupted, LabError, ScenarioFailed
-from lab.hypervisor import AccelProbe, connect
-from lab.image import DEFAULT_IMAGE, Image, ImageCatalog, load_recipes, probe_disk_image
+from lab.hypervisor import connect
+from lab.image import DEFAULT_IMAGE, Image, ImageCache, load_recipes, probe_disk_image
 from lab.log import Log
-from lab.machine import Machine, Timeouts
+from lab.machine import Machine
+from lab.provision import MachineRequest, Provisioner
 from lab.scenario import Scenario
-from lab.ssh import KeyPair, SshSession
-from lab.storage import Pool, run_prefix
+from lab.storage import Pool
 
 MACHINE = "vm1"
 
@@ -74,17 +73,51 @@ class ScenarioContext:
         self.facts[key] = value
 
 
-def resolve_image_ref(request: RunRequest, catalog_names: set[str]) -> str:
+def resolve_image_ref(request: RunRequest, recipe_names: set[str]) -> str:
     ref = request.image or request.scenario.image or DEFAULT_IMAGE
-    if ref not in catalog_names:
+    if ref not in recipe_names:
         probe_disk_image(Path(ref))  # fails with a one-line reason before anything is created
     return ref
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def open_provisioner(conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
+                     builder: ImageBuilder) -> Provisioner:
+    """A provisioner for one run id; a KVM probe, if needed, boots the default image's kernel."""
+    provisioner = Provisioner.open(conn, pool, config, log, run_id,
+                                   probe_kernel=lambda: builder.ensure(DEFAULT_IMAGE).kernel_volume)
+    log.info(f"accelerator: {provisioner.accel} ({provisioner.accel_reason}); "
+             f"timeouts x{provisioner.timeouts.scale:g}")
+    return provisioner
+
+
+def build_image(config: Config, log: Log, name: str) -> Image:
+    """`lab images build NAME`: rebuild one image, with a run id and artifacts like any run."""
+    conn = connect(config.libvirt_uri)
+    pool = Pool(conn, config.pool_name, config.pool_dir)
+    cache = ImageCache(config, pool, log)
+    cache.recipe(name)  # an unknown name fails before anything is created
+    run_id = secrets.token_hex(4)
+    lock = RunLock(config.state_dir, run_id)
+    run_dir = RunDir(config.runs_dir, f"build-{name}")
+    log.open_transcript(run_dir.transcript)
+    made: list[Provisioner] = []
+
+    def provisioner() -> Provisioner:
+        if not made:
+            made.append(open_provisioner(conn, pool, config, log, run_id, builder))
+        return made[0]
+
+    builder = ImageBuilder(cache, log, provisioner, run_dir.path)
+    restore = _trap_signals()
+    try:
+        return builder.ensure(name, rebuild=True)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for each in made:
+            each.teardown()
+        restore()
+        lock.release()
+        log.close()
 
 
 class Run:
@@ -96,7 +129,7 @@ class Run:
         self.phases: dict[str, float] = {}
         self.machine: Machine | None = None
         self.ctx: ScenarioContext | None = None
-        self.volumes: list[str] = []
+        self._provisioner: Provisioner | None = None
 
     # --- bookkeeping -----------------------------------------------------
 
@@ -117,13 +150,13 @@ class Run:
         image_ref = resolve_image_ref(self.request, set(load_recipes(self.config.images_dir)))
         conn = connect(self.config.libvirt_uri)
         pool = Pool(conn, self.config.pool_name, self.config.pool_dir)
-        catalog = ImageCatalog(self.config, pool, self.log)
         lock = RunLock(self.config.state_dir, self.run_id)
         reaped = reap(conn, pool, self.config.state_dir, self.log)
         if reaped:
             self.log.info(f"removed what {len(reaped)} dead run(s) left: {', '.join(r.run_id for r in reaped)}")
         run_dir = RunDir(self.config.runs_dir, self.request.scenario.name)
         self.log.open_transcript(run_dir.transcript)
+        self.log.info(f"run {self.run_id}: {self.request.scenario.name} on {image_ref}; artifacts {run_dir.path}")
         result: dict[str, Any] = {
             "run_id": self.run_id, "scenario": self.request.scenario.name, "image": image_ref,
             "params": self.request.params, "status": "error", "artifacts": str(run_dir.path),
@@ -131,19 +164,19 @@ class Run:
         restore = _trap_signals()
         code = 2
         try:
-            code = self._guarded(conn, pool, catalog, image_ref, run_dir, result)
+            code = self._guarded(conn, pool, image_ref, run_dir, result)
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut cleanup short
-            self._finish(conn, pool, run_dir, result)
+            self._finish(run_dir, result)
             restore()
             lock.release()
             self.log.close()
         return code
 
-    def _guarded(self, conn: libvirt.virConnect, pool: Pool, catalog: ImageCatalog, image_ref: str,
-                 run_dir: RunDir, result: dict[str, Any]) -> int:
+    def _guarded(self, conn: libvirt.virConnect, pool: Pool, image_ref: str, run_dir: RunDir,
+                 result: dict[str, Any]) -> int:
         try:
-            self._boot_and_run(conn, pool, catalog, image_ref, run_dir, result)
+            self._boot_and_run(conn, pool, image_ref, run_dir, result)
         except (ScenarioFailed, AssertionError) as exc:
             result.update(status="failed", failure=self._describe(exc, run_dir))
             self.log.info(f"FAILED {self.request.scenario.name}: {result['failure']}")
@@ -164,27 +197,29 @@ class Run:
                       f"(artifacts: {run_dir.path})")
         return 0
 
-    def _boot_and_run(self, conn: libvirt.virConnect, pool: Pool, catalog: ImageCatalog, image_ref: str,
-                      run_dir: RunDir, result: dict[str, Any]) -> None:
+    def provisioner(self, conn: libvirt.virConnect, pool: Pool, builder: ImageBuilder,
+                    result: dict[str, Any]) -> Provisioner:
+        """Made once, on first need (an image build may need it before the run's own VM)."""
+        if self._provisioner is None:
+            self._provisioner = open_provisioner(conn, pool, self.config, self.log, self.run_id, builder)
+            result.update(accelerator=self._provisioner.accel, accelerator_reason=self._provisioner.accel_reason,
+                          timeout_scale=self._provisioner.timeouts.scale)
+        return self._provisioner
+
+    def _boot_and_run(self, conn: libvirt.virConnect, pool: Pool, image_ref: str, run_dir: RunDir,
+                      result: dict[str, Any]) -> None:
         scenario = self.request.scenario
+        cache = ImageCache(self.config, pool, self.log)
+        builder = ImageBuilder(cache, self.log, lambda: self.provisioner(conn, pool, builder, result),
+                               run_dir.path)
         with self.phase("image"):
-            image = catalog.ensure(image_ref) if image_ref in catalog.recipes() else \
-                catalog.from_file(Path(image_ref))
+            image = builder.ensure(image_ref) if image_ref in cache.recipes() else cache.from_file(Path(image_ref))
         self.mark("image_ready")
-        kernel = pool.lookup(image.kernel_volume) if image.kernel_volume else None
-        probe = AccelProbe(conn, self.config)
-        accel = probe.choose(kernel.path() if kernel else None, self.run_id)
-        scale = self.config.timeout_factor * (self.config.tcg_timeout_factor if accel == "tcg" else 1.0)
-        timeouts = Timeouts(scale=scale, boot=self.config.boot_timeout)
-        result.update(accelerator=accel, accelerator_reason=probe.reason, timeout_scale=scale)
-        self.log.info(f"run {self.run_id}: {scenario.name} on {image.name}")
-        self.log.info(f"accelerator: {accel} ({probe.reason}); timeouts x{scale:g}")
-        self.log.info(f"artifacts: {run_dir.path}")
+        provisioner = self.provisioner(conn, pool, builder, result)
         with self.phase("volumes"):
-            spec = self._create_volumes(pool, image, accel, run_dir)
-        key = KeyPair(run_dir.key, "")
-        self.machine = Machine(spec, conn, SshSession("127.0.0.1", spec.ssh_port, image.login_user, key),
-                               self.log, timeouts, autodestroy=not self.request.keep)
+            self.machine = provisioner.machine(MachineRequest(
+                name=MACHINE, image=image, directory=run_dir.path, memory=scenario.memory, cpus=scenario.cpus,
+                disks=scenario.disks, labels=(("scenario", scenario.name),)), autodestroy=not self.request.keep)
         with console.ConsoleWatcher(run_dir.console, self.t0) as watcher:
             with self.phase("start"):
                 self.machine.start()
@@ -194,41 +229,8 @@ class Run:
             self.mark("ssh_ready")
         self.marks.update(watcher.seen)
         self.ctx = ScenarioContext(self.machine, self.request.params, run_dir, self.log)
-        with self.phase("scenario"), _watchdog(self.machine, timeouts(scenario.timeout), self.log):
+        with self.phase("scenario"), _watchdog(self.machine, provisioner.timeouts(scenario.timeout), self.log):
             scenario.func(self.ctx)
-
-    def _create_volumes(self, pool: Pool, image: Image, accel: str, run_dir: RunDir) -> DomainSpec:
-        prefix = f"{run_prefix(self.run_id)}{MACHINE}"
-        key = KeyPair.generate(run_dir.key, f"lab-run-{self.run_id}")
-        base = pool.lookup(image.disk_volume)
-        if base is None:
-            raise HarnessError(f"image volume {image.disk_volume} vanished from pool {pool.name}")
-        disks = [DiskSpec(self._track(pool.create_overlay(f"{prefix}-root.qcow2", base, image.disk_format)),
-                          "lab-root")]
-        for disk in self.request.scenario.disks:
-            disks.append(DiskSpec(self._track(pool.create_blank(f"{prefix}-{disk.serial}.qcow2", disk.bytes)),
-                                  disk.serial))
-        files = cloudinit.render_seed_files(self.config.cloudinit_dir, cloudinit.SeedInputs(
-            hostname=MACHINE, instance_id=f"lab-{self.run_id}", user=image.login_user,
-            ssh_public_key=key.public_line))
-        seed = pool.upload_bytes(f"{prefix}-seed.iso", cloudinit.build_seed_iso(files))
-        disks.append(DiskSpec(self._track(seed), "cidata", format="raw", readonly=True))
-        kernel_boot = None
-        if image.kernel_volume and image.initrd_volume:
-            kernel_boot = KernelBoot(pool.lookup(image.kernel_volume).path(),  # type: ignore[union-attr]
-                                     pool.lookup(image.initrd_volume).path(),  # type: ignore[union-attr]
-                                     image.cmdline)
-        scenario = self.request.scenario
-        return DomainSpec(
-            name=f"{prefix}", run_id=self.run_id, domain_type="kvm" if accel == "kvm" else "qemu",
-            memory_mib=scenario.memory, vcpus=scenario.cpus, disks=tuple(disks),
-            console_path=str(run_dir.console), ssh_port=free_port(), kernel_boot=kernel_boot,
-            metadata={"pid": str(os.getpid()), "scenario": scenario.name, "host": socket.gethostname()},
-        )
-
-    def _track(self, volume: libvirt.virStorageVol) -> str:
-        self.volumes.append(volume.name())
-        return str(volume.path())
 
     # --- reporting and teardown ------------------------------------------
 
@@ -236,24 +238,20 @@ class Run:
         where = f"step {self.ctx.current_step!r}: " if self.ctx and self.ctx.current_step else ""
         text = f"{where}{exc}"
         if self.machine is not None:
-            text += f"\n  console (last 30 lines of {run_dir.console}):\n"
+            text += f"\n  console (last 30 lines of {self.machine.console_path}):\n"
             text += "\n".join(f"    {line}" for line in self.machine.console_tail(30).splitlines())
         frame = _scenario_frame(exc, self.request.scenario)
         if frame:
             text += f"\n  !!! at {frame}"
         return text + f"\n  artifacts: {run_dir.path}"
 
-    def _finish(self, conn: libvirt.virConnect, pool: Pool, run_dir: RunDir, result: dict[str, Any]) -> None:
+    def _finish(self, run_dir: RunDir, result: dict[str, Any]) -> None:
         kept = self.request.keep and self.machine is not None and self.machine.is_running()
         with self.phase("cleanup"):
             if kept:
                 self._mark_kept(run_dir)
-            else:
-                objects = RunObjects(self.run_id, volumes=list(self.volumes))
-                if self.machine is not None:
-                    self.machine.destroy()
-                remove_run(objects, pool, self.log)
-                run_dir.key.unlink(missing_ok=True)
+            elif self._provisioner is not None:
+                self._provisioner.teardown()
         result.update(
             kept=kept, phases=self.phases, marks=self.marks,
             steps=self.ctx.steps if self.ctx else [], facts=self.ctx.facts if self.ctx else {},
@@ -270,7 +268,7 @@ class Run:
         self.machine.ssh.close()
         self.log.info(
             f"kept {spec.name}; enter it with:\n"
-            f"  ssh -i {run_dir.key} -p {spec.ssh_port} -o StrictHostKeyChecking=no "
+            f"  ssh -i {self.machine.ssh.key.private_path} -p {spec.ssh_port} -o StrictHostKeyChecking=no "
             f"-o UserKnownHostsFile=/dev/null {self.machine.ssh.user}@127.0.0.1\n"
             f"remove it with: lab destroy {self.run_id}")
 

@@ -112,6 +112,14 @@ class Pool:
         self.pool.refresh(0)  # let libvirt probe the real format and capacity
         return self.pool.storageVolLookupByName(name)
 
+    def clone(self, source: str, name: str, capacity: int) -> libvirt.virStorageVol:
+        """A compact qcow2 copy of `source` (libvirt converts it with qemu-img)."""
+        origin = self.pool.storageVolLookupByName(source)
+        try:
+            return self.pool.createXMLFrom(_volume_xml(name, capacity, "qcow2"), origin, 0)
+        except libvirt.libvirtError as exc:
+            raise HarnessError(f"cannot copy volume {source} to {name}: {exc.get_error_message()}") from exc
+
     def _create(self, xml: str) -> libvirt.virStorageVol:
         try:
             return self.pool.createXML(xml, 0)

@@ -1,0 +1,134 @@
+"""Creating a run's machines: their volumes, seed, domain spec and SSH key.
+
+A `Provisioner` belongs to one run id; it remembers every volume and machine
+it made so the run can remove them all, whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+
+from lab import cloudinit
+from lab.cleanup import RunObjects, remove_run
+from lab.config import Config
+from lab.domain import DiskSpec, DomainSpec, KernelBoot
+from lab.errors import HarnessError
+from lab.hypervisor import AccelProbe
+from lab.image import Image
+from lab.log import Log
+from lab.machine import Machine, Timeouts
+from lab.scenario import Disk
+from lab.ssh import KeyPair, SshSession
+from lab.storage import Pool, run_prefix
+
+
+@dataclass(frozen=True)
+class MachineRequest:
+    name: str  # short: "vm1", "builder"
+    image: Image
+    directory: Path  # holds console.log and the machine's SSH key
+    memory: int = 1024
+    cpus: int = 2
+    disks: tuple[Disk, ...] = ()  # blank disks
+    attach: tuple[tuple[str, str], ...] = ()  # (pool volume, serial): existing volumes, read-only raw
+    labels: tuple[tuple[str, str], ...] = ()  # extra domain metadata
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Provisioner:
+    def __init__(self, conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
+                 accel: str, accel_reason: str) -> None:
+        self.conn, self.pool, self.config, self.log, self.run_id = conn, pool, config, log, run_id
+        self.accel, self.accel_reason = accel, accel_reason
+        scale = config.timeout_factor * (config.tcg_timeout_factor if accel == "tcg" else 1.0)
+        self.timeouts = Timeouts(scale=scale, boot=config.boot_timeout)
+        self.volumes: list[str] = []
+        self.machines: list[Machine] = []
+
+    @classmethod
+    def open(cls, conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
+             probe_kernel: Callable[[], str | None]) -> Provisioner:
+        """Choose the accelerator; `probe_kernel` names a kernel volume, asked for only if KVM needs a probe."""
+
+        def kernel_path() -> str | None:
+            name = probe_kernel()
+            volume = pool.lookup(name) if name else None
+            return str(volume.path()) if volume else None
+
+        probe = AccelProbe(conn, config)
+        accel = probe.choose(kernel_path, run_id)
+        return cls(conn, pool, config, log, run_id, accel, probe.reason)
+
+    def machine(self, request: MachineRequest, *, autodestroy: bool = True) -> Machine:
+        """Create a machine's volumes and return it, not yet started."""
+        request.directory.mkdir(parents=True, exist_ok=True)
+        prefix = f"{run_prefix(self.run_id)}{request.name}"
+        key = KeyPair.generate(request.directory / "id_ed25519", f"{prefix}")
+        disks = [DiskSpec(self._root_overlay(prefix, request.image), "lab-root")]
+        for disk in request.disks:
+            disks.append(DiskSpec(self._track(self.pool.create_blank(f"{prefix}-{disk.serial}.qcow2",
+                                                                     disk.bytes)), disk.serial))
+        for volume_name, serial in request.attach:
+            volume = self.pool.lookup(volume_name)
+            if volume is None:
+                raise HarnessError(f"volume {volume_name} is not in pool {self.pool.name}")
+            disks.append(DiskSpec(volume.path(), serial, format="raw", readonly=True))
+        disks.append(DiskSpec(self._seed(prefix, request, key), "cidata", format="raw", readonly=True))
+        spec = DomainSpec(
+            name=prefix, run_id=self.run_id, domain_type="kvm" if self.accel == "kvm" else "qemu",
+            memory_mib=request.memory, vcpus=request.cpus, disks=tuple(disks),
+            console_path=str(request.directory / "console.log"), ssh_port=free_port(),
+            kernel_boot=self._kernel_boot(request.image),
+            metadata={"pid": str(os.getpid()), "host": socket.gethostname(), **dict(request.labels)},
+        )
+        ssh = SshSession("127.0.0.1", spec.ssh_port, request.image.login_user, key)
+        machine = Machine(spec, self.conn, ssh, self.log, self.timeouts, autodestroy=autodestroy)
+        self.machines.append(machine)
+        return machine
+
+    def teardown(self) -> None:
+        """Destroy every machine and volume this provisioner made; never raises."""
+        for machine in self.machines:
+            try:
+                machine.destroy()
+            except libvirt.libvirtError as exc:
+                self.log.warning(f"could not destroy {machine.spec.name}: {exc.get_error_message()}")
+            machine.ssh.key.private_path.unlink(missing_ok=True)
+        remove_run(RunObjects(self.run_id, volumes=list(self.volumes)), self.pool, self.log)
+        self.machines.clear()
+        self.volumes.clear()
+
+    def _root_overlay(self, prefix: str, image: Image) -> str:
+        base = self.pool.lookup(image.disk_volume)
+        if base is None:
+            raise HarnessError(f"image volume {image.disk_volume} is not in pool {self.pool.name}")
+        return self._track(self.pool.create_overlay(f"{prefix}-root.qcow2", base, image.disk_format))
+
+    def _seed(self, prefix: str, request: MachineRequest, key: KeyPair) -> str:
+        files = cloudinit.render_seed_files(self.config.cloudinit_dir, cloudinit.SeedInputs(
+            hostname=request.name, instance_id=f"{prefix}", user=request.image.login_user,
+            ssh_public_key=key.public_line))
+        return self._track(self.pool.upload_bytes(f"{prefix}-seed.iso", cloudinit.build_seed_iso(files)))
+
+    def _kernel_boot(self, image: Image) -> KernelBoot | None:
+        if not (image.kernel_volume and image.initrd_volume):
+            return None
+        kernel, initrd = self.pool.lookup(image.kernel_volume), self.pool.lookup(image.initrd_volume)
+        if kernel is None or initrd is None:
+            raise HarnessError(f"kernel or initrd of image {image.name} is missing from pool {self.pool.name}")
+        return KernelBoot(kernel.path(), initrd.path(), image.cmdline)
+
+    def _track(self, volume: libvirt.virStorageVol) -> str:
+        self.volumes.append(volume.name())
+        return str(volume.path())
