@@ -214,6 +214,39 @@ class Machine:
         self.log.info(f"copy {remote} -> {local}", prefix=self.name)
         self.ssh.get(remote, local)
 
+    def spawn(self, command: str, *, name: str) -> None:
+        """Start `command` as root in the background; `wait_for_spawned(name)` collects it."""
+        script = f"({command}) >/run/lab-{name}.out 2>&1; echo $? >/run/lab-{name}.rc"
+        self.succeed(f"rm -f /run/lab-{name}.rc; setsid -f bash -c {shlex.quote(script)} </dev/null >/dev/null 2>&1")
+
+    def wait_for_spawned(self, name: str, *, timeout: float | None = None) -> CommandResult:
+        """Exit code and output of a `spawn`ed command, once it has ended."""
+        rc = self.wait_until_succeeds(f"cat /run/lab-{name}.rc", timeout=timeout)
+        output = self.succeed(f"cat /run/lab-{name}.out")
+        return CommandResult(name, int(rc.strip()), output, "", 0.0)
+
+    # --- the kernel log ----------------------------------------------------
+
+    def mark_kernel_log(self, label: str) -> str:
+        """Write a marker line into the kernel log; returns it for `kernel_log_since`."""
+        marker = f"lab-mark: {label} {self.boot_id[:8]}"
+        self.succeed(f"echo {shlex.quote(marker)} > /dev/kmsg")
+        return marker
+
+    def kernel_log_since(self, marker: str) -> list[tuple[float, str]]:
+        """(seconds since boot, text) of each kernel log line after `marker`."""
+        lines = self.succeed("dmesg").splitlines()
+        found: list[tuple[float, str]] = []
+        seen = False
+        for line in lines:
+            stamp, _, text = line.partition("] ")
+            if seen:
+                found.append((float(stamp.strip("[ ") or 0), text))
+            seen = seen or marker in text
+        if not seen:
+            raise HarnessError(f"{self.name}: kernel log marker {marker!r} is gone (log rotated?)")
+        return found
+
     # --- diagnostics -----------------------------------------------------
 
     def console_tail(self, lines: int = 30) -> str:

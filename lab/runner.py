@@ -25,7 +25,7 @@ from lab.config import Config
 from lab.domain import LAB_NS
 from lab.errors import HarnessError, Interrupted, LabError, ScenarioFailed
 from lab.hypervisor import connect
-from lab.image import DEFAULT_IMAGE, Image, ImageCache, load_recipes, probe_disk_image
+from lab.image import DEFAULT_IMAGE, Image, ImageCache, Profile, load_recipes, probe_disk_image
 from lab.log import Log
 from lab.machine import Machine
 from lab.provision import MachineRequest, Provisioner
@@ -46,8 +46,10 @@ class RunRequest:
 class ScenarioContext:
     """What a scenario function gets: its machine, parameters and steps."""
 
-    def __init__(self, machine: Machine, params: dict[str, Any], run_dir: RunDir, log: Log) -> None:
+    def __init__(self, machine: Machine, params: dict[str, Any], run_dir: RunDir, log: Log,
+                 profile: Profile) -> None:
         self.machine, self.params, self.run_dir, self.log = machine, params, run_dir, log
+        self.profile = profile  # how this image does things (storage setup tool, root VG, ...)
         self.steps: list[dict[str, Any]] = []
         self.facts: dict[str, Any] = {}
         self.current_step = ""
@@ -228,7 +230,7 @@ class Run:
                 self.machine.wait_for_boot()
             self.mark("ssh_ready")
         self.marks.update(watcher.seen)
-        self.ctx = ScenarioContext(self.machine, self.request.params, run_dir, self.log)
+        self.ctx = ScenarioContext(self.machine, self.request.params, run_dir, self.log, image.profile)
         with self.phase("scenario"), _watchdog(self.machine, provisioner.timeouts(scenario.timeout), self.log):
             scenario.func(self.ctx)
 

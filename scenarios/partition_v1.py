@@ -1,0 +1,77 @@
+"""partition-v1: the first production partition scheme of an Atomic-host operator.
+
+atomic-host-operator-blog.txt, "Disk partition scheme for RHEL Atomic Hosts": root grown
+with ROOT_SIZE, a docker thin pool from the rest of the root VG, and /var/srv on a
+second disk in its own VG. Sizes are scaled to the lab's 10 GiB image disk.
+"""
+
+from __future__ import annotations
+
+from lab.machine import Machine
+from lab.runner import ScenarioContext
+from lab.scenario import Disk, parse_size, scenario
+
+SRV_DISK = "/dev/disk/by-id/virtio-srv"
+POOL_DEV = "/dev/mapper/atomicos-docker--pool"
+DAEMON_JSON = ('{"storage-driver": "devicemapper", '
+               f'"storage-opts": ["dm.thinpooldev={POOL_DEV}", "dm.use_deferred_removal=true"]}}')
+
+
+@scenario(
+    "partition-v1",
+    "Partition scheme v1: ROOT_SIZE-grown xfs root, docker-pool thin pool in atomicos, /var/srv on its own disk+VG",
+    image="lab-atomic",
+    disks=(Disk("2G", "srv"),),
+    params={"root_size": "4G", "data_size": "40%FREE"},
+    tags=("storage",),
+    timeout=1200,
+)
+def partition_v1(lab: ScenarioContext) -> None:
+    vm, root_size = lab.machine, lab.params["root_size"]
+    vg, root = lab.profile.root_vg or "atomicos", lab.profile.root_lv or "root"
+
+    with lab.step(f"grow the root LV and its xfs to ROOT_SIZE={root_size}, carve docker-pool"):
+        if lab.profile.storage_setup:
+            tool = lab.profile.storage_setup
+            vm.succeed(f"echo ROOT_SIZE={root_size} >> /etc/sysconfig/{tool} && {tool}")
+        else:  # what docker-storage-setup does with ROOT_SIZE and the default DATA_SIZE
+            vm.succeed(f"lvextend -L {root_size} {vg}/{root} && xfs_growfs /")
+            vm.succeed(f"lvcreate -y --type thin-pool -l {lab.params['data_size']} -n docker-pool {vg}")
+
+    with lab.step("vdb1 in its own VG, xfs at /var/srv through fstab"):
+        vm.succeed(f"parted -s {SRV_DISK} mklabel msdos mkpart primary 1MiB 100% set 1 lvm on && udevadm settle")
+        vm.succeed(f"pvcreate -y {SRV_DISK}-part1 && vgcreate srv {SRV_DISK}-part1")
+        vm.succeed("lvcreate -y -l 100%FREE -n srv srv")
+        vm.succeed("mkfs.xfs -q /dev/srv/srv && mkdir -p /var/srv"
+                   " && echo '/dev/mapper/srv-srv /var/srv xfs defaults 0 0' >> /etc/fstab && mount /var/srv")
+
+    with lab.step("docker starts on devicemapper with dm.thinpooldev"):
+        vm.succeed(f"mkdir -p /etc/docker && echo '{DAEMON_JSON}' > /etc/docker/daemon.json")
+        vm.succeed("systemctl enable --now docker", timeout=300)
+
+    with lab.step("the layout is as configured"):
+        check_layout(lab, vm, vg, root, root_size, "before-reboot")
+
+    with lab.step("everything is the same after a reboot"):
+        vm.reboot()
+        vm.wait_for_unit("docker.service", timeout=300)
+        check_layout(lab, vm, vg, root, root_size, "after-reboot")
+
+
+def check_layout(lab: ScenarioContext, vm: Machine, vg: str, root: str, root_size: str, when: str) -> None:
+    lab.evidence(f"layout-{when}.txt", vm.succeed("lsblk; echo; vgs; echo; lvs -a; echo; findmnt /var/srv"))
+    assert vm.succeed("vgs --noheadings -o vg_name").split() == sorted([vg, "srv"])
+    assert vm.succeed("pvs --noheadings -o vg_name /dev/vdb1").strip() == "srv"
+    assert vm.succeed(f"lvs --noheadings -o lv_attr {vg}/docker-pool").strip().startswith("t"), "not a thin pool"
+    geometry = vm.succeed("xfs_info / | sed -n 's/^data *= *bsize=\\([0-9]*\\) *blocks=\\([0-9]*\\).*/\\1 \\2/p'")
+    bsize, blocks = (int(x) for x in geometry.split())
+    assert bsize * blocks == parse_size(root_size), f"xfs root is {bsize * blocks} bytes, not {root_size}"
+    assert vm.succeed("findmnt -n -o SOURCE,FSTYPE /var/srv").split() == ["/dev/mapper/srv-srv", "xfs"]
+    info = vm.succeed("docker info 2>&1")
+    lab.evidence(f"docker-info-{when}.txt", info)
+    assert "Storage Driver: devicemapper" in info, info
+    assert f"Pool Name: {vg}-docker--pool" in info, info
+    space = {key: value for key, _, value in (line.strip().partition(": ") for line in info.splitlines())
+             if key.startswith("Data Space")}
+    assert set(space) == {"Data Space Used", "Data Space Total", "Data Space Available"}, space
+    lab.record(f"docker_data_space_{when.replace('-', '_')}", space)

@@ -1,0 +1,93 @@
+"""partition-v2: the reworked scheme — one VG over two disks, srv and swap LVs, a thin pool.
+
+atomic-host-operator-blog.txt, "[UPDATE] Disk partition scheme for RHEL Atomic Hosts" and its
+Ansible role: vgextend atomicos with the second disk, root and srv LVs grown, "workaround for
+XFS bug (only grows if mounted)", a swap LV, and /etc/lvm/archive filling up until
+`archive = 0`. Sizes are scaled to lab disks.
+"""
+
+from __future__ import annotations
+
+from lab.machine import Machine
+from lab.runner import ScenarioContext
+from lab.scenario import Disk, parse_size, scenario
+
+EXTRA = "/dev/disk/by-id/virtio-extra"
+
+
+@scenario(
+    "partition-v2",
+    "Partition scheme v2: atomicos over two PVs, root/srv xfs grown (only when mounted), swap LV, thin pool",
+    image="lab-atomic",
+    disks=(Disk("4G", "extra"),),
+    params={"root_size": "4G", "srv_size": "1G", "swap_size": "512M"},
+    tags=("storage",),
+    timeout=1200,
+)
+def partition_v2(lab: ScenarioContext) -> None:
+    vm, p = lab.machine, lab.params
+    vg = lab.profile.root_vg or "atomicos"
+
+    with lab.step("extend atomicos with the second disk"):
+        archives_before = archive_count(vm)
+        vm.succeed(f"pvcreate -y {EXTRA} && vgextend {vg} {EXTRA}")
+
+    with lab.step(f"grow root to {p['root_size']} and its xfs"):
+        vm.succeed(f"lvextend -L {p['root_size']} {vg}/root && xfs_growfs /")
+
+    with lab.step("xfs grows only when mounted"):
+        half = parse_size(p["srv_size"]) // 2
+        vm.succeed(f"lvcreate -y -L {half}b -n srv {vg} && mkfs.xfs -q /dev/{vg}/srv")
+        vm.succeed(f"lvextend -L {p['srv_size']} {vg}/srv")
+        refused = vm.fail(f"xfs_growfs /dev/{vg}/srv")
+        lab.evidence("xfs-growfs-unmounted.txt", refused)
+        assert f"/dev/{vg}/srv is not a mounted XFS filesystem" in refused, refused
+        vm.succeed(f"mkdir -p /var/srv && echo '/dev/mapper/{vg}-srv /var/srv xfs defaults 0 0' >> /etc/fstab"
+                   " && mount /var/srv")
+        grown = vm.succeed("xfs_growfs /var/srv")
+        lab.evidence("xfs-growfs-mounted.txt", grown)
+        assert "data blocks changed from" in grown, grown
+
+    with lab.step("a swap LV, enabled through fstab"):
+        vm.succeed(f"lvcreate -y -L {p['swap_size']} -n swap {vg} && mkswap /dev/{vg}/swap"
+                   f" && echo '/dev/mapper/{vg}-swap none swap sw 0 0' >> /etc/fstab && swapon -a")
+
+    with lab.step("the thin pool from the remainder"):
+        vm.succeed(f"lvcreate -y --type thin-pool -l 90%FREE -n docker-pool {vg}")
+
+    with lab.step("every reconfiguration added LVM metadata archives; archive = 0 stops it"):
+        grown_to = archive_count(vm)
+        lab.record("lvm_archive_files", {"before": archives_before, "after_reconfiguration": grown_to})
+        assert grown_to >= archives_before + 6, f"archives went from {archives_before} to {grown_to}"
+        vm.succeed("sed -i 's/^\\(\\s*\\)# archive = 1$/\\1archive = 0/' /etc/lvm/lvm.conf")
+        assert vm.succeed("lvmconfig backup/archive").strip() == "archive=0"
+        vm.succeed(f"lvchange --addtag lab-reconfigured {vg}/srv && lvextend -l +1 {vg}/docker-pool")
+        assert archive_count(vm) == grown_to, "archive = 0 should stop new archive files"
+        lab.evidence("lvm-archive.txt", vm.succeed("ls -l /etc/lvm/archive"))
+
+    with lab.step("the layout is as configured"):
+        check_layout(lab, vm, vg, "before-reboot")
+
+    with lab.step("and survives a reboot"):
+        vm.reboot()
+        check_layout(lab, vm, vg, "after-reboot")
+
+
+def archive_count(vm: Machine) -> int:
+    return int(vm.succeed("find /etc/lvm/archive -name '*.vg' | wc -l"))
+
+
+def check_layout(lab: ScenarioContext, vm: Machine, vg: str, when: str) -> None:
+    p = lab.params
+    lab.evidence(f"layout-{when}.txt", vm.succeed("lsblk; echo; pvs; echo; vgs; echo; lvs -a; echo; swapon --show"))
+    assert vm.succeed("vgs --noheadings -o vg_name").split() == [vg], "one VG only"
+    assert int(vm.succeed(f"vgs --noheadings -o pv_count {vg}")) == 2
+    sizes = dict(line.split() for line in vm.succeed(
+        f"lvs --noheadings --units b --nosuffix -o lv_name,lv_size {vg}").splitlines())
+    assert int(sizes["root"]) == parse_size(p["root_size"]), sizes
+    assert int(sizes["srv"]) == parse_size(p["srv_size"]), sizes
+    assert int(sizes["swap"]) == parse_size(p["swap_size"]), sizes
+    assert "docker-pool" in sizes, sizes
+    assert vm.succeed("findmnt -n -o SOURCE,FSTYPE /var/srv").split() == [f"/dev/mapper/{vg}-srv", "xfs"]
+    swap = vm.succeed(f"readlink -f /dev/{vg}/swap").strip()
+    assert vm.succeed("swapon --noheadings --show=NAME").split() == [swap], "swap LV not active"
