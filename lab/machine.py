@@ -234,15 +234,15 @@ class Machine:
         return marker
 
     def kernel_log_since(self, marker: str) -> list[tuple[float, str]]:
-        """(seconds since boot, text) of each kernel log line after `marker`."""
+        """(seconds since boot, text) of the `marker` line and each kernel log line after it."""
         lines = self.succeed("dmesg").splitlines()
         found: list[tuple[float, str]] = []
         seen = False
         for line in lines:
             stamp, _, text = line.partition("] ")
+            seen = seen or marker in text
             if seen:
                 found.append((float(stamp.strip("[ ") or 0), text))
-            seen = seen or marker in text
         if not seen:
             raise HarnessError(f"{self.name}: kernel log marker {marker!r} is gone (log rotated?)")
         return found

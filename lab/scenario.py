@@ -58,6 +58,7 @@ class Scenario:
     params: dict[str, Any] = field(default_factory=dict)
     tags: frozenset[str] = frozenset()
     timeout: float = 900.0
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def parse_sets(self, sets: list[str]) -> dict[str, Any]:
         """Defaults overridden by `--set KEY=VALUE`, converted to each default's type."""
@@ -70,6 +71,8 @@ class Scenario:
                 known = ", ".join(sorted(self.params)) or "none"
                 raise UsageError(f"--set {key}: {self.name} has no parameter {key!r} (parameters: {known})")
             values[key] = _convert(key, raw, self.params[key])
+            if key in self.choices and values[key] not in self.choices[key]:
+                raise UsageError(f"--set {key}={raw}: choose one of {', '.join(self.choices[key])}")
         return values
 
 
@@ -89,6 +92,7 @@ def _convert(key: str, raw: str, default: Any) -> Any:
 def scenario(name: str, description: str, *, image: str | None = None, memory: int = 1024, cpus: int = 2,
              disks: tuple[Disk, ...] = (), params: dict[str, Any] | None = None,
              tags: tuple[str, ...] = (), timeout: float = 900.0,
+             choices: dict[str, tuple[str, ...]] | None = None,
              ) -> Callable[[Callable[[ScenarioContext], None]], Callable[[ScenarioContext], None]]:
     """Declare a scenario; mistakes in the declaration fail at import time."""
     if not NAME_RE.match(name):
@@ -103,10 +107,13 @@ def scenario(name: str, description: str, *, image: str | None = None, memory: i
         raise ValueError(f"scenario {name}: disk serials must be unique")
     for disk in disks:
         disk.bytes  # noqa: B018 - validates the size now
+    for key, allowed in (choices or {}).items():
+        if key not in (params or {}) or (params or {})[key] not in allowed:
+            raise ValueError(f"scenario {name}: choices for {key!r} must include its default")
 
     def decorate(func: Callable[[ScenarioContext], None]) -> Callable[[ScenarioContext], None]:
         setattr(func, ATTR, Scenario(name, description, func, image, memory, cpus, tuple(disks),
-                                     dict(params or {}), frozenset(tags), timeout))
+                                     dict(params or {}), frozenset(tags), timeout, dict(choices or {})))
         return func
 
     return decorate

@@ -30,12 +30,12 @@ MODES = ("queue", "error", "autoextend", "docker", "recover")
     image="lab-atomic",
     memory=1024,
     params={"mode": "queue", "pool_size": "1G", "thin_size": "3G", "no_space_timeout": 10, "extend": "1G"},
+    choices={"mode": MODES},
     tags=("storage",),
     timeout=1200,
 )
 def thinpool_full(lab: ScenarioContext) -> None:
     vm, mode = lab.machine, lab.params["mode"]
-    assert mode in MODES, f"mode must be one of {MODES}, not {mode!r}"
     if mode == "docker":
         docker_min_free_space(lab)
         return

@@ -29,6 +29,13 @@ def test_sets_convert_to_the_default_type() -> None:
     assert item.parse_sets([]) == {"size": 1024, "mode": "queue", "fast": False, "ratio": 0.5}
 
 
+def test_choices_are_checked_before_any_vm_starts() -> None:
+    item = _declare(params={"mode": "queue"}, choices={"mode": ("queue", "error")})
+    assert item.parse_sets(["mode=error"]) == {"mode": "error"}
+    with pytest.raises(UsageError, match="choose one of queue, error"):
+        item.parse_sets(["mode=fast"])
+
+
 @pytest.mark.parametrize(("sets", "message"), [
     (["size"], "expected KEY=VALUE"),
     (["colour=red"], "has no parameter 'colour'"),

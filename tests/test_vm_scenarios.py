@@ -1,4 +1,4 @@
-"""Every registered scenario once, in its default mode, on a real guest (smoke has its own test)."""
+"""Every registered scenario once in its default mode (make test); variants under --nightly."""
 
 from __future__ import annotations
 
@@ -15,13 +15,25 @@ from lab.scenario import Registry
 
 pytestmark = pytest.mark.vm
 SCENARIOS = [name for name in Registry.load(REPO_ROOT / "scenarios").names() if name != "smoke"]
+VARIANTS = [("thinpool-full", f"mode={mode}") for mode in ("error", "autoextend", "docker", "recover")]
+
+
+def _passes(name: str, sets: list[str], runs: Path) -> None:
+    argv = [sys.executable, "-m", "lab.cli", "run", name, *(a for s in sets for a in ("--set", s))]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600,
+                          env={**os.environ, "LAB_RUNS_DIR": str(runs)}, check=False)
+    result = json.loads((runs / "latest" / "result.json").read_text())
+    assert proc.returncode == 0, f"{name} {sets}: {result.get('failure', proc.stderr[-4000:])}"
+    assert result["status"] == "passed"
+    assert result["steps"] and all(step["status"] == "passed" for step in result["steps"])
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_passes(name: str, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "lab.cli", "run", name], capture_output=True, text=True,
-                          timeout=3600, env={**os.environ, "LAB_RUNS_DIR": str(tmp_path)}, check=False)
-    result = json.loads((tmp_path / "latest" / "result.json").read_text())
-    assert proc.returncode == 0, f"{name}: {result.get('failure', proc.stderr[-4000:])}"
-    assert result["status"] == "passed"
-    assert result["steps"] and all(step["status"] == "passed" for step in result["steps"])
+    _passes(name, [], tmp_path)
+
+
+@pytest.mark.nightly
+@pytest.mark.parametrize(("name", "setting"), VARIANTS)
+def test_variant_passes(name: str, setting: str, tmp_path: Path) -> None:
+    _passes(name, [setting], tmp_path)
