@@ -17,7 +17,7 @@ from typing import Any
 
 import libvirt
 
-from lab import console
+from lab import checks, console
 from lab.artifacts import RunDir
 from lab.builder import ImageBuilder
 from lab.cleanup import RunLock, reap
@@ -233,6 +233,22 @@ class Run:
         self.ctx = ScenarioContext(self.machine, self.request.params, run_dir, self.log, image.profile)
         with self.phase("scenario"), _watchdog(self.machine, provisioner.timeouts(scenario.timeout), self.log):
             scenario.func(self.ctx)
+        with self.phase("health"):
+            self._health_check(run_dir, result)
+
+    def _health_check(self, run_dir: RunDir, result: dict[str, Any]) -> None:
+        """Scan the console and this boot's journal; unexpected signs of sickness fail the run."""
+        assert self.machine is not None
+        expected = self.request.scenario.expected
+        journal = self.machine.succeed("journalctl -b --no-pager -o short-monotonic")
+        run_dir.write_evidence("journal.txt", journal)
+        bad, allowed = checks.scan(self.machine.console_path.read_text(errors="replace"), "console", expected)
+        bad_j, allowed_j = checks.scan(journal, "journal", expected)
+        bad, allowed = bad + bad_j, allowed + allowed_j
+        result["health"] = {"unexpected": [vars(h) for h in bad], "expected": [vars(h) for h in allowed]}
+        run_dir.write_evidence("health.txt", checks.report(bad + allowed) or "no signs of a sick guest\n")
+        if bad:
+            raise ScenarioFailed(f"health check: the guest shows signs of trouble:\n{checks.report(bad)}")
 
     # --- reporting and teardown ------------------------------------------
 

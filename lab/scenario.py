@@ -59,6 +59,7 @@ class Scenario:
     tags: frozenset[str] = frozenset()
     timeout: float = 900.0
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    expected: tuple[re.Pattern[str], ...] = ()  # health-check lines this scenario provokes on purpose
 
     def parse_sets(self, sets: list[str]) -> dict[str, Any]:
         """Defaults overridden by `--set KEY=VALUE`, converted to each default's type."""
@@ -92,7 +93,7 @@ def _convert(key: str, raw: str, default: Any) -> Any:
 def scenario(name: str, description: str, *, image: str | None = None, memory: int = 1024, cpus: int = 2,
              disks: tuple[Disk, ...] = (), params: dict[str, Any] | None = None,
              tags: tuple[str, ...] = (), timeout: float = 900.0,
-             choices: dict[str, tuple[str, ...]] | None = None,
+             choices: dict[str, tuple[str, ...]] | None = None, expected: tuple[str, ...] = (),
              ) -> Callable[[Callable[[ScenarioContext], None]], Callable[[ScenarioContext], None]]:
     """Declare a scenario; mistakes in the declaration fail at import time."""
     if not NAME_RE.match(name):
@@ -113,7 +114,8 @@ def scenario(name: str, description: str, *, image: str | None = None, memory: i
 
     def decorate(func: Callable[[ScenarioContext], None]) -> Callable[[ScenarioContext], None]:
         setattr(func, ATTR, Scenario(name, description, func, image, memory, cpus, tuple(disks),
-                                     dict(params or {}), frozenset(tags), timeout, dict(choices or {})))
+                                     dict(params or {}), frozenset(tags), timeout, dict(choices or {}),
+                                     tuple(re.compile(rx) for rx in expected)))
         return func
 
     return decorate

@@ -99,3 +99,13 @@ def test_kill_9_then_lab_cleanup_leaves_nothing(tmp_path: Path) -> None:
     assert cleanup.returncode == 0, cleanup.stderr
     assert f"removed run {run_id}" in cleanup.stdout
     assert _leftovers(run_id) == []
+
+
+@pytest.mark.parametrize(("name", "code"), [("health-oops", 1), ("health-oops-expected", 0)])
+def test_health_check_fails_an_oops_unless_declared(name: str, code: int, tmp_path: Path) -> None:
+    proc = _lab(["run", name], tmp_path, LAB_SCENARIOS_DIR=str(Path(__file__).parent / "scenarios"))
+    assert proc.returncode == code, proc.stderr[-3000:]
+    health = _result(tmp_path)["health"]
+    assert isinstance(health, dict)
+    found = health["unexpected"] if code else health["expected"]
+    assert any("Oops: 0002" in hit["line"] for hit in found), health

@@ -1,0 +1,17 @@
+"""Scenarios for the lab's own tests: the health check must catch a kernel Oops, unless declared."""
+
+from lab.runner import ScenarioContext
+from lab.scenario import scenario
+
+OOPS = "Oops: 0002 [#1] PREEMPT SMP lab-test"
+
+
+@scenario("health-oops", "Writes an Oops-like line to the kernel log and expects nothing", memory=768)
+def health_oops(lab: ScenarioContext) -> None:
+    lab.machine.succeed(f"echo '{OOPS}' > /dev/kmsg")
+
+
+@scenario("health-oops-expected", "Writes an Oops-like line the scenario declares expected", memory=768,
+          expected=(r"Oops: 0002 \[#1\] PREEMPT SMP lab-test",))
+def health_oops_expected(lab: ScenarioContext) -> None:
+    lab.machine.succeed(f"echo '{OOPS}' > /dev/kmsg")
