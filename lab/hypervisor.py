@@ -54,7 +54,12 @@ def lab_domains(conn: libvirt.virConnect) -> list[LabDomain]:
     for dom in conn.listAllDomains(0):
         if not dom.name().startswith(RUN_PREFIX):
             continue
-        root = ET.fromstring(dom.XMLDesc(0))
+        try:
+            root = ET.fromstring(dom.XMLDesc(0))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue  # gone while we looked (e.g. auto-destroyed after its run was killed)
+            raise
         run = root.find(f"metadata/{{{LAB_NS}}}run")
         run_id = run.get("id", "") if run is not None else ""
         kept = run is not None and run.get("kept") == "yes"
