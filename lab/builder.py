@@ -115,10 +115,8 @@ class ImageBuilder:
         builder_image = self.ensure(recipe.build["builder_image"])
         provisioner = self.provisioner()
         pool = self.cache.pool
-        tar_volume = f"lab-run-{provisioner.run_id}-rootfs.tar"
         with self.log.nested(f"uploading the rootfs ({tarball.stat().st_size >> 20} MiB)"):
-            pool.upload_file(tar_volume, tarball, "raw")
-            provisioner.volumes.append(tar_volume)
+            tar_volume = provisioner.upload("rootfs.tar", tarball)
         tarball.unlink()
         machine = provisioner.machine(MachineRequest(
             name="builder", image=builder_image, directory=self.artifacts / f"build-{recipe.name}",

@@ -97,6 +97,12 @@ class Provisioner:
         self.machines.append(machine)
         return machine
 
+    def upload(self, suffix: str, path: Path) -> str:
+        """Copy a local file into a run volume `lab-run-<id>-<suffix>`; returns the volume's name."""
+        name = f"{run_prefix(self.run_id)}{suffix}"
+        self._track(self.pool.upload_file(name, path, "raw"))
+        return name
+
     def teardown(self) -> None:
         """Destroy every machine and volume this provisioner made; never raises."""
         for machine in self.machines:
