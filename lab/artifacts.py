@@ -31,8 +31,8 @@ class RunDir:
         return self.path / "id_ed25519"
 
     def write_evidence(self, name: str, text: str) -> Path:
-        self.evidence_dir.mkdir(exist_ok=True)
         target = self.evidence_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
         return target
 

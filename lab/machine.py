@@ -7,7 +7,10 @@ Commands run as root through sudo, under `set -euo pipefail` and `LC_ALL=C`.
 
 from __future__ import annotations
 
+import os
 import shlex
+import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +204,12 @@ class Machine:
 
         self._wait(active, f"unit {unit} to be active", timeout)
 
+    def unit_properties(self, unit: str, *names: str) -> dict[str, str]:
+        """`systemctl show -p NAME...` of a unit, as a dict."""
+        props = " ".join(f"-p {name}" for name in names)
+        out = self.succeed(f"systemctl show {props} {shlex.quote(unit)}")
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
     def _wait(self, predicate: Callable[[bool], object], what: str, timeout: float | None) -> object:
         limit = timeout or self.timeouts(self.timeouts.wait)
         with self.log.nested(f"{self.name}: waiting for {what}"):
@@ -209,6 +218,17 @@ class Machine:
     def copy_to(self, local: Path, remote: str) -> None:
         self.log.info(f"copy {local} -> {remote}", prefix=self.name)
         self.ssh.put(local, remote)
+
+    def copy_tree_to(self, local: Path, remote: str) -> None:
+        """Copy directory `local` to `remote` (created, owned by root) as one archive."""
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "tree.tar.gz"
+            with tarfile.open(archive, "w:gz") as tar:
+                tar.add(local, arcname=".")
+            staging = f"/tmp/lab-tree-{os.getpid()}-{local.name}.tar.gz"
+            self.copy_to(archive, staging)
+        target = shlex.quote(remote)
+        self.succeed(f"mkdir -p {target} && tar -xzf {staging} --no-same-owner -C {target} && rm -f {staging}")
 
     def copy_from(self, remote: str, local: Path) -> None:
         self.log.info(f"copy {remote} -> {local}", prefix=self.name)

@@ -33,6 +33,7 @@ from lab.scenario import Scenario
 from lab.storage import Pool
 
 MACHINE = "vm1"
+GUEST_TOOLS = Path(__file__).parent / "guest"  # programs scenarios copy into guests
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,13 @@ class ScenarioContext:
     def record(self, key: str, value: Any) -> None:
         """A fact for result.json (a size reached, a message seen, a timing)."""
         self.facts[key] = value
+
+    def install_guest_tool(self, name: str) -> str:
+        """Copy lab/guest/<name>.py into the guest as /usr/local/sbin/<name>; returns that path."""
+        target = f"/usr/local/sbin/{name}"
+        self.machine.copy_to(GUEST_TOOLS / f"{name}.py", f"/tmp/{name}.py")
+        self.machine.succeed(f"install -m 0755 /tmp/{name}.py {target} && rm -f /tmp/{name}.py")
+        return target
 
 
 def resolve_image_ref(request: RunRequest, recipe_names: set[str]) -> str:

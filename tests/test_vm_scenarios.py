@@ -15,7 +15,8 @@ from lab.scenario import Registry
 
 pytestmark = pytest.mark.vm
 SCENARIOS = [name for name in Registry.load(REPO_ROOT / "scenarios").names() if name != "smoke"]
-VARIANTS = [("thinpool-full", f"mode={mode}") for mode in ("error", "autoextend", "docker", "recover")]
+VARIANTS = [("thinpool-full", f"mode={mode}") for mode in ("error", "autoextend", "docker", "recover")] + [
+    ("system-containers", "ordering=broken")]
 
 
 def _passes(name: str, sets: list[str], runs: Path) -> None:

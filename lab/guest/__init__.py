@@ -1,0 +1,1 @@
+"""Programs the lab copies into guests (they run there, with the guest's python3)."""

@@ -1,0 +1,132 @@
+"""system-containers: etcd -> flannel -> docker at boot, with etcd and flannel as system containers.
+
+Recreates system-containers-intro.txt (atomic install --system, /exports/ templates, etcd then
+flannel) and containers-storage-slides.txt (system containers started by systemd before docker).
+Facts from ground-truth.md §8: there is no atomic CLI, flannel package or etcd v2 API on bookworm,
+so the lab carries its own installer (lab/guest/atomic.py), a flannel stand-in that speaks etcd's
+v3 API (scenarios/system-containers/flannel), and writes the network config with `etcdctl put`.
+Docker is the host's docker.service, as on Atomic Host, configured through the drop-in the
+flannel image installs. `ordering=broken` installs the same images with the ordering and
+readiness dropped (`--set AFTER= --set BEFORE= --set SERVICE_TYPE=simple`): the boot race the
+field saw must then be visible.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path
+
+from lab.machine import Machine
+from lab.runner import ScenarioContext
+from lab.scenario import scenario
+
+IMAGES = Path(__file__).parent / "system-containers"
+CHECKOUTS = "/var/lib/containers/atomic"
+PREFIX = "/atomic.io/network"
+FETCH_FAILED = "Couldn't fetch network config"
+STARTED, READY = "InactiveExitTimestampMonotonic", "ActiveEnterTimestampMonotonic"
+
+
+@scenario(
+    "system-containers",
+    "etcd and a flannel stand-in (no flannel package in bookworm) as runc system containers, then docker "
+    "on flannel's subnet at boot (ordering: correct, broken)",
+    image="lab-atomic",
+    memory=1024,
+    params={"ordering": "correct", "network": "10.40.0.0/16"},
+    choices={"ordering": ("correct", "broken")},
+    tags=("containers",),
+    timeout=1200,
+)
+def system_containers(lab: ScenarioContext) -> None:
+    vm, broken = lab.machine, lab.params["ordering"] == "broken"
+
+    with lab.step("build the etcd and flannel images as OCI layouts (no registry)"):
+        atomic = lab.install_guest_tool("atomic")
+        vm.copy_tree_to(IMAGES, "/root/system-containers")
+        vm.succeed(f"cd /root/system-containers && {atomic} build etcd --tag etcd --output /root/images/etcd"
+                   " --host-binary /usr/bin/etcd")
+        vm.succeed(f"cd /root/system-containers && {atomic} build flannel --tag flannel --output /root/images/flannel"
+                   " --host-binary /bin/busybox --host-binary /usr/bin/etcdctl --host-binary /usr/bin/systemd-notify")
+        for name in ("etcd", "flannel"):
+            inspect = json.loads(vm.succeed(f"skopeo inspect oci:/root/images/{name}:{name}"))
+            assert inspect["Labels"] == {"atomic.type": "system"}, inspect
+
+    unordered = " --set SERVICE_TYPE=simple" if broken else ""
+    with lab.step("atomic install --system etcd; flannel's network config into etcd"):
+        out = vm.succeed(f"atomic install --system{unordered} oci:/root/images/etcd")
+        assert f"Extracting to {CHECKOUTS}/etcd.0" in out, out
+        keep_rendered(lab, vm, "etcd")
+        vm.succeed("systemctl start etcd")
+        config = json.dumps({"Network": lab.params["network"], "SubnetLen": 24, "Backend": {"Type": "vxlan"}})
+        vm.succeed(f"etcdctl put {PREFIX}/config '{config}'")  # v3: bookworm's etcd 3.4 has the v2 API off
+
+    with lab.step("atomic install --system --set ETCD_ENDPOINTS=... flannel, with docker's drop-in"):
+        unordered += " --set AFTER= --set BEFORE=" if broken else ""
+        out = vm.succeed(f"atomic install --system --set ETCD_ENDPOINTS=http://127.0.0.1:2379{unordered}"
+                         " oci:/root/images/flannel")
+        assert "Created file /etc/systemd/system/docker.service.d/flannel.conf" in out, out
+        keep_rendered(lab, vm, "flannel")
+        lab.evidence("docker-flannel.conf", vm.succeed("cat /etc/systemd/system/docker.service.d/flannel.conf"))
+        vm.succeed("systemctl enable docker.service")
+
+    with lab.step("reboot: systemd starts etcd, flannel and docker"):
+        vm.reboot()
+        vm.wait_for_unit("docker.service")
+        subnet = dict(line.split("=", 1) for line in vm.succeed("cat /run/flannel/subnet.env").split())
+        bridge = vm.succeed("ip -4 -o addr show docker0").split()[3]
+        times = {unit: vm.unit_properties(unit, STARTED, READY) for unit in ("etcd", "flannel", "docker")}
+        fetch_failures = int(vm.succeed(f"journalctl -b -u flannel -o cat | grep -c \"{FETCH_FAILED}\" || true"))
+        lab.evidence("boot-journal.txt", vm.succeed("journalctl -b -u etcd -u flannel -u docker -o short-monotonic"))
+        lab.evidence("critical-chain.txt", chain := vm.succeed("systemd-analyze critical-chain docker.service"))
+        lab.record("flannel_subnet", subnet["FLANNEL_SUBNET"])
+        lab.record("docker0", bridge)
+        lab.record("flannel_fetch_failures", fetch_failures)
+        lab.record("unit_times_us", times)
+
+    if broken:
+        with lab.step("without ordering and readiness the boot race shows"):
+            wrong_subnet = bridge != subnet["FLANNEL_SUBNET"]
+            lab.record("docker_on_wrong_subnet", wrong_subnet)
+            assert wrong_subnet or fetch_failures > 0, \
+                f"no race seen: docker0 {bridge} is flannel's {subnet['FLANNEL_SUBNET']} and flannel never failed"
+    else:
+        with lab.step("etcd was ready before flannel started, flannel before docker"):
+            assert int(times["etcd"][READY]) <= int(times["flannel"][STARTED]), times
+            assert int(times["flannel"][READY]) <= int(times["docker"][STARTED]), times
+            assert fetch_failures == 0, f"flannel failed to fetch its config {fetch_failures} times"
+            units = re.findall(r"\w[\w@.-]*\.service", chain)
+            assert units[:3] == ["docker.service", "flannel.service", "etcd.service"], chain
+
+        with lab.step("docker's bridge and containers use flannel's subnet and MTU"):
+            assert bridge == subnet["FLANNEL_SUBNET"], f"docker0 {bridge}, flannel {subnet['FLANNEL_SUBNET']}"
+            ipam = vm.succeed("docker network inspect bridge -f '{{json .IPAM.Config}} {{json .Options}}'")
+            config_json, options_json = ipam.split(" ", 1)
+            network = ipaddress.ip_interface(subnet["FLANNEL_SUBNET"]).network
+            assert json.loads(config_json)[0]["Subnet"] == str(network), ipam
+            assert json.loads(options_json)["com.docker.network.driver.mtu"] == subnet["FLANNEL_MTU"], ipam
+            vm.succeed(f"tar -C {CHECKOUTS}/flannel/rootfs -c . | docker import - lab/busybox")
+            inside = vm.succeed("docker run --rm lab/busybox ip -4 -o addr show eth0").split()[3]
+            assert ipaddress.ip_interface(inside).network == network, f"container got {inside}, not in {network}"
+            lab.record("container_address", inside)
+
+    with lab.step("atomic uninstall removes units, checkouts, tmpfiles and host files"):
+        vm.succeed("atomic uninstall flannel && atomic uninstall etcd")
+        for path in ("/etc/systemd/system/flannel.service", "/etc/systemd/system/etcd.service",
+                     "/etc/tmpfiles.d/flannel.conf", "/etc/tmpfiles.d/etcd.conf",
+                     "/etc/systemd/system/docker.service.d/flannel.conf",
+                     f"{CHECKOUTS}/flannel", f"{CHECKOUTS}/flannel.0", f"{CHECKOUTS}/etcd.0"):
+            vm.fail(f"test -e {path}")
+        assert "flannel" not in vm.succeed("runc list") and "etcd" not in vm.succeed("runc list")
+        vm.fail("systemctl cat flannel.service")
+
+
+def keep_rendered(lab: ScenarioContext, vm: Machine, name: str) -> None:
+    """The unit, OCI config and tmpfiles as the installer rendered them, into the evidence."""
+    checkout = f"{CHECKOUTS}/{name}.0"
+    for rendered in (f"{name}.service", "config.json", f"tmpfiles-{name}.conf", "info"):
+        lab.evidence(f"{name}/{rendered}", vm.succeed(f"cat {checkout}/{rendered}"))
+    assert vm.succeed(f"readlink {CHECKOUTS}/{name}").strip() == f"{name}.0"
+    assert vm.succeed(f"systemctl is-enabled {name}").strip() == "enabled"
