@@ -64,8 +64,8 @@ def system_containers(lab: ScenarioContext) -> None:
         vm.succeed(f"etcdctl put {PREFIX}/config '{config}'")  # v3: bookworm's etcd 3.4 has the v2 API off
 
     with lab.step("atomic install --system --set ETCD_ENDPOINTS=... flannel, with docker's drop-in"):
-        unordered += " --set AFTER= --set BEFORE=" if broken else ""
-        out = vm.succeed(f"atomic install --system --set ETCD_ENDPOINTS=http://127.0.0.1:2379{unordered}"
+        unordered_flannel = unordered + (" --set AFTER= --set BEFORE=" if broken else "")
+        out = vm.succeed(f"atomic install --system --set ETCD_ENDPOINTS=http://127.0.0.1:2379{unordered_flannel}"
                          " oci:/root/images/flannel")
         assert "Created file /etc/systemd/system/docker.service.d/flannel.conf" in out, out
         keep_rendered(lab, vm, "flannel")
@@ -119,7 +119,8 @@ def system_containers(lab: ScenarioContext) -> None:
                      "/etc/systemd/system/docker.service.d/flannel.conf",
                      f"{CHECKOUTS}/flannel", f"{CHECKOUTS}/flannel.0", f"{CHECKOUTS}/etcd.0"):
             vm.fail(f"test -e {path}")
-        assert "flannel" not in vm.succeed("runc list") and "etcd" not in vm.succeed("runc list")
+        containers = vm.succeed("runc list")
+        assert "flannel" not in containers and "etcd" not in containers, containers
         vm.fail("systemctl cat flannel.service")
 
 

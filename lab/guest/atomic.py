@@ -35,8 +35,6 @@ CHECKOUTS = Path("/var/lib/containers/atomic")
 UNITS = Path("/etc/systemd/system")
 TMPFILES = Path("/etc/tmpfiles.d")
 RUNTIME = shutil.which("runc") or "/usr/sbin/runc"
-FORCED = ("DESTDIR", "NAME", "EXEC_START", "EXEC_STOP", "EXEC_STARTPRE", "EXEC_STOPPOST",
-          "HOST_UID", "HOST_GID", "IMAGE_ID", "IMAGE_NAME")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
@@ -116,6 +114,7 @@ def blob(layout: Path, digest: str) -> Path:
 
 def template_values(name: str, destdir: Path, image: str, image_id: str, manifest: dict[str, Any],
                     overrides: dict[str, str]) -> dict[str, str]:
+    """Built-in defaults < manifest defaultValues < --set < the variables atomic forces."""
     values = {"RUN_DIRECTORY": "/run", "STATE_DIRECTORY": "/var/lib", "CONF_DIRECTORY": "/etc",
               "UUID": str(uuid.uuid4()), "PIDFILE": f"/run/container-{name}.pid", "RUNTIME": RUNTIME}
     values.update({key: str(value) for key, value in manifest.get("defaultValues", {}).items()})
