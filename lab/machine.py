@@ -63,6 +63,11 @@ class Machine:
         self._dom: libvirt.virDomain | None = None
 
     @property
+    def user(self) -> str:
+        """The unprivileged account the lab logs in as (cloud-init made it; sudo gives root)."""
+        return self.ssh.user
+
+    @property
     def console_path(self) -> Path:
         return Path(self.spec.console_path)
 
@@ -229,6 +234,11 @@ class Machine:
             self.copy_to(archive, staging)
         target = shlex.quote(remote)
         self.succeed(f"mkdir -p {target} && tar -xzf {staging} --no-same-owner -C {target} && rm -f {staging}")
+
+    def write_file(self, remote: str, text: str, *, user: str = ROOT) -> None:
+        """Write `text` to `remote` as `user`, creating its directory."""
+        path = shlex.quote(remote)
+        self.succeed(f"mkdir -p \"$(dirname {path})\" && printf %s {shlex.quote(text)} > {path}", user=user)
 
     def copy_from(self, remote: str, local: Path) -> None:
         self.log.info(f"copy {remote} -> {local}", prefix=self.name)

@@ -22,12 +22,16 @@ def smoke(lab: ScenarioContext) -> None:
         assert found.get("data1") == str(1 << 30), f"data1 should be 1 GiB: {found}"
         assert found.get("data2") == str(2 << 30), f"data2 should be 2 GiB: {found}"
 
-    with lab.step("write and read back a file on data1"):
+    with lab.step("write and read back a file on data1, and a text file as the login user"):
         vm.succeed("mkfs.ext4 -q -L data1 /dev/disk/by-id/virtio-data1 && mkdir -p /mnt/data1"
                    " && mount LABEL=data1 /mnt/data1")
         vm.succeed("head -c 16M /dev/urandom > /mnt/data1/blob && sync && sha256sum /mnt/data1/blob"
                    " > /root/blob.sha256")
         vm.succeed("echo 3 > /proc/sys/vm/drop_caches && sha256sum -c /root/blob.sha256")
+        note = "it's $HOME, \"quoted\" and `ticked`\n% and a second line\n"
+        vm.write_file("/tmp/lab-notes/note.txt", note, user=vm.user)
+        assert vm.succeed("cat /tmp/lab-notes/note.txt") == note
+        assert vm.succeed("stat -c %U /tmp/lab-notes/note.txt").strip() == vm.user
 
     with lab.step("reboot into a new boot"):
         before = vm.boot_id
