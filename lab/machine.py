@@ -8,6 +8,7 @@ Commands run as root through sudo, under `set -euo pipefail` and `LC_ALL=C`.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import tarfile
 import tempfile
@@ -26,6 +27,8 @@ from lab.retry import wait_until
 from lab.ssh import CommandResult, SshSession
 
 ROOT = "root"
+GRUB_MENU = "GNU GRUB"  # the header of GRUB's menu on the serial console
+KEY_ENTER, KEY_HOME, KEY_DOWN = 28, 102, 108  # Linux input keycodes, for libvirt's sendKey
 
 
 @dataclass(frozen=True)
@@ -118,12 +121,16 @@ class Machine:
         self.boots += 1
         self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
 
+    def start_reboot(self) -> None:
+        """Ask the guest to reboot and return at once (for boots that are meant to fail)."""
+        self.execute("systemd-run --no-block --on-active=1 systemctl reboot")
+        self.ssh.close()
+
     def reboot(self, *, timeout: float | None = None) -> None:
         """Reboot and wait until the guest is ready under a new boot id."""
         old = self.boot_id
         with self.log.nested(f"{self.name}: rebooting"):
-            self.execute("systemd-run --no-block --on-active=1 systemctl reboot")
-            self.ssh.close()
+            self.start_reboot()
             limit = timeout or self.timeouts(self.timeouts.boot)
 
             def new_boot(last: bool) -> str | None:
@@ -142,6 +149,27 @@ class Machine:
                            interval=2.0)
             except WaitTimeout as exc:
                 raise BootTimeout(str(exc)) from exc
+            self.wait_for_boot(timeout=limit)
+
+    def boot_menu_entry(self, index: int, *, timeout: float | None = None) -> None:
+        """Reset the guest and pick entry `index` (0 = first) of GRUB's menu with the keyboard,
+        as an operator at the console would; then wait until it is ready."""
+        offset = self.console_size()
+        with self.log.nested(f"{self.name}: reset, GRUB menu entry {index}"):
+            self.ssh.close()
+            if self._dom is None:
+                raise HarnessError(f"{self.name}: not started")
+            dom = self._dom
+            dom.reset(0)
+
+            def menu(last: bool) -> bool | None:  # any key stops GRUB's countdown
+                dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 0, [KEY_DOWN], 1, 0)
+                return True if GRUB_MENU in self.console_text(offset) else None
+
+            limit = timeout or self.timeouts(self.timeouts.boot)
+            self._wait(menu, "GRUB's menu", limit)
+            for key in [KEY_HOME, *[KEY_DOWN] * index, KEY_ENTER]:
+                dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 0, [key], 1, 0)
             self.wait_for_boot(timeout=limit)
 
     def shutdown(self, *, timeout: float | None = None) -> None:
@@ -278,6 +306,32 @@ class Machine:
         return found
 
     # --- diagnostics -----------------------------------------------------
+
+    def console_size(self) -> int:
+        """Where the console capture ends now: an offset for `console_text` and `wait_for_console`."""
+        try:
+            return self.console_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def console_text(self, since: int = 0) -> str:
+        with self.console_path.open("rb") as console:
+            console.seek(since)
+            return console.read().decode(errors="replace").replace("\r", "")
+
+    def wait_for_console(self, pattern: str, *, since: int = 0, timeout: float | None = None) -> str:
+        """Poll the serial console from offset `since` until regex `pattern` shows; returns its line."""
+        regex = re.compile(pattern)
+
+        def seen(last: bool) -> str | None:
+            match = regex.search(self.console_text(since))
+            if match:
+                return match.string[match.string.rfind("\n", 0, match.start()) + 1:match.end()]
+            if last:
+                raise WaitTimeout(f"{self.name}: {pattern!r} never appeared on the console")
+            return None
+
+        return str(self._wait(seen, f"{pattern!r} on the console", timeout))
 
     def console_tail(self, lines: int = 30) -> str:
         return console.tail(self.console_path, lines)

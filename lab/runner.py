@@ -76,8 +76,8 @@ class ScenarioContext:
         self.facts[key] = value
 
     def install_guest_tool(self, name: str) -> str:
-        """Copy lab/guest/<name>.py into the guest as /usr/local/sbin/<name>; returns that path."""
-        target = f"/usr/local/sbin/{name}"
+        """Copy lab/guest/<name>.py into the guest as /usr/local/sbin/<name, dashed>; returns that path."""
+        target = f"/usr/local/sbin/{name.replace('_', '-')}"
         self.machine.copy_to(GUEST_TOOLS / f"{name}.py", f"/tmp/{name}.py")
         self.machine.succeed(f"install -m 0755 /tmp/{name}.py {target} && rm -f /tmp/{name}.py")
         return target

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,7 @@ class Registry:
             spec = importlib.util.spec_from_file_location(f"lab_scenarios.{path.stem}", path)
             assert spec and spec.loader
             module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
             spec.loader.exec_module(module)
             for value in vars(module).values():
                 if callable(value) and hasattr(value, ATTR):
