@@ -16,7 +16,7 @@ from lab.scenario import Registry
 pytestmark = pytest.mark.vm
 SCENARIOS = [name for name in Registry.load(REPO_ROOT / "scenarios").names() if name != "smoke"]
 VARIANTS = [("thinpool-full", f"mode={mode}") for mode in ("error", "autoextend", "docker", "recover")] + [
-    ("system-containers", "ordering=broken")]
+    ("system-containers", "ordering=broken"), ("ostree-rollback", "break=upgrade")]
 
 
 def _passes(name: str, sets: list[str], runs: Path) -> None:
