@@ -20,7 +20,7 @@ from lab.errors import UsageError
 if TYPE_CHECKING:
     from lab.runner import ScenarioContext
 
-TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow"})
+TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow", "catalog"})  # catalog: nightly only
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 _SIZE_RE = re.compile(r"^(\d+)([KMGT]?)$")
 ATTR = "__lab_scenario__"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lab.containers import busybox_image
 from lab.machine import ROOT, Machine
 from lab.runner import ScenarioContext
 from lab.scenario import Disk, scenario
@@ -21,8 +22,6 @@ DISK = "/dev/disk/by-id/virtio-storage"
 STORAGE = "/var/lib/containers"  # podman's graphroot lives under it; docker's is bind-mounted from it
 RUNROOT = "/run/containers/storage"
 FUSE = "/usr/bin/fuse-overlayfs"
-ROOTFS_TAR = "/var/tmp/busybox-rootfs.tar"
-IMAGE = "localhost/lab/busybox"
 
 KERNEL_D_TYPE = "overlayfs: upper fs needs to support d_type."
 WHY = ("the backing xfs filesystem is formatted without d_type support, which leads to incorrect behavior. "
@@ -68,8 +67,6 @@ def overlay_xfs(lab: ScenarioContext) -> None:
         assert "V4 filesystems are deprecated" in mkfs, mkfs
         mount_storage(vm)
         assert ftype(lab, "ftype0") == 0
-        vm.succeed(f"mkdir -p /var/tmp/rootfs/bin && cp /bin/busybox /var/tmp/rootfs/bin/ && "
-                   f"tar -C /var/tmp/rootfs -cf {ROOTFS_TAR} . && chmod 0644 {ROOTFS_TAR}")
 
     with lab.step("the kernel mounts overlay on an ftype=0 upper, warning that it needs d_type"):
         marker = vm.mark_kernel_log("overlay mount")
@@ -193,9 +190,9 @@ def podman_store(lab: ScenarioContext, evidence: str) -> dict[str, Any]:
 
 
 def container_root(vm: Machine, engine: str, *, user: str = ROOT) -> tuple[str, str]:
-    """Import the busybox rootfs into `engine` and run it: its / mount's (type, options)."""
-    vm.succeed(f"{engine} import {ROOTFS_TAR} {IMAGE}", user=user)
-    run = f"{engine} run --rm --network none {IMAGE} /bin/busybox cat /proc/self/mounts"
+    """Import the busybox image into `engine` and run it: its / mount's (type, options)."""
+    image = busybox_image(vm, engine, user=user)
+    run = f"{engine} run --rm --network none {image} cat /proc/self/mounts"
     mounts = vm.succeed(run, user=user, timeout=300)
     fields = next(line.split() for line in mounts.splitlines() if line.split()[1] == "/")
     return fields[2], fields[3]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from lab.containers import busybox_image, start_docker
 from lab.machine import Machine
 from lab.runner import ScenarioContext
 from lab.scenario import scenario
@@ -141,17 +142,11 @@ def docker_min_free_space(lab: ScenarioContext) -> None:
     pool = f"/dev/mapper/{VG}-docker--pool"
     with lab.step("docker on devicemapper with a thin pool and dm.min_free_space=10%"):
         vm.succeed(f"lvcreate -y --type thin-pool -L {lab.params['pool_size']} -n docker-pool {VG}")
-        vm.succeed("mkdir -p /etc/docker && printf '%s' '{\"storage-driver\": \"devicemapper\", \"storage-opts\": "
-                   f"[\"dm.thinpooldev={pool}\", \"dm.min_free_space=10%\", \"dm.use_deferred_removal=true\"]}}'"
-                   " > /etc/docker/daemon.json")
-        vm.succeed("systemctl start docker", timeout=300)
-        info = vm.succeed("docker info 2>&1")
+        info = start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [
+            f"dm.thinpooldev={pool}", "dm.min_free_space=10%", "dm.use_deferred_removal=true"]})
         lab.evidence("docker-info.txt", info)
         assert "Storage Driver: devicemapper" in info and f"Pool Name: {VG}-docker--pool" in info, info
-        # Relative links: `busybox --install -s` would point them at this host path.
-        vm.succeed("mkdir -p /tmp/bb/bin && cp /bin/busybox /tmp/bb/bin/ && cd /tmp/bb/bin"
-                   " && for applet in $(./busybox --list); do ln -sf busybox $applet; done"
-                   " && tar -C /tmp/bb -c . | docker import - lab/busybox")
+        image = busybox_image(vm)
 
     with lab.step("a container fills the pool past docker's 10% free-space floor, short of full"):
         total, used = (int(x) for x in vm.succeed(
@@ -159,12 +154,12 @@ def docker_min_free_space(lab: ScenarioContext) -> None:
             " | awk '{printf \"%d %d\", $1, $1*$2/100}'").split())
         fill = int(total * 0.94) - used
         lab.record("pool", {"total_mib": total, "used_mib": used, "fill_mib": fill})
-        vm.succeed(f"docker run --name filler lab/busybox dd if=/dev/zero of=/fill bs=1M count={fill}", timeout=600)
+        vm.succeed(f"docker run --name filler {image} dd if=/dev/zero of=/fill bs=1M count={fill}", timeout=600)
         assert health(vm, f"{VG}/docker-pool") == "", "the pool itself must not run out"
 
     with lab.step("the next container is refused by docker's free-space check"):
         vm.succeed("sync")
-        out = vm.fail("docker run --rm lab/busybox true")
+        out = vm.fail(f"docker run --rm {image} true")
         lab.evidence("docker-run-refused.txt", out)
         assert re.search(r"devmapper: Thin Pool has \d+ free data blocks which is less than minimum required "
                          r"\d+ free data blocks", out), out

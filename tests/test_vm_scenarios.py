@@ -14,7 +14,10 @@ from lab.config import REPO_ROOT
 from lab.scenario import Registry
 
 pytestmark = pytest.mark.vm
-SCENARIOS = [name for name in Registry.load(REPO_ROOT / "scenarios").names() if name != "smoke"]
+REGISTRY = Registry.load(REPO_ROOT / "scenarios")
+# the mission scenarios; smoke runs in test_vm_core, the field-bug catalog nightly
+SCENARIOS = [n for n in REGISTRY.names() if n != "smoke" and "catalog" not in REGISTRY.get(n).tags]
+CATALOG = [n for n in REGISTRY.names() if "catalog" in REGISTRY.get(n).tags]
 VARIANTS = [("thinpool-full", f"mode={mode}") for mode in ("error", "autoextend", "docker", "recover")] + [
     ("system-containers", "ordering=broken"), ("ostree-rollback", "break=upgrade")]
 
@@ -31,6 +34,12 @@ def _passes(name: str, sets: list[str], runs: Path) -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_passes(name: str, tmp_path: Path) -> None:
+    _passes(name, [], tmp_path)
+
+
+@pytest.mark.nightly
+@pytest.mark.parametrize("name", CATALOG)
+def test_catalog_scenario_passes(name: str, tmp_path: Path) -> None:
     _passes(name, [], tmp_path)
 
 

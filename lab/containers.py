@@ -1,0 +1,28 @@
+"""Container images made inside a guest from its own busybox: no registry is needed or reachable."""
+
+from __future__ import annotations
+
+import json
+
+from lab.machine import ROOT, Machine
+
+ROOTFS_TAR = "/var/tmp/lab-busybox-rootfs.tar"
+BUSYBOX = "localhost/lab/busybox"
+# One static busybox with relative applet links (`busybox --install -s` would link to this host path).
+_MAKE_ROOTFS = (f"test -f {ROOTFS_TAR} || (set -e; d=$(mktemp -d); mkdir $d/bin; cp /bin/busybox $d/bin/; "
+                "cd $d/bin; for applet in $(./busybox --list | grep -vx busybox); do ln -s busybox $applet; done; "
+                f"tar -C $d -cf {ROOTFS_TAR} .; chmod 0644 {ROOTFS_TAR}; rm -rf $d)")
+
+
+def busybox_image(vm: Machine, engine: str = "docker", *, user: str = ROOT) -> str:
+    """Import the busybox rootfs into `engine` (docker or podman, as `user`); returns the image name."""
+    vm.succeed(_MAKE_ROOTFS)
+    vm.succeed(f"{engine} import {ROOTFS_TAR} {BUSYBOX}", user=user)
+    return BUSYBOX
+
+
+def start_docker(vm: Machine, daemon_json: dict[str, object]) -> str:
+    """Write /etc/docker/daemon.json and start docker; returns `docker info` with its warnings."""
+    vm.write_file("/etc/docker/daemon.json", json.dumps(daemon_json))
+    vm.succeed("systemctl start docker.service", timeout=300)
+    return vm.succeed("docker info 2>&1")

@@ -1,0 +1,57 @@
+"""loop-fallback: docker's devicemapper driver on loopback files when it is given no thin pool.
+
+fedora-atomic-wiki.txt, "Storage setup": with no free space left in the root VG no thin pool
+can be made, and devicemapper falls back to loopback devices. The warnings are docker 20.10's
+(ground-truth §3); the fix is a real pool through `dm.thinpooldev`, after which they are gone.
+"""
+
+from __future__ import annotations
+
+from lab.containers import busybox_image, start_docker
+from lab.runner import ScenarioContext
+from lab.scenario import scenario
+
+VG = "atomicos"
+POOL_DEV = f"/dev/mapper/{VG}-docker--pool"
+LOOP_FILES = "/var/lib/docker/devicemapper/devicemapper"
+DAEMON_WARNING = "Usage of loopback devices is strongly discouraged for production use."
+INFO_WARNING = "WARNING: devicemapper: usage of loopback devices is strongly discouraged for production use."
+
+
+@scenario(
+    "loop-fallback",
+    "Docker devicemapper on loopback files when the root VG is full (Fedora Atomic wiki, Storage setup); "
+    "fix: a thin pool through dm.thinpooldev",
+    image="lab-atomic",
+    memory=1024,
+    params={"pool_size": "2G"},
+    tags=("storage", "containers", "catalog"),
+    timeout=1200,
+)
+def loop_fallback(lab: ScenarioContext) -> None:
+    vm = lab.machine
+    with lab.step(f"no free space left in VG {VG}; docker on devicemapper without a pool"):
+        vm.succeed(f"lvcreate -y -l 100%FREE -n taken {VG}")
+        assert vm.succeed(f"vgs --noheadings --units b --nosuffix -o vg_free {VG}").strip() == "0"
+        info = start_docker(vm, {"storage-driver": "devicemapper"})
+        lab.evidence("loop/docker-info.txt", info)
+
+    with lab.step("docker falls back to loopback files and warns, in its log and in docker info"):
+        assert f"Data loop file: {LOOP_FILES}/data" in info, info
+        assert f"Metadata loop file: {LOOP_FILES}/metadata" in info, info
+        assert INFO_WARNING in info, info
+        journal = vm.succeed("journalctl -b -u docker.service -o cat --no-pager")
+        lab.evidence("loop/docker-journal.txt", journal)
+        assert DAEMON_WARNING in journal, journal
+        assert vm.succeed(f"docker run --rm {busybox_image(vm)} echo on-loop").strip() == "on-loop"
+        lab.record("loop_devices", vm.succeed("losetup -n -O NAME,BACK-FILE").splitlines())
+
+    with lab.step("the fix: free the VG, make a thin pool, point dm.thinpooldev at it"):
+        vm.succeed(f"systemctl stop docker.service docker.socket && rm -rf /var/lib/docker && lvremove -y {VG}/taken")
+        vm.succeed(f"lvcreate -y --type thin-pool -L {lab.params['pool_size']} -n docker-pool {VG}")
+        info = start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={POOL_DEV}"]})
+        lab.evidence("pool/docker-info.txt", info)
+        assert f"Pool Name: {VG}-docker--pool" in info, info
+        assert "loop file" not in info and "loopback" not in info, info
+        assert vm.succeed(f"docker run --rm {busybox_image(vm)} echo on-pool").strip() == "on-pool"
+

@@ -1,0 +1,54 @@
+"""pool-inactive-at-boot: docker's thin pool is not activated at boot, so docker fails to start.
+
+fedora-atomic-wiki.txt, "Troubleshoot" 5: after a reboot docker.service failed and its log named
+a non-existing device; `lvchange -ay` on the pool and a docker restart brought it back. Here the
+pool carries LVM's activation-skip flag, so neither the initramfs (whose udev rules activate the
+whole VG, with its own copy of lvm.conf) nor the booted system activates it; the fix clears the
+flag and runs the wiki's `lvchange -ay`. The failure text is the one this docker prints.
+"""
+
+from __future__ import annotations
+
+from lab.containers import busybox_image, start_docker
+from lab.runner import ScenarioContext
+from lab.scenario import scenario
+
+VG = "atomicos"
+POOL = f"{VG}/docker-pool"
+POOL_DEV = f"/dev/mapper/{VG}-docker--pool"
+
+
+@scenario(
+    "pool-inactive-at-boot",
+    "Docker fails at boot when its thin pool is not activated (Fedora Atomic wiki, Troubleshoot: "
+    "\"Non existing device\"); fix: lvchange -ay and restart docker",
+    image="lab-atomic",
+    memory=1024,
+    params={"pool_size": "1G"},
+    tags=("storage", "containers", "catalog"),
+    timeout=1200,
+)
+def pool_inactive_at_boot(lab: ScenarioContext) -> None:
+    vm = lab.machine
+    with lab.step("docker on a devicemapper thin pool, enabled at boot, with an image stored"):
+        vm.succeed(f"lvcreate -y --type thin-pool -L {lab.params['pool_size']} -n docker-pool {VG}")
+        start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={POOL_DEV}"]})
+        image = busybox_image(vm)
+        vm.succeed("systemctl enable docker.service")
+
+    with lab.step("the pool flagged to skip activation; after a reboot it is inactive and docker fails"):
+        vm.succeed(f"lvchange --setactivationskip y {POOL}")
+        vm.reboot()
+        assert vm.succeed(f"lvs --noheadings -o lv_active {POOL}").strip() == "", "the pool was activated"
+        vm.wait_until_succeeds("systemctl is-failed --quiet docker.service", timeout=300)  # after its restarts
+        journal = vm.succeed("journalctl -b -u docker.service -o cat --no-pager")
+        lab.evidence("docker-journal.txt", journal)
+        failure = [line for line in journal.splitlines() if "failed to start daemon" in line]
+        assert failure and POOL_DEV.rsplit("/", 1)[1] in failure[-1], journal
+        lab.record("docker_failure", failure[-1])
+
+    with lab.step("the wiki's fix: activate the pool (lvchange -ay), restart docker; the stored image runs"):
+        vm.succeed(f"lvchange --setactivationskip n {POOL} && lvchange -ay {POOL}")
+        vm.succeed("systemctl reset-failed docker.service")
+        vm.succeed("systemctl start docker.service", timeout=300)
+        assert vm.succeed(f"docker run --rm {image} echo back").strip() == "back"

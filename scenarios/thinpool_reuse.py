@@ -1,0 +1,69 @@
+"""thinpool-reuse: docker refuses a thin pool that still holds data after /var/lib/docker was wiped.
+
+fedora-atomic-wiki.txt, "Troubleshoot" 1: docker on devicemapper with `dm.thinpooldev`, its
+metadata removed (`rm -rf /var/lib/docker`) while the pool keeps the old blocks; docker then fails
+with "Unable to take ownership of thin-pool (...) that already has used data blocks". Docker 20.10
+names the pool by its device-mapper name, not by the `dm.thinpooldev` path it was given
+(ground-truth §3 expected the path). The wiki's fix: remove and recreate the pool.
+"""
+
+from __future__ import annotations
+
+from lab.containers import busybox_image, start_docker
+from lab.machine import Machine
+from lab.runner import ScenarioContext
+from lab.scenario import scenario
+
+VG = "atomicos"
+POOL = f"{VG}/docker-pool"
+DM_NAME = f"{VG}-docker--pool"
+POOL_DEV = f"/dev/mapper/{DM_NAME}"
+REFUSED = ("failed to start daemon: error initializing graphdriver: devmapper: Unable to take ownership of "
+           f"thin-pool ({DM_NAME}) that already has used data blocks")
+
+
+@scenario(
+    "thinpool-reuse",
+    "Docker refuses a used thin pool after /var/lib/docker is wiped (Fedora Atomic wiki, Troubleshoot: "
+    "\"Unable to take ownership of thin-pool\"); fix: recreate the pool",
+    image="lab-atomic",
+    memory=1024,
+    params={"pool_size": "1G"},
+    tags=("storage", "containers", "catalog"),
+    timeout=1200,
+)
+def thinpool_reuse(lab: ScenarioContext) -> None:
+    vm = lab.machine
+    with lab.step("docker on devicemapper with its own thin pool; a container writes to it"):
+        create_pool(vm, lab.params["pool_size"])
+        start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={POOL_DEV}"]})
+        vm.succeed(f"docker run --rm {busybox_image(vm)} dd if=/dev/zero of=/data bs=1M count=64", timeout=300)
+        used = pool_data_percent(vm)
+        lab.record("pool_data_percent_used", used)
+        assert used > 0, "the pool holds no data"
+
+    with lab.step("docker's metadata wiped, the pool kept: docker refuses to start"):
+        vm.succeed("systemctl stop docker.service docker.socket && rm -rf /var/lib/docker")
+        vm.fail("systemctl start docker.service", timeout=300)
+        vm.wait_until_succeeds("systemctl is-failed --quiet docker.service", timeout=300)  # after its restarts
+        journal = vm.succeed("journalctl -b -u docker.service -o cat --no-pager")
+        lab.evidence("docker-journal.txt", journal)
+        assert REFUSED in journal, journal
+        lab.record("refusal", REFUSED)
+
+    with lab.step("the wiki's fix: remove and recreate the pool; docker starts and runs a container"):
+        vm.succeed(f"rm -rf /var/lib/docker && lvremove -y {POOL} && systemctl reset-failed docker.service")
+        create_pool(vm, lab.params["pool_size"])
+        vm.succeed("systemctl start docker.service", timeout=300)  # daemon.json as before
+        info = vm.succeed("docker info 2>&1")
+        lab.evidence("docker-info.txt", info)
+        assert f"Pool Name: {DM_NAME}" in info, info
+        assert vm.succeed(f"docker run --rm {busybox_image(vm)} echo recovered").strip() == "recovered"
+
+
+def create_pool(vm: Machine, size: str) -> None:
+    vm.succeed(f"lvcreate -y --type thin-pool -L {size} -n docker-pool {VG}")
+
+
+def pool_data_percent(vm: Machine) -> float:
+    return float(vm.succeed(f"lvs --noheadings -o data_percent {POOL}").strip())
