@@ -72,15 +72,23 @@ def _os(root: ET.Element, spec: DomainSpec) -> None:
         _sub(os_el, "bios", useserial="yes")  # SeaBIOS messages on the serial console
 
 
-def _disks(devices: ET.Element, spec: DomainSpec) -> None:
+def _disk(parent: ET.Element, disk: DiskSpec, index: int) -> ET.Element:
+    element = _sub(parent, "disk", type="file", device="disk")
+    _sub(element, "driver", name="qemu", type=disk.format, discard="unmap")
+    _sub(element, "source", file=disk.path)
+    _sub(element, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
+    _sub(element, "serial", disk.serial)
+    if disk.readonly:
+        _sub(element, "readonly")
+    return element
+
+
+def render_disk_xml(spec: DomainSpec, serial: str) -> str:
+    """The <disk> element of the disk with this serial, as given to libvirt (for detaching it)."""
     for index, disk in enumerate(spec.disks):
-        element = _sub(devices, "disk", type="file", device="disk")
-        _sub(element, "driver", name="qemu", type=disk.format, discard="unmap")
-        _sub(element, "source", file=disk.path)
-        _sub(element, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
-        _sub(element, "serial", disk.serial)
-        if disk.readonly:
-            _sub(element, "readonly")
+        if disk.serial == serial:
+            return ET.tostring(_disk(ET.Element("devices"), disk, index), encoding="unicode")
+    raise KeyError(f"{spec.name} has no disk with serial {serial!r}")
 
 
 def _metadata(root: ET.Element, spec: DomainSpec) -> None:
@@ -117,7 +125,8 @@ def render_domain_xml(spec: DomainSpec) -> str:
     _sub(root, "on_reboot", "restart")
     _sub(root, "on_crash", "destroy")
     devices = _sub(root, "devices")
-    _disks(devices, spec)
+    for index, disk in enumerate(spec.disks):
+        _disk(devices, disk, index)
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec.console_path, append="on")
     _sub(serial, "target", port="0")

@@ -19,7 +19,7 @@ from pathlib import Path
 import libvirt
 
 from lab import console
-from lab.domain import DomainSpec, render_domain_xml
+from lab.domain import DomainSpec, render_disk_xml, render_domain_xml
 from lab.errors import BootTimeout, CommandFailed, HarnessError, SshUnavailable, WaitTimeout
 from lab.hypervisor import destroy_domain
 from lab.log import Log
@@ -157,9 +157,7 @@ class Machine:
         offset = self.console_size()
         with self.log.nested(f"{self.name}: reset, GRUB menu entry {index}"):
             self.ssh.close()
-            if self._dom is None:
-                raise HarnessError(f"{self.name}: not started")
-            dom = self._dom
+            dom = self._running_domain()
             dom.reset(0)
 
             def menu(last: bool) -> bool | None:  # any key stops GRUB's countdown
@@ -171,6 +169,28 @@ class Machine:
             for key in [KEY_HOME, *[KEY_DOWN] * index, KEY_ENTER]:
                 dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 0, [key], 1, 0)
             self.wait_for_boot(timeout=limit)
+
+    def detach_disk(self, serial: str, *, timeout: float | None = None) -> None:
+        """Unplug the disk with this serial from the running guest, as a failing or pulled disk goes;
+        returns once libvirt no longer lists it (the guest has let go of it)."""
+        dom = self._running_domain()
+        with self.log.nested(f"{self.name}: detaching disk {serial}"):
+            dom.detachDeviceFlags(render_disk_xml(self.spec, serial), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            self._wait(lambda last: None if f"<serial>{serial}</serial>" in dom.XMLDesc() else True,
+                       f"disk {serial} to leave the domain", timeout)
+
+    def attach_disk(self, serial: str) -> None:
+        """Plug a disk of this machine's spec (one `detach_disk` took away) back in."""
+        with self.log.nested(f"{self.name}: attaching disk {serial}"):
+            self._running_domain().attachDeviceFlags(render_disk_xml(self.spec, serial),
+                                                     libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def reset(self, *, timeout: float | None = None) -> None:
+        """Press the reset button (for a guest that cannot reboot itself) and wait until it is ready."""
+        with self.log.nested(f"{self.name}: reset"):
+            self.ssh.close()
+            self._running_domain().reset(0)
+            self.wait_for_boot(timeout=timeout or self.timeouts(self.timeouts.boot))
 
     def shutdown(self, *, timeout: float | None = None) -> None:
         with self.log.nested(f"{self.name}: shutting down"):
@@ -335,6 +355,11 @@ class Machine:
 
     def console_tail(self, lines: int = 30) -> str:
         return console.tail(self.console_path, lines)
+
+    def _running_domain(self) -> libvirt.virDomain:
+        if self._dom is None:
+            raise HarnessError(f"{self.name}: not started")
+        return self._dom
 
     def _require_running(self, doing: str) -> None:
         if not self.is_running():

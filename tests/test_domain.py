@@ -1,6 +1,8 @@
 import xml.etree.ElementTree as ET
 
-from lab.domain import LAB_NS, QEMU_NS, DiskSpec, DomainSpec, KernelBoot, render_domain_xml
+import pytest
+
+from lab.domain import LAB_NS, QEMU_NS, DiskSpec, DomainSpec, KernelBoot, render_disk_xml, render_domain_xml
 
 
 def _spec(**overrides: object) -> DomainSpec:
@@ -24,6 +26,14 @@ def test_disks_are_virtio_in_order_with_serials_and_a_read_only_seed() -> None:
     assert [d.findtext("serial") for d in disks] == ["lab-root", "data1", "cidata"]
     assert [d.find("readonly") is not None for d in disks] == [False, False, True]
     assert disks[2].find("driver").get("type") == "raw"  # type: ignore[union-attr]
+
+
+def test_a_disk_to_detach_is_rendered_as_the_domain_has_it() -> None:
+    in_domain = ET.fromstring(render_domain_xml(_spec())).findall("devices/disk")[1]
+    alone = ET.fromstring(render_disk_xml(_spec(), "data1"))
+    assert ET.tostring(alone) == ET.tostring(in_domain)
+    with pytest.raises(KeyError, match="no disk with serial 'nope'"):
+        render_disk_xml(_spec(), "nope")
 
 
 def test_ssh_is_forwarded_from_loopback_only() -> None:
