@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from lab.machine import ROOT, Machine
 
@@ -21,7 +22,7 @@ def busybox_image(vm: Machine, engine: str = "docker", *, user: str = ROOT) -> s
     return BUSYBOX
 
 
-def start_docker(vm: Machine, daemon_json: dict[str, object]) -> str:
+def start_docker(vm: Machine, daemon_json: Mapping[str, object]) -> str:
     """Write /etc/docker/daemon.json and start docker; returns `docker info` with its warnings."""
     vm.write_file("/etc/docker/daemon.json", json.dumps(daemon_json))
     vm.succeed("systemctl start docker.service", timeout=300)

@@ -10,6 +10,7 @@ menu. The upgrade is a commit made in the guest on top of the booted one (/usr/s
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 
@@ -165,7 +166,13 @@ def status(lab: ScenarioContext, name: str) -> list[Deployment]:
     text = vm.succeed("ostree admin status")
     lab.evidence(f"{name}/ostree-admin-status.txt", text)
     lab.evidence(f"{name}/grub.cfg", vm.succeed("cat /boot/grub/grub.cfg"))
-    return [Deployment(m[0] == "*", m[1], m[2], int(m[3]), m[4] or None) for m in DEPLOYMENT.findall(text)]
+    deployments = [Deployment(m[0] == "*", m[1], m[2], int(m[3]), m[4] or None) for m in DEPLOYMENT.findall(text)]
+    if lab.profile.rpm_ostree:  # rpm-ostree must report the same list
+        report = json.loads(vm.succeed("rpm-ostree status --json"))
+        lab.evidence(f"{name}/rpm-ostree-status.json", json.dumps(report, indent=2))
+        listed = [(d["checksum"], d["booted"]) for d in report["deployments"]]
+        assert listed == [(d.checksum, d.booted) for d in deployments], listed
+    return deployments
 
 
 def booted_from(lab: ScenarioContext) -> str:
