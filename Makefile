@@ -5,6 +5,7 @@ LAB    := $(VENV)/bin/lab
 PYTEST := $(VENV)/bin/pytest
 NAME   ?= smoke
 ARGS   ?=
+JOBS   ?= $(shell nproc)# VMs (and test workers) at once: one per core
 
 .PHONY: setup host scenario test unit nightly bench lint clean
 
@@ -25,7 +26,7 @@ scenario: setup
 
 ## make test: lint, unit tests, libvirt test-driver tests, and every mission scenario on real guests
 test: setup lint
-	$(PYTEST) tests
+	$(PYTEST) -n $(JOBS) --dist worksteal tests
 
 ## make unit: only what needs no hypervisor
 unit: setup
@@ -33,7 +34,7 @@ unit: setup
 
 ## make nightly: variants, extra modes and external images on top of make test
 nightly: setup
-	$(PYTEST) tests --nightly
+	$(PYTEST) -n $(JOBS) --dist worksteal tests --nightly
 
 ## make bench: timings of the smoke VM, printed as figures
 bench: setup

@@ -51,6 +51,8 @@ def _swap_symlink(link: Path, target: str) -> None:
 
 def find_run_dir(root: Path, run_id: str) -> Path | None:
     for result in root.glob("*/result.json"):
+        if result.parent.is_symlink():  # runs/latest
+            continue
         try:
             if json.loads(result.read_text()).get("run_id") == run_id:
                 return result.parent

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import libvirt
 
+from lab.errors import UsageError
 from lab.hypervisor import destroy_domain, lab_domains
 from lab.log import Log
 from lab.storage import RUN_PREFIX, Pool
@@ -30,7 +31,11 @@ class RunLock:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / f"run-{run_id}.lock"
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise UsageError(f"run {run_id} is already running (lock {self.path})") from None
         os.write(self._fd, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:

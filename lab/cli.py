@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import time
 from collections.abc import Callable
 
 from lab.artifacts import find_run_dir
 from lab.cleanup import inventory, reap, run_alive
 from lab.config import Config
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 from lab.hypervisor import connect, kvm_available
 from lab.image import ImageCache
 from lab.log import Log
-from lab.runner import Run, RunRequest, build_image
+from lab.parallel import Job, ParallelRuns, exit_code, shard, summary
+from lab.runner import RUN_ID, Run, RunRequest, build_image
 from lab.scenario import Registry
 from lab.storage import Pool
 
@@ -26,9 +28,23 @@ def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
 
 
 def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
-    item = Registry.load(config.scenarios_dir).get(args.name)
-    request = RunRequest(item, item.parse_sets(args.set), image=args.image, keep=args.keep)
-    return Run(config, request, log).execute()
+    registry = Registry.load(config.scenarios_dir)
+    names = registry.names() if args.all else args.names
+    if not names:
+        raise UsageError("name a scenario (see `lab list`) or use --all")
+    if len(names) == 1 and not args.all and not args.shard:
+        item = registry.get(names[0])
+        request = RunRequest(item, item.parse_sets(args.set), image=args.image, keep=args.keep,
+                             run_id=args.run_id)
+        return Run(config, request, log).execute()
+    if args.set or args.run_id:
+        raise UsageError("--set and --run-id apply to one scenario; run several without them")
+    jobs = [Job(registry.get(name).name, args.image, args.keep) for name in names]
+    jobs = shard(jobs, args.shard) if args.shard else jobs
+    start = time.monotonic()
+    outcomes = ParallelRuns(config.runs_dir, args.jobs).run(jobs)
+    print(summary(outcomes, time.monotonic() - start, args.jobs))
+    return exit_code(outcomes)
 
 
 def _pool(config: Config) -> Pool:
@@ -103,13 +119,23 @@ def cmd_images(args: argparse.Namespace, config: Config, log: Log) -> int:
     return 0
 
 
+def _run_id(text: str) -> str:
+    if not RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (4-16 lowercase hex digits)")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab", description="Reproduce container-host field bugs in "
                                      "disposable libvirt VMs.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list scenarios").set_defaults(func=cmd_list)
-    run = sub.add_parser("run", help="run a scenario in a fresh VM")
-    run.add_argument("name")
+    run = sub.add_parser("run", help="run scenarios, each in a fresh VM")
+    run.add_argument("names", nargs="*", metavar="NAME", help="scenario(s) to run (see `lab list`)")
+    run.add_argument("--all", action="store_true", help="run every scenario")
+    run.add_argument("-j", "--jobs", type=int, default=1, help="how many runs at once (default 1)")
+    run.add_argument("--shard", metavar="K/N", help="run only the K-th of N deterministic slices (CI matrix)")
+    run.add_argument("--run-id", type=_run_id, help="use this run id (hex) instead of a random one")
     run.add_argument("--image", help="image name (see `lab images list`) or path to a qcow2/raw disk")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     run.add_argument("--keep", action="store_true", help="leave the VM running and print how to enter it")

@@ -17,6 +17,11 @@ def _default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "atomic-lab"
 
 
+def vcpu_share(parallel: int) -> str:
+    """LAB_MAX_VCPUS for one of `parallel` runs at once: its share of the host's cores, unless set."""
+    return os.environ.get("LAB_MAX_VCPUS") or str(max(1, (os.cpu_count() or 1) // max(1, parallel)))
+
+
 @dataclass(frozen=True)
 class Config:
     libvirt_uri: str
@@ -27,6 +32,7 @@ class Config:
     timeout_factor: float
     tcg_timeout_factor: float
     boot_timeout: float
+    max_vcpus: int  # a VM gets at most this many vCPUs (parallel runs share the host's cores)
     scenarios_dir: Path
     images_dir: Path
     cloudinit_dir: Path
@@ -43,6 +49,7 @@ class Config:
             timeout_factor=float(env("LAB_TIMEOUT_FACTOR", "1")),
             tcg_timeout_factor=float(env("LAB_TCG_TIMEOUT_FACTOR", "2")),
             boot_timeout=float(env("LAB_BOOT_TIMEOUT", "90")),
+            max_vcpus=int(env("LAB_MAX_VCPUS", str(os.cpu_count() or 1))),
             scenarios_dir=Path(env("LAB_SCENARIOS_DIR", str(REPO_ROOT / "scenarios"))),
             images_dir=Path(env("LAB_IMAGES_DIR", str(REPO_ROOT / "images"))),
             cloudinit_dir=Path(env("LAB_CLOUDINIT_DIR", str(REPO_ROOT / "cloudinit"))),

@@ -160,7 +160,11 @@ class ImageCache:
     def lock(self, name: str) -> Iterator[None]:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         with (self.config.state_dir / f"image-{name}.lock").open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                with self.log.nested(f"waiting for another run to finish building image {name}"):
+                    fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
 

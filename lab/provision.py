@@ -87,7 +87,7 @@ class Provisioner:
         disks.append(DiskSpec(self._seed(prefix, request, key), "cidata", format="raw", readonly=True))
         spec = DomainSpec(
             name=prefix, run_id=self.run_id, domain_type="kvm" if self.accel == "kvm" else "qemu",
-            memory_mib=request.memory, vcpus=request.cpus, disks=tuple(disks),
+            memory_mib=request.memory, vcpus=max(1, min(request.cpus, self.config.max_vcpus)), disks=tuple(disks),
             console_path=str(request.directory / "console.log"), ssh_port=free_port(),
             kernel_boot=self._kernel_boot(request.image),
             metadata={"pid": str(os.getpid()), "host": socket.gethostname(), **dict(request.labels)},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import signal
 import threading
@@ -20,10 +21,10 @@ import libvirt
 from lab import checks, console
 from lab.artifacts import RunDir
 from lab.builder import ImageBuilder
-from lab.cleanup import RunLock, reap
+from lab.cleanup import RunLock, inventory, reap
 from lab.config import Config
 from lab.domain import LAB_NS
-from lab.errors import HarnessError, Interrupted, LabError, ScenarioFailed
+from lab.errors import HarnessError, Interrupted, LabError, ScenarioFailed, UsageError
 from lab.hypervisor import connect
 from lab.image import DEFAULT_IMAGE, Image, ImageCache, Profile, load_recipes, probe_disk_image
 from lab.log import Log
@@ -33,6 +34,7 @@ from lab.scenario import Scenario
 from lab.storage import Pool
 
 MACHINE = "vm1"
+RUN_ID = re.compile(r"[0-9a-f]{4,16}")
 GUEST_TOOLS = Path(__file__).parent / "guest"  # programs scenarios copy into guests
 
 
@@ -42,6 +44,7 @@ class RunRequest:
     params: dict[str, Any]
     image: str | None = None  # a recipe name or a path to a disk image
     keep: bool = False
+    run_id: str | None = None  # default: a random one
 
 
 class ScenarioContext:
@@ -133,7 +136,7 @@ def build_image(config: Config, log: Log, name: str) -> Image:
 class Run:
     def __init__(self, config: Config, request: RunRequest, log: Log) -> None:
         self.config, self.request, self.log = config, request, log
-        self.run_id = secrets.token_hex(4)
+        self.run_id = request.run_id or secrets.token_hex(4)
         self.t0 = time.monotonic()
         self.marks: dict[str, float] = {}
         self.phases: dict[str, float] = {}
@@ -164,6 +167,9 @@ class Run:
         reaped = reap(conn, pool, self.config.state_dir, self.log)
         if reaped:
             self.log.info(f"removed what {len(reaped)} dead run(s) left: {', '.join(r.run_id for r in reaped)}")
+        if self.run_id in inventory(conn, pool):
+            lock.release()
+            raise UsageError(f"run id {self.run_id} is taken by a kept run (lab destroy {self.run_id})")
         run_dir = RunDir(self.config.runs_dir, self.request.scenario.name)
         self.log.open_transcript(run_dir.transcript)
         self.log.info(f"run {self.run_id}: {self.request.scenario.name} on {image_ref}; artifacts {run_dir.path}")
@@ -230,6 +236,7 @@ class Run:
             self.machine = provisioner.machine(MachineRequest(
                 name=MACHINE, image=image, directory=run_dir.path, memory=scenario.memory, cpus=scenario.cpus,
                 disks=scenario.disks, labels=(("scenario", scenario.name),)), autodestroy=not self.request.keep)
+        result.update(vcpus=self.machine.spec.vcpus, memory_mib=self.machine.spec.memory_mib)
         with console.ConsoleWatcher(run_dir.console, self.t0) as watcher:
             with self.phase("start"):
                 self.machine.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +17,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in pytest -n workers
+    if workers:
+        from lab.config import vcpu_share
+
+        os.environ["LAB_MAX_VCPUS"] = vcpu_share(int(workers))
     config.addinivalue_line("markers", "nightly: variants and soak, only with --nightly (make nightly)")
 
 
@@ -33,7 +39,24 @@ def _hypervisor_missing() -> str:
     return ""
 
 
+@functools.cache
+def _scenario_timeouts() -> dict[str, float]:
+    from lab.config import REPO_ROOT
+    from lab.scenario import Registry
+
+    return {item.name: item.timeout for item in Registry.load(REPO_ROOT / "scenarios").all()}
+
+
+def _cost(item: pytest.Item) -> float:
+    """Rough seconds (a scenario's time limit), to start the longest tests first under pytest -n."""
+    if "vm" not in item.keywords:
+        return 0.0
+    callspec = getattr(item, "callspec", None)
+    return _scenario_timeouts().get(str(callspec.params.get("name")) if callspec else "", 300.0)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_cost, reverse=True)
     nightly = config.getoption("--nightly")
     missing = None
     for item in items:

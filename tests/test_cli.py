@@ -58,3 +58,21 @@ def test_libvirt_unreachable_says_how_to_start_it(capsys: pytest.CaptureFixture[
     monkeypatch.setenv("LAB_LIBVIRT_URI", f"qemu+unix:///system?socket={tmp_path}/no-such.sock")
     err = _fails(capsys, ["run", "smoke"], tmp_path)
     assert "cannot reach libvirt" in err and "make setup" in err
+
+
+def test_run_without_a_name(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert "name a scenario" in _fails(capsys, ["run"], tmp_path)
+
+
+def test_several_scenarios_take_no_set(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = _fails(capsys, ["run", "smoke", "atomic-host", "--set", "mode=x"], tmp_path)
+    assert "apply to one scenario" in err
+
+
+def test_several_scenarios_check_every_name_first(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = _fails(capsys, ["run", "smoke", "no-such-scenario", "-j", "2"], tmp_path)
+    assert "unknown scenario 'no-such-scenario'" in err
+
+
+def test_bad_shard(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert "expected K/N" in _fails(capsys, ["run", "--all", "--shard", "3/2"], tmp_path)
