@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from lab.artifacts import find_run_dir
 from lab.cleanup import inventory, reap, run_alive
 from lab.config import Config
 from lab.errors import LabError, UsageError
-from lab.hypervisor import connect, kvm_available
+from lab.hypervisor import connect, kvm_available, require_lab_domain
 from lab.image import ImageCache
 from lab.log import Log
 from lab.parallel import Job, ParallelRuns, exit_code, shard, summary
@@ -35,11 +39,13 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
     if len(names) == 1 and not args.all and not args.shard:
         item = registry.get(names[0])
         request = RunRequest(item, item.parse_sets(args.set), image=args.image, keep=args.keep,
-                             run_id=args.run_id)
+                             run_id=args.run_id, cold=args.cold, keep_on_failure=args.keep_on_failure)
         return Run(config, request, log).execute()
     if args.set or args.run_id:
         raise UsageError("--set and --run-id apply to one scenario; run several without them")
-    jobs = [Job(registry.get(name).name, args.image, args.keep) for name in names]
+    flags = tuple(flag for flag, on in (("--keep", args.keep), ("--keep-on-failure", args.keep_on_failure),
+                                         ("--cold", args.cold)) if on)
+    jobs = [Job(registry.get(name).name, args.image, flags) for name in names]
     jobs = shard(jobs, args.shard) if args.shard else jobs
     start = time.monotonic()
     outcomes = ParallelRuns(config.runs_dir, args.jobs).run(jobs)
@@ -64,6 +70,30 @@ def cmd_destroy(args: argparse.Namespace, config: Config, log: Log) -> int:
         print(f"lab: no lab objects for run(s) {', '.join(sorted(missing))}", file=sys.stderr)
         return 2
     return 0
+
+
+def _kept_run(config: Config, run_id: str) -> dict[str, Any]:
+    """result.json of a run whose VM is still up."""
+    run_dir = find_run_dir(config.runs_dir, run_id)
+    if run_dir is None:
+        raise UsageError(f"no run {run_id!r} under {config.runs_dir} (LAB_RUNS_DIR)")
+    result: dict[str, Any] = json.loads((run_dir / "result.json").read_text())
+    if not result.get("kept"):
+        raise UsageError(f"run {run_id} did not keep its VM (use --keep or --keep-on-failure)")
+    require_lab_domain(connect(config.libvirt_uri), run_id)
+    return result
+
+
+def cmd_ssh(args: argparse.Namespace, config: Config, log: Log) -> int:
+    ssh = _kept_run(config, args.run_id)["ssh"]
+    argv = ["ssh", "-i", ssh["key"], "-p", str(ssh["port"]), "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{ssh['user']}@127.0.0.1", *args.command]
+    os.execvp("ssh", argv)
+
+
+def cmd_console(args: argparse.Namespace, config: Config, log: Log) -> int:
+    console = Path(_kept_run(config, args.run_id)["artifacts"]) / "console.log"
+    os.execvp("tail", ["tail", "-n", "+1", *(["-f"] if args.follow else []), str(console)])
 
 
 def cmd_cleanup(args: argparse.Namespace, config: Config, log: Log) -> int:
@@ -139,7 +169,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--image", help="image name (see `lab images list`) or path to a qcow2/raw disk")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     run.add_argument("--keep", action="store_true", help="leave the VM running and print how to enter it")
+    run.add_argument("--keep-on-failure", action="store_true", help="leave the VM running if the run fails")
+    run.add_argument("--cold", action="store_true", help="boot the VM instead of restoring a saved, booted guest")
     run.set_defaults(func=cmd_run)
+    ssh = sub.add_parser("ssh", help="log in to a kept run's VM (or run a command there)")
+    ssh.add_argument("run_id", metavar="RUN_ID")
+    ssh.add_argument("command", nargs=argparse.REMAINDER, help="a command to run instead of a shell")
+    ssh.set_defaults(func=cmd_ssh)
+    console = sub.add_parser("console", help="print a kept run's serial console")
+    console.add_argument("run_id", metavar="RUN_ID")
+    console.add_argument("-f", "--follow", action="store_true", help="keep printing as the guest writes")
+    console.set_defaults(func=cmd_console)
     destroy = sub.add_parser("destroy", help="remove a kept run's VM and volumes")
     destroy.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     destroy.set_defaults(func=cmd_destroy)

@@ -6,6 +6,7 @@ through ElementTree: no string templates.
 
 from __future__ import annotations
 
+import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -96,6 +97,10 @@ def _metadata(root: ET.Element, spec: DomainSpec) -> None:
     _sub(metadata, f"{{{LAB_NS}}}run", id=spec.run_id, **spec.metadata)
 
 
+def _netdev(spec: DomainSpec) -> str:
+    return f"user,id=labnet0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
+
+
 def _user_net(root: ET.Element, spec: DomainSpec) -> None:
     """User-mode NIC with SSH forwarded from 127.0.0.1 only.
 
@@ -103,7 +108,7 @@ def _user_net(root: ET.Element, spec: DomainSpec) -> None:
     passed to QEMU directly.
     """
     cmdline = _sub(root, f"{{{QEMU_NS}}}commandline")
-    netdev = f"user,id=labnet0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
+    netdev = _netdev(spec)
     device = f"virtio-net-pci,netdev=labnet0,addr={NIC_PCI_ADDR},romfile="  # no iPXE ROM: disks boot
     for arg in ("-netdev", netdev, "-device", device):
         _sub(cmdline, f"{{{QEMU_NS}}}arg", value=arg)
@@ -141,3 +146,38 @@ def _backend_random() -> ET.Element:
     backend = ET.Element("backend", model="random")
     backend.text = "/dev/urandom"
     return backend
+
+
+def retarget_saved_xml(saved_xml: str, spec: DomainSpec) -> str:
+    """A saved guest's domain XML made this machine's: name, fresh uuid, run metadata, disk files
+    (matched by serial; backing chains left for libvirt to probe), console file and SSH port."""
+    root = ET.fromstring(saved_xml)
+    _text(root, "name").text = spec.name
+    _text(root, "uuid").text = str(uuid.uuid4())
+    metadata = root.find("metadata")
+    if metadata is not None:
+        root.remove(metadata)
+    _metadata(root, spec)
+    paths = {disk.serial: disk.path for disk in spec.disks}
+    for disk in root.iterfind("devices/disk"):
+        serial = disk.findtext("serial")
+        if serial not in paths:
+            raise ValueError(f"saved guest has a disk with serial {serial!r} that {spec.name} lacks")
+        _text(disk, "source").set("file", paths[serial])
+        for chain in disk.findall("backingStore"):
+            disk.remove(chain)
+    for source in (*root.iterfind("devices/serial/source"), *root.iterfind("devices/console/source")):
+        source.set("path", spec.console_path)
+    args = root.findall(f"{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}arg")
+    netdevs = [a for a in args if a.get("value", "").startswith("user,id=labnet0,")]
+    if len(netdevs) != 1:
+        raise ValueError("saved guest has no lab user-mode NIC to forward SSH to")
+    netdevs[0].set("value", _netdev(spec))
+    return ET.tostring(root, encoding="unicode")
+
+
+def _text(parent: ET.Element, path: str) -> ET.Element:
+    element = parent.find(path)
+    if element is None:
+        raise ValueError(f"saved domain XML has no <{path}>")
+    return element

@@ -12,6 +12,7 @@ import re
 import shlex
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from lab.errors import BootTimeout, CommandFailed, HarnessError, SshUnavailable,
 from lab.hypervisor import destroy_domain
 from lab.log import Log
 from lab.retry import wait_until
-from lab.ssh import CommandResult, SshSession
+from lab.ssh import CommandResult, KeyPair, SshSession
 
 ROOT = "root"
 GRUB_MENU = "GNU GRUB"  # the header of GRUB's menu on the serial console
@@ -121,9 +122,48 @@ class Machine:
         self.boots += 1
         self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
 
+    def save(self, path: Path) -> None:
+        """Flush the guest's disks and save the running guest to `path`; the domain is gone afterwards."""
+        with self.log.nested(f"{self.name}: saving the booted guest to {path}"):
+            self.succeed("sync")
+            self.ssh.close()  # connections do not survive a restore
+            try:
+                self._running_domain().save(str(path))
+            except libvirt.libvirtError as exc:
+                raise HarnessError(f"{self.name}: libvirt could not save the guest: {exc.get_error_message()}") from exc
+            self._dom = None
+
+    def restore(self, save_file: Path, extra_disks: tuple[str, ...]) -> None:
+        """Start from a save file written for this machine (see lab.warm), then hot-plug the disks
+        with the serials `extra_disks`, as an operator adds disks to a live host."""
+        with self.log.nested(f"{self.name}: restoring a saved guest"):
+            try:
+                self.conn.restoreFlags(str(save_file), None, libvirt.VIR_DOMAIN_SAVE_RUNNING)
+                self._dom = self.conn.lookupByName(self.spec.name)
+            except libvirt.libvirtError as exc:
+                raise HarnessError(f"{self.name}: libvirt could not restore {save_file}: "
+                                   f"{exc.get_error_message()}") from exc
+        for serial in extra_disks:
+            self.attach_disk(serial)
+
+    def wait_for_restore(self, run_key: KeyPair) -> None:
+        """Ready after a restore: log in with the saved guest's key, set the clock from the host's
+        (it stopped at the save) and put the run's own key in place of the saved guest's."""
+        self.wait_for_ssh()
+        home = f"$(getent passwd {shlex.quote(self.ssh.user)} | cut -d: -f6)"
+        out = self.succeed(f"date -u -s @{time.time():.3f} >/dev/null; "
+                           f"printf '%s\\n' {shlex.quote(run_key.public_line)} >\"{home}/.ssh/authorized_keys\"; "
+                           "udevadm settle; cat /proc/sys/kernel/random/boot_id; systemctl is-system-running || true")
+        self.ssh.key = run_key
+        self.boot_id, state = out.split()[:2]
+        if state not in ("running", "degraded"):
+            raise BootTimeout(f"{self.name}: systemd reports {state!r} after the restore")
+        self.boots += 1
+        self.log.info(f"{self.name}: ready (restored), boot_id {self.boot_id}, systemd {state}")
+
     def start_reboot(self) -> None:
         """Ask the guest to reboot and return at once (for boots that are meant to fail)."""
-        self.execute("systemd-run --no-block --on-active=1 systemctl reboot")
+        self.execute("systemd-run --no-block --on-active=1 --timer-property=AccuracySec=100ms systemctl reboot")
         self.ssh.close()
 
     def reboot(self, *, timeout: float | None = None) -> None:
@@ -194,7 +234,7 @@ class Machine:
 
     def shutdown(self, *, timeout: float | None = None) -> None:
         with self.log.nested(f"{self.name}: shutting down"):
-            self.execute("systemd-run --no-block --on-active=1 systemctl poweroff")
+            self.execute("systemd-run --no-block --on-active=1 --timer-property=AccuracySec=100ms systemctl poweroff")
             self.ssh.close()
             wait_until(lambda last: True if not self.is_running() else None,
                        what=f"{self.name} to power off", timeout=timeout or self.timeouts(self.timeouts.shutdown))

@@ -35,7 +35,7 @@ _SHARD = re.compile(r"^(\d+)/(\d+)$")
 class Job:
     scenario: str
     image: str | None = None
-    keep: bool = False
+    flags: tuple[str, ...] = ()  # passed to each `lab run`: --keep, --cold, ...
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
     @property
@@ -46,7 +46,7 @@ class Job:
         argv = [sys.executable, "-m", "lab.cli", "run", self.scenario, "--run-id", self.run_id]
         if self.image:
             argv += ["--image", self.image]
-        return argv + (["--keep"] if self.keep else [])
+        return [*argv, *self.flags]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import libvirt
 from lab import cloudinit
 from lab.cleanup import RunObjects, remove_run
 from lab.config import Config
-from lab.domain import DiskSpec, DomainSpec, KernelBoot
+from lab.domain import DiskSpec, DomainSpec, KernelBoot, retarget_saved_xml
 from lab.errors import HarnessError
 from lab.hypervisor import AccelProbe
 from lab.image import Image
@@ -26,6 +26,7 @@ from lab.machine import Machine, Timeouts
 from lab.scenario import Disk
 from lab.ssh import KeyPair, SshSession
 from lab.storage import Pool, run_prefix
+from lab.warm import SaveFile, Shape, WarmStore, WarmUnusable
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Provisioner:
         self.timeouts = Timeouts(scale=scale, boot=config.boot_timeout)
         self.volumes: list[str] = []
         self.machines: list[Machine] = []
+        self.key_files: list[Path] = []  # the run's private keys, removed with it
 
     @classmethod
     def open(cls, conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
@@ -71,23 +73,65 @@ class Provisioner:
         return cls(conn, pool, config, log, run_id, accel, probe.reason)
 
     def machine(self, request: MachineRequest, *, autodestroy: bool = True) -> Machine:
-        """Create a machine's volumes and return it, not yet started."""
+        """Create a machine's volumes and return it, not yet started (a cold boot)."""
         request.directory.mkdir(parents=True, exist_ok=True)
-        prefix = f"{run_prefix(self.run_id)}{request.name}"
-        key = KeyPair.generate(request.directory / "id_ed25519", f"{prefix}")
-        disks = [DiskSpec(self._root_overlay(prefix, request.image), "lab-root")]
-        for disk in request.disks:
-            disks.append(DiskSpec(self._track(self.pool.create_blank(f"{prefix}-{disk.serial}.qcow2",
-                                                                     disk.bytes)), disk.serial))
+        prefix = self._prefix(request)
+        key = self._run_key(request)
+        disks = [DiskSpec(self._root_overlay(prefix, request.image), "lab-root"), *self._blank_disks(prefix, request)]
         for volume_name, serial in request.attach:
-            volume = self.pool.lookup(volume_name)
-            if volume is None:
-                raise HarnessError(f"volume {volume_name} is not in pool {self.pool.name}")
-            disks.append(DiskSpec(volume.path(), serial, format="raw", readonly=True))
-        disks.append(DiskSpec(self._seed(prefix, request, key), "cidata", format="raw", readonly=True))
+            disks.append(DiskSpec(self._path(volume_name), serial, format="raw", readonly=True))
+        seed = self._track(self.pool.upload_bytes(f"{prefix}-seed.iso", self._seed(prefix, request, key)))
+        disks.append(DiskSpec(seed, "cidata", format="raw", readonly=True))
+        return self._machine(request, disks, key, autodestroy=autodestroy)
+
+    def shape(self, request: MachineRequest) -> Shape:
+        hypervisor = f"{self.conn.getType()} {self.conn.getVersion()} libvirt {self.conn.getLibVersion()}"
+        return Shape(request.image, request.memory, self._vcpus(request), self._domain_type, hypervisor)
+
+    def saving_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
+        """A machine to boot cold and save as the warm guest `key`: its root and seed are the
+        store's volumes (kept after the run), its key the store's; no extra disks."""
+        request.directory.mkdir(parents=True, exist_ok=True)
+        keys = store.new_key_pair(key)
+        root = self.pool.create_overlay(store.root_volume(key), self._volume(request.image.disk_volume),
+                                        request.image.disk_format)
+        seed = self.pool.upload_bytes(store.seed_volume(key), self._seed(f"warm-{key}", request, keys))
+        disks = [DiskSpec(root.path(), "lab-root"), DiskSpec(seed.path(), "cidata", format="raw", readonly=True)]
+        return self._machine(request, disks, keys, autodestroy=True)
+
+    def save(self, machine: Machine, store: WarmStore, key: str, shape: Shape) -> None:
+        machine.save(store.save_path(key))
+        store.mark_saved(key, machine.ssh.key, shape)
+        self.machines.remove(machine)
+
+    def restored_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
+        """A machine started from the warm guest `key` and ready, with the run's own overlay and key."""
+        request.directory.mkdir(parents=True, exist_ok=True)
+        prefix = self._prefix(request)
+        run_key = self._run_key(request)
+        root = self._track(self.pool.create_overlay(f"{prefix}-root.qcow2", self._volume(store.root_volume(key)),
+                                                    "qcow2"))
+        extras = self._blank_disks(prefix, request)
+        disks = [DiskSpec(root, "lab-root"), DiskSpec(self._path(store.seed_volume(key)), "cidata", format="raw",
+                                                     readonly=True), *extras]
+        machine = self._machine(request, disks, store.key_pair(key), autodestroy=False)
+        saved = SaveFile.read(store.save_path(key))
+        copy = request.directory / "restore.save"
+        try:
+            saved.copy_with_xml(store.save_path(key), copy, retarget_saved_xml(saved.xml, machine.spec))
+            machine.restore(copy, tuple(d.serial for d in extras))
+        except (ValueError, HarnessError) as exc:
+            raise WarmUnusable(f"saved guest {key}: {exc}") from exc
+        finally:
+            copy.unlink(missing_ok=True)
+        machine.wait_for_restore(run_key)
+        return machine
+
+    def _machine(self, request: MachineRequest, disks: list[DiskSpec], key: KeyPair, *,
+                 autodestroy: bool) -> Machine:
         spec = DomainSpec(
-            name=prefix, run_id=self.run_id, domain_type="kvm" if self.accel == "kvm" else "qemu",
-            memory_mib=request.memory, vcpus=max(1, min(request.cpus, self.config.max_vcpus)), disks=tuple(disks),
+            name=self._prefix(request), run_id=self.run_id, domain_type=self._domain_type,
+            memory_mib=request.memory, vcpus=self._vcpus(request), disks=tuple(disks),
             console_path=str(request.directory / "console.log"), ssh_port=free_port(),
             kernel_boot=self._kernel_boot(request.image),
             metadata={"pid": str(os.getpid()), "host": socket.gethostname(), **dict(request.labels)},
@@ -96,6 +140,34 @@ class Provisioner:
         machine = Machine(spec, self.conn, ssh, self.log, self.timeouts, autodestroy=autodestroy)
         self.machines.append(machine)
         return machine
+
+    @property
+    def _domain_type(self) -> str:
+        return "kvm" if self.accel == "kvm" else "qemu"
+
+    def _vcpus(self, request: MachineRequest) -> int:
+        return max(1, min(request.cpus, self.config.max_vcpus))
+
+    def _prefix(self, request: MachineRequest) -> str:
+        return f"{run_prefix(self.run_id)}{request.name}"
+
+    def _run_key(self, request: MachineRequest) -> KeyPair:
+        key = KeyPair.generate(request.directory / "id_ed25519", self._prefix(request))
+        self.key_files.append(key.private_path)
+        return key
+
+    def _blank_disks(self, prefix: str, request: MachineRequest) -> list[DiskSpec]:
+        return [DiskSpec(self._track(self.pool.create_blank(f"{prefix}-{disk.serial}.qcow2", disk.bytes)),
+                         disk.serial) for disk in request.disks]
+
+    def _volume(self, name: str) -> libvirt.virStorageVol:
+        volume = self.pool.lookup(name)
+        if volume is None:
+            raise HarnessError(f"volume {name} is not in pool {self.pool.name}")
+        return volume
+
+    def _path(self, name: str) -> str:
+        return str(self._volume(name).path())
 
     def upload(self, suffix: str, path: Path) -> str:
         """Copy a local file into a run volume `lab-run-<id>-<suffix>`; returns the volume's name."""
@@ -110,22 +182,22 @@ class Provisioner:
                 machine.destroy()
             except libvirt.libvirtError as exc:
                 self.log.warning(f"could not destroy {machine.spec.name}: {exc.get_error_message()}")
-            machine.ssh.key.private_path.unlink(missing_ok=True)
+        for path in self.key_files:
+            path.unlink(missing_ok=True)
         remove_run(RunObjects(self.run_id, volumes=list(self.volumes)), self.pool, self.log)
+        self.key_files.clear()
         self.machines.clear()
         self.volumes.clear()
 
     def _root_overlay(self, prefix: str, image: Image) -> str:
-        base = self.pool.lookup(image.disk_volume)
-        if base is None:
-            raise HarnessError(f"image volume {image.disk_volume} is not in pool {self.pool.name}")
+        base = self._volume(image.disk_volume)
         return self._track(self.pool.create_overlay(f"{prefix}-root.qcow2", base, image.disk_format))
 
-    def _seed(self, prefix: str, request: MachineRequest, key: KeyPair) -> str:
+    def _seed(self, instance_id: str, request: MachineRequest, key: KeyPair) -> bytes:
         files = cloudinit.render_seed_files(self.config.cloudinit_dir, cloudinit.SeedInputs(
-            hostname=request.name, instance_id=f"{prefix}", user=request.image.login_user,
+            hostname=request.name, instance_id=instance_id, user=request.image.login_user,
             ssh_public_key=key.public_line))
-        return self._track(self.pool.upload_bytes(f"{prefix}-seed.iso", cloudinit.build_seed_iso(files)))
+        return cloudinit.build_seed_iso(files)
 
     def _kernel_boot(self, image: Image) -> KernelBoot | None:
         if not (image.kernel_volume and image.initrd_volume):

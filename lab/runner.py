@@ -23,6 +23,7 @@ from lab.artifacts import RunDir
 from lab.builder import ImageBuilder
 from lab.cleanup import RunLock, inventory, reap
 from lab.config import Config
+from lab.diagnose import collect_failure_evidence
 from lab.domain import LAB_NS
 from lab.errors import HarnessError, Interrupted, LabError, ScenarioFailed, UsageError
 from lab.hypervisor import connect
@@ -32,6 +33,7 @@ from lab.machine import Machine
 from lab.provision import MachineRequest, Provisioner
 from lab.scenario import Scenario
 from lab.storage import Pool
+from lab.warm import WarmStore, WarmUnusable
 
 MACHINE = "vm1"
 RUN_ID = re.compile(r"[0-9a-f]{4,16}")
@@ -45,6 +47,8 @@ class RunRequest:
     image: str | None = None  # a recipe name or a path to a disk image
     keep: bool = False
     run_id: str | None = None  # default: a random one
+    cold: bool = False  # boot, instead of restoring a saved guest
+    keep_on_failure: bool = False
 
 
 class ScenarioContext:
@@ -194,16 +198,20 @@ class Run:
         try:
             self._boot_and_run(conn, pool, image_ref, run_dir, result)
         except (ScenarioFailed, AssertionError) as exc:
+            self._collect_evidence(run_dir, result)
             result.update(status="failed", failure=self._describe(exc, run_dir))
             self.log.info(f"FAILED {self.request.scenario.name}: {result['failure']}")
             return 1
         except (LabError, KeyboardInterrupt) as exc:
             error = Interrupted("interrupted by Ctrl-C") if isinstance(exc, KeyboardInterrupt) else exc
+            if not isinstance(error, Interrupted):
+                self._collect_evidence(run_dir, result)
             result.update(status="error", failure=self._describe(error, run_dir))
             self.log.transcript(traceback.format_exc())
             self.log.info(f"ERROR {self.request.scenario.name}: {result['failure']}")
             return error.exit_code
         except Exception as exc:
+            self._collect_evidence(run_dir, result)
             result.update(status="error", failure=self._describe(exc, run_dir))
             self.log.info(traceback.format_exc())  # a lab bug: the whole traceback
             self.log.info(f"ERROR {self.request.scenario.name}: {result['failure']}")
@@ -232,24 +240,59 @@ class Run:
             image = builder.ensure(image_ref) if image_ref in cache.recipes() else cache.from_file(Path(image_ref))
         self.mark("image_ready")
         provisioner = self.provisioner(conn, pool, builder, result)
-        with self.phase("volumes"):
-            self.machine = provisioner.machine(MachineRequest(
-                name=MACHINE, image=image, directory=run_dir.path, memory=scenario.memory, cpus=scenario.cpus,
-                disks=scenario.disks, labels=(("scenario", scenario.name),)), autodestroy=not self.request.keep)
+        request = MachineRequest(name=MACHINE, image=image, directory=run_dir.path, memory=scenario.memory,
+                                 cpus=scenario.cpus, disks=scenario.disks, labels=(("scenario", scenario.name),))
+        result["start"] = self._start(provisioner, request, run_dir)
+        self.mark("ssh_ready")
+        assert self.machine is not None
         result.update(vcpus=self.machine.spec.vcpus, memory_mib=self.machine.spec.memory_mib)
-        with console.ConsoleWatcher(run_dir.console, self.t0) as watcher:
-            with self.phase("start"):
-                self.machine.start()
-            self.mark("domain_started")
-            with self.phase("boot"):
-                self.machine.wait_for_boot()
-            self.mark("ssh_ready")
-        self.marks.update(watcher.seen)
         self.ctx = ScenarioContext(self.machine, self.request.params, run_dir, self.log, image.profile)
         with self.phase("scenario"), _watchdog(self.machine, provisioner.timeouts(scenario.timeout), self.log):
             scenario.func(self.ctx)
         with self.phase("health"):
             self._health_check(run_dir, result)
+
+    def _start(self, provisioner: Provisioner, request: MachineRequest, run_dir: RunDir) -> str:
+        """The run's machine, ready: restored from a saved guest, or booted cold. Returns which."""
+        if self.request.cold:
+            self._boot_cold(provisioner.machine(request, autodestroy=not self.request.keep), run_dir)
+            return "cold"
+        store = WarmStore(self.config, provisioner.pool)
+        shape = provisioner.shape(request)
+        key = store.key(shape)
+        how = "warm"
+        with store.lock(key):
+            if not store.has(key):
+                store.discard(key)  # what a killed run left half-made
+                with self.log.nested(f"saving a booted {shape.image.name} guest for warm starts ({key})"):
+                    try:
+                        machine = provisioner.saving_machine(request, store, key)
+                        self._boot_cold(machine, run_dir)
+                        with self.phase("save"):
+                            provisioner.save(machine, store, key, shape)
+                    except BaseException:
+                        store.discard(key)
+                        raise
+                how = "warm (guest saved by this run)"
+        try:
+            with self.phase("restore"):
+                self.machine = provisioner.restored_machine(request, store, key)
+        except WarmUnusable as exc:
+            self.log.warning(f"warm start impossible, booting cold: {exc}")
+            provisioner.teardown()  # the restore's volumes; the cold boot makes its own
+            self._boot_cold(provisioner.machine(request, autodestroy=not self.request.keep), run_dir)
+            return f"cold ({exc})"
+        return how
+
+    def _boot_cold(self, machine: Machine, run_dir: RunDir) -> None:
+        self.machine = machine
+        with console.ConsoleWatcher(run_dir.console, self.t0) as watcher:
+            with self.phase("start"):
+                machine.start()
+            self.mark("domain_started")
+            with self.phase("boot"):
+                machine.wait_for_boot()
+        self.marks.update(watcher.seen)
 
     def _health_check(self, run_dir: RunDir, result: dict[str, Any]) -> None:
         """Scan the console and this boot's journal; unexpected signs of sickness fail the run."""
@@ -267,6 +310,10 @@ class Run:
 
     # --- reporting and teardown ------------------------------------------
 
+    def _collect_evidence(self, run_dir: RunDir, result: dict[str, Any]) -> None:
+        if self.machine is not None:
+            result["failure_evidence"] = collect_failure_evidence(self.machine, run_dir, self.log)
+
     def _describe(self, exc: BaseException, run_dir: RunDir) -> str:
         where = f"step {self.ctx.current_step!r}: " if self.ctx and self.ctx.current_step else ""
         text = f"{where}{exc}"
@@ -279,10 +326,11 @@ class Run:
         return text + f"\n  artifacts: {run_dir.path}"
 
     def _finish(self, run_dir: RunDir, result: dict[str, Any]) -> None:
-        kept = self.request.keep and self.machine is not None and self.machine.is_running()
+        wanted = self.request.keep or (self.request.keep_on_failure and result["status"] != "passed")
+        kept = wanted and self.machine is not None and self.machine.is_running()
         with self.phase("cleanup"):
             if kept:
-                self._mark_kept(run_dir)
+                self._mark_kept(result)
             elif self._provisioner is not None:
                 self._provisioner.teardown()
         result.update(
@@ -292,18 +340,17 @@ class Run:
         )
         run_dir.write_result(result)
 
-    def _mark_kept(self, run_dir: RunDir) -> None:
+    def _mark_kept(self, result: dict[str, Any]) -> None:
         assert self.machine is not None and self.machine._dom is not None
         spec = self.machine.spec
         element = ET.Element("run", {"id": self.run_id, "kept": "yes", **spec.metadata})
         self.machine._dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, ET.tostring(element, "unicode"),
                                       "lab", LAB_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
         self.machine.ssh.close()
-        self.log.info(
-            f"kept {spec.name}; enter it with:\n"
-            f"  ssh -i {self.machine.ssh.key.private_path} -p {spec.ssh_port} -o StrictHostKeyChecking=no "
-            f"-o UserKnownHostsFile=/dev/null {self.machine.ssh.user}@127.0.0.1\n"
-            f"remove it with: lab destroy {self.run_id}")
+        result["ssh"] = {"user": self.machine.ssh.user, "port": spec.ssh_port,
+                         "key": str(self.machine.ssh.key.private_path)}
+        self.log.info(f"kept {spec.name}; enter it with: lab ssh {self.run_id}  (console: lab console "
+                      f"{self.run_id})\nremove it with: lab destroy {self.run_id}")
 
 
 def _scenario_frame(exc: BaseException, scenario: Scenario) -> str:

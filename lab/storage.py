@@ -14,8 +14,10 @@ from typing import BinaryIO
 import libvirt
 
 from lab.errors import HarnessError
+from lab.retry import wait_until
 
 RUN_PREFIX = "lab-run-"
+REFRESH_WAIT = 900.0  # seconds another run's upload may hold the pool (a whole image upload)
 UPLOAD_CHUNK = 4 * 1024 * 1024
 
 
@@ -65,7 +67,7 @@ class Pool:
             pool.setAutostart(1)
         if not pool.isActive():
             pool.create(0)
-        pool.refresh(0)
+        _refresh(pool)
         return pool
 
     def lookup(self, name: str) -> libvirt.virStorageVol | None:
@@ -75,7 +77,7 @@ class Pool:
             return None
 
     def names(self) -> list[str]:
-        self.pool.refresh(0)
+        """Every volume's name (all are made through libvirt, so libvirt knows them without a refresh)."""
         return list(self.pool.listVolumes())
 
     def create_blank(self, name: str, size: int) -> libvirt.virStorageVol:
@@ -109,7 +111,7 @@ class Pool:
             _abort(stream)
             volume.delete(0)
             raise
-        self.pool.refresh(0)  # let libvirt probe the real format and capacity
+        _refresh(self.pool)  # let libvirt probe the real format and capacity
         return self.pool.storageVolLookupByName(name)
 
     def clone(self, source: str, name: str, capacity: int) -> libvirt.virStorageVol:
@@ -132,6 +134,21 @@ class Pool:
             return False
         volume.delete(0)
         return True
+
+
+def _refresh(pool: libvirt.virStoragePool) -> None:
+    """Refresh the pool, waiting while another run's upload into it (an asynchronous job) blocks that."""
+
+    def refreshed(last: bool) -> bool | None:
+        try:
+            pool.refresh(0)
+        except libvirt.libvirtError as exc:
+            if "asynchronous jobs running" in (exc.get_error_message() or "") and not last:
+                return None
+            raise
+        return True
+
+    wait_until(refreshed, what=f"a refresh of pool {pool.name()}", timeout=REFRESH_WAIT, interval=0.5)
 
 
 def _read_chunk(_stream: libvirt.virStream, nbytes: int, source: BinaryIO) -> bytes:

@@ -38,7 +38,7 @@ def partition_v1(lab: ScenarioContext) -> None:
             vm.succeed(f"lvextend -L {root_size} {vg}/{root} && xfs_growfs /")
             vm.succeed(f"lvcreate -y --type thin-pool -l {lab.params['data_size']} -n docker-pool {vg}")
 
-    with lab.step("vdb1 in its own VG, xfs at /var/srv through fstab"):
+    with lab.step("the srv disk in its own VG, xfs at /var/srv through fstab"):
         vm.succeed(f"parted -s {SRV_DISK} mklabel msdos mkpart primary 1MiB 100% set 1 lvm on && udevadm settle")
         vm.succeed(f"pvcreate -y {SRV_DISK}-part1 && vgcreate srv {SRV_DISK}-part1")
         vm.succeed("lvcreate -y -l 100%FREE -n srv srv")
@@ -61,7 +61,7 @@ def partition_v1(lab: ScenarioContext) -> None:
 def check_layout(lab: ScenarioContext, vm: Machine, vg: str, root: str, root_size: str, when: str) -> None:
     lab.evidence(f"layout-{when}.txt", vm.succeed("lsblk; echo; vgs; echo; lvs -a; echo; findmnt /var/srv"))
     assert vm.succeed("vgs --noheadings -o vg_name").split() == sorted([vg, "srv"])
-    assert vm.succeed("pvs --noheadings -o vg_name /dev/vdb1").strip() == "srv"
+    assert vm.succeed(f"pvs --noheadings -o vg_name {SRV_DISK}-part1").strip() == "srv"
     assert vm.succeed(f"lvs --noheadings -o lv_attr {vg}/docker-pool").strip().startswith("t"), "not a thin pool"
     geometry = vm.succeed("xfs_info / | sed -n 's/^data *= *bsize=\\([0-9]*\\) *blocks=\\([0-9]*\\).*/\\1 \\2/p'")
     bsize, blocks = (int(x) for x in geometry.split())

@@ -1,7 +1,8 @@
-"""Print the lab's timings as figures (make bench); asserts nothing.
+"""Print the lab's timings as tables (make bench); asserts nothing.
 
-Runs `lab run smoke` and reads the milestones the run recorded in its
-result.json: seconds from `lab run` to each one.
+1. Time from `lab run smoke` to its first scenario command: cold boot vs warm
+   start (a saved guest restored), with each run's phases.
+2. Wall time of four scenarios run with -j 1 and with -j 2.
 """
 
 from __future__ import annotations
@@ -13,41 +14,58 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-MILESTONES = (
-    ("image ready", "image_ready"),
-    ("domain started", "domain_started"),
-    ("first console output", "first_console_output"),
-    ("cloud-init finished", "cloud_init_finished"),
-    ("SSH ready", "ssh_ready"),
-)
+LAB = [sys.executable, "-m", "lab.cli"]
+PARALLEL_SET = ["smoke", "image-trust", "overlay-xfs", "atomic-host"]
 
 
-def run_smoke(runs: Path) -> dict[str, object]:
+def lab_run(args: list[str], runs: Path) -> tuple[float, int, str]:
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "lab.cli", "run", "smoke"], capture_output=True, text=True,
-                          env={**os.environ, "LAB_RUNS_DIR": str(runs)}, check=False)
-    wall = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.exit(f"bench: smoke failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    result: dict[str, object] = json.loads((runs / "latest" / "result.json").read_text())
-    result["bench_wall"] = wall
+    proc = subprocess.run([*LAB, "run", *args], capture_output=True, text=True, check=False,
+                          env={**os.environ, "LAB_RUNS_DIR": str(runs)})
+    return time.monotonic() - start, proc.returncode, proc.stdout + proc.stderr
+
+
+def single(args: list[str], runs: Path) -> dict[str, Any]:
+    wall, code, output = lab_run(args, runs)
+    if code != 0:
+        sys.exit(f"bench: lab run {' '.join(args)} failed (exit {code}):\n{output[-3000:]}")
+    result: dict[str, Any] = json.loads((runs / "latest" / "result.json").read_text())
+    # from typing `lab run` to the first scenario command: process start-up plus the run's own mark
+    result["to_first_command"] = wall - result["wall_seconds"] + result["marks"]["ssh_ready"]
     return result
+
+
+def start_table(runs: Path) -> None:
+    single(["smoke"], runs)  # makes sure a saved guest exists for the warm runs
+    rows = [("cold", single(["smoke", "--cold"], runs)), ("warm", single(["smoke"], runs)),
+            ("warm again", single(["smoke"], runs))]
+    accel = rows[0][1].get("accelerator")
+    print(f"\nsmoke: time to the first scenario command (accelerator {accel})")
+    print(f"{'start':<12}{'to 1st cmd':>11}{'whole run':>11}  phases (s)")
+    for label, result in rows:
+        phases = " ".join(f"{k}={v:g}" for k, v in result["phases"].items())
+        print(f"{label:<12}{result['to_first_command']:>10.1f}s{result['wall_seconds']:>10.1f}s  {phases}")
+    cold, warm = rows[0][1]["to_first_command"], rows[1][1]["to_first_command"]
+    print(f"cold / warm: {cold / warm:.1f}x")
+
+
+def parallel_table(runs: Path) -> None:
+    print(f"\n{len(PARALLEL_SET)} scenarios ({', '.join(PARALLEL_SET)}), warm starts")
+    print(f"{'jobs':<6}{'wall':>9}  result")
+    walls = {}
+    for jobs in (1, 2):
+        wall, code, output = lab_run([*PARALLEL_SET, "-j", str(jobs)], runs)
+        walls[jobs] = wall
+        print(f"-j {jobs:<3}{wall:>8.1f}s  exit {code}: {output.strip().splitlines()[-1]}")
+    print(f"speed-up with -j 2: {walls[1] / walls[2]:.2f}x on {os.cpu_count()} cores")
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
-        result = run_smoke(Path(tmp))
-    marks: dict[str, float] = result["marks"]  # type: ignore[assignment]
-    print(f"smoke on {result['image']}, accelerator {result['accelerator']}")
-    print(f"{'milestone':<28}{'s since lab run':>16}")
-    for label, key in MILESTONES:
-        value = marks.get(key)
-        print(f"{label:<28}{value if value is not None else float('nan'):>16.2f}")
-    print(f"{'whole scenario (wall)':<28}{result['bench_wall']:>16.2f}")
-    started = marks.get("domain_started", 0.0)
-    if "ssh_ready" in marks:
-        print(f"{'domain start -> SSH ready':<28}{marks['ssh_ready'] - started:>16.2f}")
+        start_table(Path(tmp))
+        parallel_table(Path(tmp))
 
 
 if __name__ == "__main__":

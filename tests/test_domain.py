@@ -2,7 +2,16 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from lab.domain import LAB_NS, QEMU_NS, DiskSpec, DomainSpec, KernelBoot, render_disk_xml, render_domain_xml
+from lab.domain import (
+    LAB_NS,
+    QEMU_NS,
+    DiskSpec,
+    DomainSpec,
+    KernelBoot,
+    render_disk_xml,
+    render_domain_xml,
+    retarget_saved_xml,
+)
 
 
 def _spec(**overrides: object) -> DomainSpec:
@@ -70,3 +79,36 @@ def test_tcg_guest_type_and_acpi() -> None:
     assert root.find("features/acpi") is not None
     assert root.find("cpu") is None  # no host-passthrough under TCG
     assert root.findtext("memory") == "768" and root.find("memory").get("unit") == "MiB"  # type: ignore[union-attr]
+
+
+def _saved_xml() -> str:
+    """What libvirt keeps in a save file: the live XML, with a uuid and the disks' backing chains."""
+    root = ET.fromstring(render_domain_xml(_spec(name="lab-run-aaaa0000-vm1", run_id="aaaa0000", disks=(
+        DiskSpec("/pool/warm-root.qcow2", "lab-root"), DiskSpec("/pool/warm-seed.iso", "cidata", "raw", True)))))
+    ET.SubElement(root, "uuid").text = "11111111-2222-3333-4444-555555555555"
+    chain = ET.SubElement(root.find("devices/disk"), "backingStore", type="file")  # type: ignore[arg-type]
+    ET.SubElement(chain, "source", file="/pool/image-base.qcow2")
+    return ET.tostring(root, encoding="unicode")
+
+
+def test_a_saved_guest_is_made_this_machines_own() -> None:
+    spec = _spec(disks=(DiskSpec("/pool/run-root.qcow2", "lab-root"),
+                        DiskSpec("/pool/warm-seed.iso", "cidata", "raw", True), DiskSpec("/pool/d1.qcow2", "data1")))
+    root = ET.fromstring(retarget_saved_xml(_saved_xml(), spec))
+    assert root.findtext("name") == "lab-run-0123abcd-vm1"
+    assert root.findtext("uuid") not in (None, "11111111-2222-3333-4444-555555555555")
+    disks = root.findall("devices/disk")
+    assert [(d.findtext("serial"), d.find("source").get("file")) for d in disks] == [  # type: ignore[union-attr]
+        ("lab-root", "/pool/run-root.qcow2"), ("cidata", "/pool/warm-seed.iso")]  # data1 is hot-plugged later
+    assert root.find("devices/disk/backingStore") is None  # libvirt probes the new chain
+    assert root.find("devices/serial/source").get("path") == "/runs/x/console.log"  # type: ignore[union-attr]
+    runs = root.findall(f"metadata/{{{LAB_NS}}}run")
+    assert [r.get("id") for r in runs] == ["0123abcd"]
+    args = [a.get("value") for a in root.iter(f"{{{QEMU_NS}}}arg")]
+    assert "user,id=labnet0,hostfwd=tcp:127.0.0.1:40022-:22" in args
+
+
+def test_a_saved_guest_with_a_disk_the_machine_lacks_is_refused() -> None:
+    spec = _spec(disks=(DiskSpec("/pool/run-root.qcow2", "lab-root"),))
+    with pytest.raises(ValueError, match="serial 'cidata'"):
+        retarget_saved_xml(_saved_xml(), spec)

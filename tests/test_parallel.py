@@ -97,7 +97,7 @@ def test_longest_known_runs_start_first(tmp_path: Path) -> None:
 
 
 def test_a_job_runs_lab_run_with_its_run_id() -> None:
-    job = Job("thinpool-full", "lab-atomic", keep=True)
+    job = Job("thinpool-full", "lab-atomic", ("--keep", "--cold"))
     assert job.argv()[1:] == ["-m", "lab.cli", "run", "thinpool-full", "--run-id", job.run_id,
-                              "--image", "lab-atomic", "--keep"]
+                              "--image", "lab-atomic", "--keep", "--cold"]
     assert job.label == "thinpool-full@lab-atomic"

@@ -40,16 +40,29 @@ def _leftovers(run_id: str) -> list[str]:
 
 
 def test_smoke_scenario_passes_and_leaves_nothing(tmp_path: Path) -> None:
-    proc = _lab(["run", "smoke"], tmp_path)
+    proc = _lab(["run", "smoke", "--cold"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = _result(tmp_path)
     assert result["status"] == "passed"
+    assert result["start"] == "cold"
     assert [s["status"] for s in result["steps"]] == ["passed"] * 4  # type: ignore[union-attr, index]
     run_dir = Path(str(result["artifacts"]))
     assert "Linux version" in (run_dir / "console.log").read_text(errors="replace")
     assert "$ lsblk -dbno SERIAL,SIZE" in (run_dir / "transcript.log").read_text()
     assert not (run_dir / "id_ed25519").exists(), "the run's private key outlived the run"
     assert _leftovers(str(result["run_id"])) == []
+
+
+def test_a_second_run_restores_the_saved_guest(tmp_path: Path) -> None:
+    for attempt in ("first", "second"):
+        proc = _lab(["run", "smoke"], tmp_path / attempt)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    first, second = _result(tmp_path / "first"), _result(tmp_path / "second")
+    assert str(first["start"]).startswith("warm")  # this run saved the guest, or an earlier one did
+    assert second["start"] == "warm"
+    assert "restore" in second["phases"] and "boot" not in second["phases"]  # type: ignore[operator]
+    assert [s["status"] for s in second["steps"]] == ["passed"] * 4  # type: ignore[union-attr, index]
+    assert _leftovers(str(second["run_id"])) == []
 
 
 def test_guest_that_never_answers_ssh_fails_with_console_tail(tmp_path: Path) -> None:

@@ -1,0 +1,174 @@
+"""Warm starts: restore a saved, booted guest instead of booting one.
+
+The first run of an image in a given VM shape boots it cold, waits until it is
+ready and saves it with libvirt: memory in `state/warm/<key>.save`, disk frozen
+in the read-only volume `warm-<key>-root.qcow2` (never written again), seed in
+`warm-<key>-seed.iso`. Every later run restores a private copy of the save
+file whose libvirt header carries the run's own domain XML (name, uuid, its
+overlay on the frozen disk, console file, SSH port), then hot-plugs the
+scenario's extra disks. libvirt refuses a changed name on `restore --xml`, so
+the header is rewritten instead (layout: libvirt's qemu_saveimage.h); a header
+this code does not know means a cold boot, never a guess.
+
+The key hashes everything the saved guest depends on (image volumes, memory,
+vCPUs, accelerator, cloud-init templates, the code that renders domains and
+seeds): change any of it and the next run saves a new guest.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.config import Config
+from lab.errors import HarnessError
+from lab.image import Image
+from lab.ssh import KeyPair
+from lab.storage import Pool
+
+# virQEMUSaveHeader: magic[16], version, data_len, was_running, format, cookieOffset, unused[14]
+HEADER = struct.Struct("<16s5I56x")
+MAGIC = b"LibvirtQemudSave"
+VERSION = 2
+RAW_FORMAT = 0
+_KEY_CODE = [Path(__file__).with_name(n) for n in ("domain.py", "cloudinit.py", "warm.py")]
+
+
+class WarmUnusable(HarnessError):
+    """A save file this code cannot safely rewrite: the run boots cold instead."""
+
+
+@dataclass(frozen=True)
+class SaveFile:
+    """The parts of a libvirt save file that a private copy rewrites."""
+
+    data_len: int
+    was_running: int
+    xml: str
+    cookie: bytes  # libvirt's save cookie (CPU model etc.), kept as it is
+
+    @property
+    def stream_offset(self) -> int:
+        return HEADER.size + self.data_len
+
+    @classmethod
+    def read(cls, path: Path) -> SaveFile:
+        with path.open("rb") as handle:
+            raw = handle.read(HEADER.size)
+            if len(raw) != HEADER.size:
+                raise WarmUnusable(f"{path}: too short for a libvirt save file")
+            magic, version, data_len, was_running, fmt, cookie_offset = HEADER.unpack(raw)
+            if (magic, version, fmt) != (MAGIC, VERSION, RAW_FORMAT):
+                raise WarmUnusable(f"{path}: libvirt save header {magic!r} v{version} format {fmt} is not "
+                                   f"the uncompressed v{VERSION} this lab rewrites")
+            data = handle.read(data_len)
+        xml_len = cookie_offset or data_len
+        return cls(data_len, was_running, data[:xml_len].split(b"\0", 1)[0].decode(),
+                   data[xml_len:].rstrip(b"\0") if cookie_offset else b"")
+
+    def copy_with_xml(self, source: Path, target: Path, xml: str) -> None:
+        """Write `target`: this save file with `xml` in its header, the same memory stream after it."""
+        xml_bytes = xml.encode() + b"\0"
+        cookie = self.cookie + b"\0" if self.cookie else b""
+        if len(xml_bytes) + len(cookie) > self.data_len:
+            raise WarmUnusable(f"{source}: the new domain XML does not fit the header's {self.data_len} bytes")
+        header = HEADER.pack(MAGIC, VERSION, self.data_len, self.was_running, RAW_FORMAT,
+                             len(xml_bytes) if cookie else 0)
+        padding = b"\0" * (self.data_len - len(xml_bytes) - len(cookie))
+        with source.open("rb") as src, target.open("wb") as dst:
+            dst.write(header + xml_bytes + cookie + padding)
+            dst.flush()
+            _copy_rest(src.fileno(), dst.fileno(), self.stream_offset)
+        os.chmod(target, 0o600)
+
+
+def _copy_rest(src: int, dst: int, offset: int) -> None:
+    remaining = os.fstat(src).st_size - offset
+    while remaining > 0:
+        copied = os.copy_file_range(src, dst, remaining, offset)
+        if copied == 0:
+            raise WarmUnusable("the save file shrank while it was being copied")
+        offset += copied
+        remaining -= copied
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a saved guest is: restoring it elsewhere needs all of this to match."""
+
+    image: Image
+    memory_mib: int
+    vcpus: int
+    domain_type: str
+    hypervisor: str  # QEMU and libvirt versions: a saved stream is only sure to load in the same ones
+
+
+class WarmStore:
+    """Saved guests: files under `state/warm/`, frozen disks and seeds in the lab pool."""
+
+    def __init__(self, config: Config, pool: Pool) -> None:
+        self.config, self.pool = config, pool
+        self.directory = config.state_dir / "warm"
+
+    def key(self, shape: Shape) -> str:
+        h = hashlib.sha256(json.dumps({
+            "volumes": shape.image.volumes, "cmdline": shape.image.cmdline, "user": shape.image.login_user,
+            "memory": shape.memory_mib, "vcpus": shape.vcpus, "type": shape.domain_type,
+            "hypervisor": shape.hypervisor,
+        }, sort_keys=True).encode())
+        for path in [*sorted(self.config.cloudinit_dir.rglob("*")), *_KEY_CODE]:
+            if path.is_file():
+                h.update(path.name.encode() + path.read_bytes())
+        return h.hexdigest()[:16]
+
+    def save_path(self, key: str) -> Path:
+        return self.directory / f"{key}.save"
+
+    def key_pair(self, key: str) -> KeyPair:
+        meta = json.loads((self.directory / f"{key}.json").read_text())
+        return KeyPair(self.directory / f"{key}.id_ed25519", str(meta["public_key"]))
+
+    def new_key_pair(self, key: str) -> KeyPair:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return KeyPair.generate(self.directory / f"{key}.id_ed25519", f"lab-warm-{key}")
+
+    @staticmethod
+    def root_volume(key: str) -> str:
+        return f"warm-{key}-root.qcow2"
+
+    @staticmethod
+    def seed_volume(key: str) -> str:
+        return f"warm-{key}-seed.iso"
+
+    def has(self, key: str) -> bool:
+        names = set(self.pool.names())
+        return self.save_path(key).is_file() and {self.root_volume(key), self.seed_volume(key)} <= names \
+            and (self.directory / f"{key}.json").is_file()
+
+    def mark_saved(self, key: str, keys: KeyPair, shape: Shape) -> None:
+        """Written last: its presence (with the save file and volumes) makes the saved guest usable."""
+        (self.directory / f"{key}.json").write_text(json.dumps(
+            {"public_key": keys.public_line, "image": shape.image.name, "memory_mib": shape.memory_mib,
+             "vcpus": shape.vcpus, "domain_type": shape.domain_type}, indent=2) + "\n")
+
+    def discard(self, key: str) -> None:
+        """Remove a saved guest, complete or half-made."""
+        for name in (self.root_volume(key), self.seed_volume(key)):
+            self.pool.delete(name)
+        for suffix in (".save", ".json", ".id_ed25519"):
+            (self.directory / f"{key}{suffix}").unlink(missing_ok=True)
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Held while a guest for `key` is being saved, so concurrent runs save it once."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / f"{key}.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield

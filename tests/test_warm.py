@@ -1,0 +1,70 @@
+"""Warm starts without a hypervisor: the save-file header rewrite and the store's key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from lab.config import Config
+from lab.image import Image
+from lab.warm import HEADER, MAGIC, SaveFile, Shape, WarmStore, WarmUnusable
+
+STREAM = bytes(range(256)) * 4096  # stands in for QEMU's migration stream (1 MiB)
+
+
+def _save_file(path: Path, xml: str, cookie: bytes, *, magic: bytes = MAGIC, version: int = 2) -> None:
+    """A file laid out as libvirt writes one: header, XML, cookie, 64 KiB of padding, stream."""
+    xml_b, cookie_b = xml.encode() + b"\0", cookie + b"\0"
+    data_len = len(xml_b) + len(cookie_b) + 64 * 1024
+    header = HEADER.pack(magic, version, data_len, 1, 0, len(xml_b))
+    path.write_bytes(header + xml_b + cookie_b + b"\0" * (data_len - len(xml_b) - len(cookie_b)) + STREAM)
+
+
+def test_a_private_copy_carries_the_new_xml_and_the_same_stream(tmp_path: Path) -> None:
+    saved, copy = tmp_path / "guest.save", tmp_path / "copy.save"
+    _save_file(saved, "<domain><name>old</name></domain>", b"<cookie><cpu/></cookie>")
+    original = SaveFile.read(saved)
+    assert original.xml == "<domain><name>old</name></domain>" and original.cookie == b"<cookie><cpu/></cookie>"
+    longer = "<domain><name>" + "n" * 5000 + "</name></domain>"
+    original.copy_with_xml(saved, copy, longer)
+    again = SaveFile.read(copy)
+    assert (again.xml, again.cookie, again.data_len, again.was_running) == (
+        longer, original.cookie, original.data_len, 1)
+    assert copy.read_bytes()[again.stream_offset:] == STREAM
+    assert copy.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_xml_too_big_for_the_header_is_refused(tmp_path: Path) -> None:
+    saved = tmp_path / "guest.save"
+    _save_file(saved, "<domain/>", b"<cookie/>")
+    with pytest.raises(WarmUnusable, match="does not fit"):
+        SaveFile.read(saved).copy_with_xml(saved, tmp_path / "copy", "x" * 70 * 1024)
+
+
+@pytest.mark.parametrize(("magic", "version"), [(b"LibvirtQemudPart", 2), (MAGIC, 3)])
+def test_an_unknown_or_partial_save_file_is_refused(tmp_path: Path, magic: bytes, version: int) -> None:
+    saved = tmp_path / "guest.save"
+    _save_file(saved, "<domain/>", b"<cookie/>", magic=magic, version=version)
+    with pytest.raises(WarmUnusable, match="not the uncompressed v2"):
+        SaveFile.read(saved)
+
+
+def test_the_key_changes_with_everything_the_saved_guest_depends_on(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    cloudinit = tmp_path / "cloudinit"
+    cloudinit.mkdir()
+    (cloudinit / "user-data").write_text("#cloud-config\n")
+    monkeypatch.setenv("LAB_CLOUDINIT_DIR", str(cloudinit))
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    store = WarmStore(Config.from_env(), pool=None)  # type: ignore[arg-type]
+    shape = Shape(Image("lab-atomic", "image-lab-atomic-abc.qcow2", "qcow2"), 1024, 1, "qemu", "QEMU 7002000")
+    key = store.key(shape)
+    assert store.key(shape) == key
+    for changed in (dataclasses.replace(shape, memory_mib=2048), dataclasses.replace(shape, vcpus=2),
+                    dataclasses.replace(shape, hypervisor="QEMU 8000000"),
+                    dataclasses.replace(shape, image=Image("lab-atomic", "image-lab-atomic-def.qcow2", "qcow2"))):
+        assert store.key(changed) != key
+    (cloudinit / "user-data").write_text("#cloud-config\npackages: [vim]\n")
+    assert store.key(shape) != key
