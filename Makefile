@@ -7,7 +7,7 @@ NAME   ?= smoke
 ARGS   ?=
 JOBS   ?= $(shell nproc)# VMs (and test workers) at once: one per core
 
-.PHONY: setup host scenario test unit nightly bench lint clean
+.PHONY: setup host scenario test unit nightly bench soak lint clean
 
 setup: host $(VENV)/.installed
 
@@ -34,11 +34,15 @@ unit: setup
 
 ## make nightly: variants, extra modes and external images on top of make test
 nightly: setup
-	$(PYTEST) -n $(JOBS) --dist worksteal tests --nightly
+	$(PYTEST) -n $(JOBS) --dist worksteal tests --nightly --junitxml=runs/nightly-junit.xml
 
 ## make bench: timings of the smoke VM, printed as figures
 bench: setup
 	$(VENV)/bin/python scripts/bench.py
+
+## make soak: smoke 20 times in a row and two at once 10 times; fails on any failure or leftover
+soak: setup
+	$(VENV)/bin/python scripts/soak.py
 
 lint: setup
 	$(VENV)/bin/ruff check lab scenarios tests scripts

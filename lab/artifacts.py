@@ -59,3 +59,11 @@ def find_run_dir(root: Path, run_id: str) -> Path | None:
         except (OSError, ValueError):
             continue
     return None
+
+
+def mark_flaky(run_dir: Path, attempts: list[dict[str, Any]]) -> None:
+    """A run that passed after failed attempts is flaky, never a plain pass: say so in its result.json."""
+    path = run_dir / "result.json"
+    result = json.loads(path.read_text())
+    result.update(status="flaky", attempts=attempts)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab import report
 from lab.artifacts import find_run_dir
 from lab.cleanup import inventory, reap, run_alive
 from lab.config import Config
@@ -19,10 +20,11 @@ from lab.errors import LabError, UsageError
 from lab.hypervisor import connect, kvm_available, require_lab_domain
 from lab.image import ImageCache
 from lab.log import Log
-from lab.parallel import Job, ParallelRuns, exit_code, shard, summary
-from lab.runner import RUN_ID, Run, RunRequest, build_image
+from lab.parallel import Job, ParallelRuns, exit_code, shard
+from lab.runner import RUN_ID, RunRequest, build_image, run_with_reruns
 from lab.scenario import Registry
 from lab.storage import Pool
+from lab.warm import WarmStore
 
 
 def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
@@ -40,7 +42,7 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
         item = registry.get(names[0])
         request = RunRequest(item, item.parse_sets(args.set), image=args.image, keep=args.keep,
                              run_id=args.run_id, cold=args.cold, keep_on_failure=args.keep_on_failure)
-        return Run(config, request, log).execute()
+        return run_with_reruns(config, request, log, args.rerun_failed)
     if args.set or args.run_id:
         raise UsageError("--set and --run-id apply to one scenario; run several without them")
     flags = tuple(flag for flag, on in (("--keep", args.keep), ("--keep-on-failure", args.keep_on_failure),
@@ -48,8 +50,11 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
     jobs = [Job(registry.get(name).name, args.image, flags) for name in names]
     jobs = shard(jobs, args.shard) if args.shard else jobs
     start = time.monotonic()
-    outcomes = ParallelRuns(config.runs_dir, args.jobs).run(jobs)
-    print(summary(outcomes, time.monotonic() - start, args.jobs))
+    outcomes = ParallelRuns(config.runs_dir, args.jobs, reruns=args.rerun_failed).run(jobs)
+    wall = time.monotonic() - start
+    print(report.table(outcomes, wall, args.jobs))
+    if args.report:
+        print("reports: " + ", ".join(str(p) for p in report.write(args.report, outcomes, wall, args.jobs)))
     return exit_code(outcomes)
 
 
@@ -142,6 +147,12 @@ def cmd_images(args: argparse.Namespace, config: Config, log: Log) -> int:
         print(f"built {args.name}: volume {image.disk_volume}")
         return 0
     cache = ImageCache(config, _pool(config), log)
+    if args.images_cmd == "prune":
+        for volume in cache.prune():
+            print(f"removed stale image volume {volume}")
+        for key in WarmStore(config, cache.pool).prune(args.idle_days):
+            print(f"removed saved guest {key}")
+        return 0
     for name, recipe in sorted(cache.recipes().items()):
         image = recipe.image()
         status = "cached" if cache.is_cached(image) else "not cached"
@@ -164,12 +175,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("names", nargs="*", metavar="NAME", help="scenario(s) to run (see `lab list`)")
     run.add_argument("--all", action="store_true", help="run every scenario")
     run.add_argument("-j", "--jobs", type=int, default=1, help="how many runs at once (default 1)")
+    run.add_argument("--report", type=Path, metavar="DIR",
+                     help="with several scenarios: write summary.md, summary.json and junit.xml there")
     run.add_argument("--shard", metavar="K/N", help="run only the K-th of N deterministic slices (CI matrix)")
     run.add_argument("--run-id", type=_run_id, help="use this run id (hex) instead of a random one")
     run.add_argument("--image", help="image name (see `lab images list`) or path to a qcow2/raw disk")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     run.add_argument("--keep", action="store_true", help="leave the VM running and print how to enter it")
     run.add_argument("--keep-on-failure", action="store_true", help="leave the VM running if the run fails")
+    run.add_argument("--rerun-failed", type=int, default=0, metavar="N",
+                     help="re-run a failed scenario up to N times in a fresh VM; a later pass is reported flaky")
     run.add_argument("--cold", action="store_true", help="boot the VM instead of restoring a saved, booted guest")
     run.set_defaults(func=cmd_run)
     ssh = sub.add_parser("ssh", help="log in to a kept run's VM (or run a command there)")
@@ -191,6 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     images = sub.add_parser("images", help="list or build images")
     images_sub = images.add_subparsers(dest="images_cmd", required=True)
     images_sub.add_parser("list", help="known images and whether they are cached")
+    prune = images_sub.add_parser("prune", help="remove stale image versions and unused saved guests")
+    prune.add_argument("--idle-days", type=float, default=7.0,
+                       help="also remove saved guests no run restored for this many days (default 7)")
     build = images_sub.add_parser("build", help="(re)build an image from its recipe")
     build.add_argument("name")
     images.set_defaults(func=cmd_images)

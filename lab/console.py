@@ -16,6 +16,20 @@ MILESTONES = {
 }
 
 
+_FINGERPRINTS = re.compile(r"-----BEGIN SSH HOST KEY FINGERPRINTS-----(.*?)-----END SSH HOST KEY FINGERPRINTS-----",
+                           re.S)
+_FINGERPRINT = re.compile(r"\b(SHA256:[A-Za-z0-9+/]{43})\b")
+
+
+def host_key_fingerprints(text: str) -> frozenset[str]:
+    """The SSH host key fingerprints cloud-init printed on the console (keys_to_console)."""
+    return frozenset(fp for block in _FINGERPRINTS.findall(text) for fp in _FINGERPRINT.findall(block))
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
         text = path.read_text(errors="replace")

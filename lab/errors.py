@@ -38,6 +38,10 @@ class SshUnavailable(HarnessError):
     pass
 
 
+class HostKeyMismatch(HarnessError):
+    """The guest's SSH host key is not one its console announced: refuse to talk to it."""
+
+
 class Interrupted(HarnessError):
     """Ctrl-C or SIGTERM arrived; the run is torn down."""
 

@@ -145,6 +145,16 @@ class ImageCache:
         for volume in image.volumes:
             self.pool.delete(volume)
 
+    def prune(self) -> list[str]:
+        """Delete the volumes of images no recipe makes any more (older recipe hashes); returns them.
+        Imported disk files (`image-file-*`) stay."""
+        current = {v for recipe in self.recipes().values() for v in recipe.image().volumes}
+        stale = [v for v in self.pool.names()
+                 if v.startswith("image-") and not v.startswith("image-file-") and v not in current]
+        for volume in stale:
+            self.pool.delete(volume)
+        return stale
+
     def from_file(self, path: Path) -> Image:
         """A user's own qcow2 or raw disk, booted by its own bootloader."""
         fmt = probe_disk_image(path)

@@ -121,6 +121,18 @@ class Machine:
         self.boot_id = self.succeed("cat /proc/sys/kernel/random/boot_id").strip()
         self.boots += 1
         self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
+        if not self.ssh.pinned:
+            self._pin_host_key()
+
+    def _pin_host_key(self) -> None:
+        """Accept from now on only the host keys cloud-init announced on the console, which the
+        key this session already saw must be one of."""
+        announced = console.host_key_fingerprints(console.strip_ansi(self.console_text()))
+        if not announced:
+            self.log.warning(f"{self.name}: the console shows no SSH host key fingerprints; host key not pinned")
+            return
+        self.ssh.pin(announced)
+        self.log.info(f"{self.name}: SSH host key {self.ssh.host_key_fingerprint} pinned (announced on the console)")
 
     def save(self, path: Path) -> None:
         """Flush the guest's disks and save the running guest to `path`; the domain is gone afterwards."""
@@ -139,10 +151,13 @@ class Machine:
         with self.log.nested(f"{self.name}: restoring a saved guest"):
             try:
                 self.conn.restoreFlags(str(save_file), None, libvirt.VIR_DOMAIN_SAVE_RUNNING)
-                self._dom = self.conn.lookupByName(self.spec.name)
             except libvirt.libvirtError as exc:
                 raise HarnessError(f"{self.name}: libvirt could not restore {save_file}: "
                                    f"{exc.get_error_message()}") from exc
+            finally:  # whatever libvirt made, even if a signal cut in, so that destroy() removes it
+                self._dom = self._lookup()
+            if self._dom is None:
+                raise HarnessError(f"{self.name}: libvirt restored {save_file} but {self.spec.name} is not there")
         for serial in extra_disks:
             self.attach_disk(serial)
 
@@ -395,6 +410,12 @@ class Machine:
 
     def console_tail(self, lines: int = 30) -> str:
         return console.tail(self.console_path, lines)
+
+    def _lookup(self) -> libvirt.virDomain | None:
+        try:
+            return self.conn.lookupByName(self.spec.name)
+        except libvirt.libvirtError:
+            return None
 
     def _running_domain(self) -> libvirt.virDomain:
         if self._dom is None:

@@ -20,11 +20,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
-from lab.artifacts import find_run_dir
+from lab.artifacts import find_run_dir, mark_flaky
 from lab.config import vcpu_share
 from lab.errors import Interrupted, UsageError
 
@@ -81,10 +81,10 @@ def longest_first(jobs: Sequence[Job], runs_dir: Path) -> list[Job]:
 
 
 class ParallelRuns:
-    def __init__(self, runs_dir: Path, jobs: int, out: TextIO = sys.stdout) -> None:
+    def __init__(self, runs_dir: Path, jobs: int, out: TextIO = sys.stdout, *, reruns: int = 0) -> None:
         if jobs < 1:
             raise UsageError("-j/--jobs must be at least 1")
-        self.runs_dir, self.jobs, self.out = runs_dir, jobs, out
+        self.runs_dir, self.jobs, self.out, self.reruns = runs_dir, jobs, out, reruns
         self._vcpus = vcpu_share(jobs)  # VMs share the host's cores instead of fighting over them
         self._procs: dict[str, subprocess.Popen[str]] = {}
         self._stopping = threading.Event()
@@ -120,8 +120,22 @@ class ParallelRuns:
             proc.send_signal(signal.SIGTERM)
 
     def _one(self, job: Job) -> Outcome:
-        if self._stopping.is_set():
-            return Outcome(job, "not run", 130, 0.0, job.image or "", "")
+        """The job, re-run after a failure up to `reruns` times; a later pass is flaky."""
+        attempts: list[dict[str, object]] = []
+        for attempt in range(self.reruns + 1):
+            if self._stopping.is_set():
+                return Outcome(job, "not run", 130, 0.0, job.image or "", "")
+            outcome = self._attempt(job if attempt == 0 else replace(job, run_id=secrets.token_hex(4)))
+            attempts.append({"run_id": outcome.job.run_id, "exit_code": outcome.exit_code,
+                             "artifacts": outcome.artifacts})
+            if outcome.status not in ("failed", "error") or outcome.exit_code == 130:
+                break
+        if outcome.status == "passed" and len(attempts) > 1:
+            mark_flaky(Path(outcome.artifacts), attempts)
+            outcome = replace(outcome, status="flaky")
+        return outcome
+
+    def _attempt(self, job: Job) -> Outcome:
         start = time.monotonic()
         proc = subprocess.Popen(job.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 stdin=subprocess.DEVNULL, env={**os.environ, "LAB_MAX_VCPUS": self._vcpus})
@@ -146,18 +160,7 @@ class ParallelRuns:
                        str(run_dir))
 
 
-def summary(outcomes: Sequence[Outcome], wall: float, jobs: int) -> str:
-    rows = [("scenario", "image", "status", "wall", "artifacts")]
-    rows += [(o.job.scenario, o.image, o.status, f"{o.wall:.1f} s", o.artifacts) for o in outcomes]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
-             for row in rows]
-    passed = sum(o.status == "passed" for o in outcomes)
-    lines.append(f"{passed} of {len(outcomes)} passed in {wall:.1f} s (-j {jobs})")
-    return "\n".join(lines)
-
-
 def exit_code(outcomes: Sequence[Outcome]) -> int:
-    if all(o.status == "passed" for o in outcomes):
+    if all(o.status in ("passed", "flaky") for o in outcomes):
         return 0
     return 130 if any(o.status == "not run" or o.exit_code == 130 for o in outcomes) else 1

@@ -18,7 +18,7 @@ from lab import cloudinit
 from lab.cleanup import RunObjects, remove_run
 from lab.config import Config
 from lab.domain import DiskSpec, DomainSpec, KernelBoot, retarget_saved_xml
-from lab.errors import HarnessError
+from lab.errors import HarnessError, Interrupted
 from lab.hypervisor import AccelProbe
 from lab.image import Image
 from lab.log import Log
@@ -101,7 +101,7 @@ class Provisioner:
 
     def save(self, machine: Machine, store: WarmStore, key: str, shape: Shape) -> None:
         machine.save(store.save_path(key))
-        store.mark_saved(key, machine.ssh.key, shape)
+        store.mark_saved(key, machine.ssh.key, machine.ssh.pinned, shape)
         self.machines.remove(machine)
 
     def restored_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
@@ -115,16 +115,21 @@ class Provisioner:
         disks = [DiskSpec(root, "lab-root"), DiskSpec(self._path(store.seed_volume(key)), "cidata", format="raw",
                                                      readonly=True), *extras]
         machine = self._machine(request, disks, store.key_pair(key), autodestroy=False)
+        if store.host_keys(key):
+            machine.ssh.pin(store.host_keys(key))
         saved = SaveFile.read(store.save_path(key))
         copy = request.directory / "restore.save"
         try:
             saved.copy_with_xml(store.save_path(key), copy, retarget_saved_xml(saved.xml, machine.spec))
             machine.restore(copy, tuple(d.serial for d in extras))
+        except Interrupted:
+            raise
         except (ValueError, HarnessError) as exc:
             raise WarmUnusable(f"saved guest {key}: {exc}") from exc
         finally:
             copy.unlink(missing_ok=True)
         machine.wait_for_restore(run_key)
+        store.touch(key)
         return machine
 
     def _machine(self, request: MachineRequest, disks: list[DiskSpec], key: KeyPair, *,

@@ -11,7 +11,7 @@ import traceback
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import libvirt
 
 from lab import checks, console
-from lab.artifacts import RunDir
+from lab.artifacts import RunDir, mark_flaky
 from lab.builder import ImageBuilder
 from lab.cleanup import RunLock, inventory, reap
 from lab.config import Config
@@ -147,6 +147,7 @@ class Run:
         self.machine: Machine | None = None
         self.ctx: ScenarioContext | None = None
         self._provisioner: Provisioner | None = None
+        self.artifacts: Path | None = None  # the run's directory, once made
 
     # --- bookkeeping -----------------------------------------------------
 
@@ -175,6 +176,7 @@ class Run:
             lock.release()
             raise UsageError(f"run id {self.run_id} is taken by a kept run (lab destroy {self.run_id})")
         run_dir = RunDir(self.config.runs_dir, self.request.scenario.name)
+        self.artifacts = run_dir.path
         self.log.open_transcript(run_dir.transcript)
         self.log.info(f"run {self.run_id}: {self.request.scenario.name} on {image_ref}; artifacts {run_dir.path}")
         result: dict[str, Any] = {
@@ -351,6 +353,25 @@ class Run:
                          "key": str(self.machine.ssh.key.private_path)}
         self.log.info(f"kept {spec.name}; enter it with: lab ssh {self.run_id}  (console: lab console "
                       f"{self.run_id})\nremove it with: lab destroy {self.run_id}")
+
+
+def run_with_reruns(config: Config, request: RunRequest, log: Log, reruns: int) -> int:
+    """Run; after a failure (exit 1 or 2) run again in a fresh VM, up to `reruns` times. A pass after a
+    failure is marked flaky in its result.json."""
+    attempts: list[dict[str, Any]] = []
+    for attempt in range(reruns + 1):
+        run = Run(config, request if attempt == 0 else replace(request, run_id=None), log)
+        code = run.execute()
+        attempts.append({"run_id": run.run_id, "exit_code": code, "artifacts": str(run.artifacts)})
+        if code not in (1, 2):
+            break
+        if attempt < reruns:
+            log.warning(f"{request.scenario.name} failed (exit {code}); re-running in a fresh VM "
+                        f"({attempt + 1} of {reruns})")
+    if code == 0 and len(attempts) > 1 and run.artifacts is not None:
+        mark_flaky(run.artifacts, attempts)
+        log.warning(f"FLAKY {request.scenario.name}: passed on attempt {len(attempts)} after failing")
+    return code
 
 
 def _scenario_frame(exc: BaseException, scenario: Scenario) -> str:

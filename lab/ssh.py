@@ -14,7 +14,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab.errors import CommandTimeout, SshUnavailable
+from lab.errors import CommandTimeout, HostKeyMismatch, SshUnavailable
 
 # paramiko logs every refused handshake of a booting guest; the lab reports its own.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -55,21 +55,25 @@ class CommandResult:
     duration: float
 
 
-class _RecordHostKey(paramiko.MissingHostKeyPolicy):
-    """Accept the guest's key for this session and remember its fingerprint."""
+class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
+    """Records the key the guest shows; once keys are pinned, refuses any other."""
 
     def __init__(self) -> None:
         self.fingerprint = ""
+        self.pinned: frozenset[str] = frozenset()
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        self.fingerprint = f"{key.get_name()} SHA256:{key.fingerprint}"
+        self.fingerprint = key.fingerprint
+        if self.pinned and key.fingerprint not in self.pinned:
+            raise HostKeyMismatch(f"{hostname}: SSH host key {key.get_name()} {key.fingerprint} is not one the "
+                                  f"guest announced on its console ({', '.join(sorted(self.pinned))}): refusing it")
 
 
 class SshSession:
     def __init__(self, host: str, port: int, user: str, key: KeyPair) -> None:
         self.host, self.port, self.user, self.key = host, port, user, key
         self._client: paramiko.SSHClient | None = None
-        self._host_key = _RecordHostKey()
+        self._host_key = _PinnedHostKey()
 
     @property
     def connected(self) -> bool:
@@ -78,7 +82,19 @@ class SshSession:
 
     @property
     def host_key_fingerprint(self) -> str:
+        """SHA256:... of the key the guest showed on the last connect."""
         return self._host_key.fingerprint
+
+    @property
+    def pinned(self) -> frozenset[str]:
+        return self._host_key.pinned
+
+    def pin(self, fingerprints: frozenset[str]) -> None:
+        """From now on accept only these host keys (SHA256:... fingerprints)."""
+        if self._host_key.fingerprint and self._host_key.fingerprint not in fingerprints:
+            raise HostKeyMismatch(f"{self.host}:{self.port}: the SSH host key seen, {self._host_key.fingerprint}, is "
+                                  f"not one the guest announced ({', '.join(sorted(fingerprints))})")
+        self._host_key.pinned = fingerprints
 
     def connect(self, timeout: float = 10.0) -> None:
         """One attempt; callers poll with `lab.retry.wait_until`."""

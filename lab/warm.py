@@ -22,10 +22,12 @@ import hashlib
 import json
 import os
 import struct
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.config import Config
 from lab.errors import HarnessError
@@ -132,8 +134,15 @@ class WarmStore:
         return self.directory / f"{key}.save"
 
     def key_pair(self, key: str) -> KeyPair:
-        meta = json.loads((self.directory / f"{key}.json").read_text())
-        return KeyPair(self.directory / f"{key}.id_ed25519", str(meta["public_key"]))
+        return KeyPair(self.directory / f"{key}.id_ed25519", str(self._meta(key)["public_key"]))
+
+    def host_keys(self, key: str) -> frozenset[str]:
+        """The saved guest's SSH host key fingerprints, as its console announced them."""
+        return frozenset(self._meta(key).get("host_keys", ()))
+
+    def _meta(self, key: str) -> dict[str, Any]:
+        meta: dict[str, Any] = json.loads((self.directory / f"{key}.json").read_text())
+        return meta
 
     def new_key_pair(self, key: str) -> KeyPair:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -152,11 +161,30 @@ class WarmStore:
         return self.save_path(key).is_file() and {self.root_volume(key), self.seed_volume(key)} <= names \
             and (self.directory / f"{key}.json").is_file()
 
-    def mark_saved(self, key: str, keys: KeyPair, shape: Shape) -> None:
+    def mark_saved(self, key: str, keys: KeyPair, host_keys: frozenset[str], shape: Shape) -> None:
         """Written last: its presence (with the save file and volumes) makes the saved guest usable."""
         (self.directory / f"{key}.json").write_text(json.dumps(
-            {"public_key": keys.public_line, "image": shape.image.name, "memory_mib": shape.memory_mib,
-             "vcpus": shape.vcpus, "domain_type": shape.domain_type}, indent=2) + "\n")
+            {"public_key": keys.public_line, "host_keys": sorted(host_keys), "image": shape.image.name,
+             "volumes": list(shape.image.volumes),
+             "memory_mib": shape.memory_mib, "vcpus": shape.vcpus, "domain_type": shape.domain_type},
+            indent=2) + "\n")
+
+    def touch(self, key: str) -> None:
+        """Record a use (prune keeps recently used saved guests)."""
+        (self.directory / f"{key}.json").touch()
+
+    def prune(self, max_idle_days: float) -> list[str]:
+        """Discard saved guests whose image volumes are gone or that no run used for `max_idle_days`."""
+        names = set(self.pool.names())
+        pruned = []
+        for meta_path in sorted(self.directory.glob("*.json")):
+            key = meta_path.stem
+            idle_days = (time.time() - meta_path.stat().st_mtime) / 86400
+            if not set(self._meta(key).get("volumes", ())) <= names or idle_days > max_idle_days:
+                with self.lock(key):
+                    self.discard(key)
+                pruned.append(key)
+        return pruned
 
     def discard(self, key: str) -> None:
         """Remove a saved guest, complete or half-made."""

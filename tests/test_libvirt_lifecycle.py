@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from lab.cleanup import RunLock, inventory, reap, run_alive
+from lab.config import Config
 from lab.domain import DiskSpec, DomainSpec
 from lab.hypervisor import connect, lab_domains
+from lab.image import ImageCache
 from lab.log import Log
 from lab.machine import Machine, Timeouts
 from lab.ssh import KeyPair, SshSession
@@ -92,3 +94,15 @@ def test_destroy_by_run_id_removes_a_live_run(pool: Pool, tmp_path: Path) -> Non
     assert [r.run_id for r in reaped] == [run_id]
     assert run_id not in inventory(pool.conn, pool)
     lock.release()
+
+
+def test_prune_removes_only_stale_image_versions(pool: Pool, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    cache = ImageCache(Config.from_env(), pool, Log(None))
+    current = cache.recipe("lab-atomic").image().disk_volume
+    kept = {current, "image-file-0123456789abcdef.qcow2", f"{run_prefix('abcd1234')}vm1-root.qcow2"}
+    for name in (*kept, "image-lab-atomic-000000000000.qcow2"):
+        pool.create_blank(name, 1 << 20)
+    assert cache.prune() == ["image-lab-atomic-000000000000.qcow2"]
+    assert set(pool.names()) == kept

@@ -15,3 +15,15 @@ def health_oops(lab: ScenarioContext) -> None:
           expected=(r"Oops: 0002 \[#1\] PREEMPT SMP lab-test",))
 def health_oops_expected(lab: ScenarioContext) -> None:
     lab.machine.succeed(f"echo '{OOPS}' > /dev/kmsg")
+
+
+@scenario("reboot-stub", "Masks reboot.target, then reboots: the boot-id check must notice nothing happened",
+          memory=768)
+def reboot_stub(lab: ScenarioContext) -> None:
+    lab.machine.succeed("systemctl mask reboot.target")
+    lab.machine.reboot(timeout=30)
+
+
+@scenario("ready-after-runcmd", "Its first command must find what cloud-init's slow runcmd made", memory=768)
+def ready_after_runcmd(lab: ScenarioContext) -> None:
+    lab.record("late", lab.machine.succeed("cat /run/lab-late").strip())

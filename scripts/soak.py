@@ -1,0 +1,60 @@
+"""Soak (make soak): `smoke` SERIAL times in a row, then two at once (-j 2) PARALLEL times; then
+zero failures, and nothing left behind: no lab domain, no run volume, no `lab run` process.
+Prints figures; exits non-zero on any failure or leftover."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lab.cleanup import inventory
+from lab.config import Config
+from lab.hypervisor import connect
+from lab.storage import Pool
+
+LAB = [sys.executable, "-m", "lab.cli", "run"]
+
+
+def rounds(argv: list[str], count: int, runs: Path) -> tuple[int, list[float]]:
+    failures, walls = 0, []
+    for i in range(count):
+        start = time.monotonic()
+        proc = subprocess.run([*LAB, *argv], capture_output=True, text=True, check=False,
+                              env={**os.environ, "LAB_RUNS_DIR": str(runs)})
+        walls.append(time.monotonic() - start)
+        if proc.returncode != 0:
+            failures += 1
+            print(f"  round {i + 1}: exit {proc.returncode}\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    return failures, walls
+
+
+def leftovers() -> list[str]:
+    config = Config.from_env()
+    pool = Pool(connect(config.libvirt_uri), config.pool_name, config.pool_dir)
+    found = [f"run {run_id}: {len(o.domains)} domain(s), {len(o.volumes)} volume(s)"
+             for run_id, o in inventory(pool.conn, pool).items()]
+    procs = subprocess.run(["pgrep", "-af", "lab.cli run|qemu-system"], capture_output=True, text=True,
+                           check=False).stdout.split("\n")
+    return found + [f"process: {p}" for p in procs if p.strip()]
+
+
+def main() -> int:
+    serial, parallel = int(os.environ.get("SOAK_SERIAL", "20")), int(os.environ.get("SOAK_PARALLEL", "10"))
+    with tempfile.TemporaryDirectory(prefix="lab-soak-") as tmp:
+        f1, w1 = rounds(["smoke"], serial, Path(tmp))
+        print(f"smoke x{serial} in a row: {f1} failed; wall min/mean/max "
+              f"{min(w1):.1f}/{sum(w1) / len(w1):.1f}/{max(w1):.1f} s")
+        f2, w2 = rounds(["smoke", "smoke", "-j", "2"], parallel, Path(tmp))
+        print(f"smoke+smoke -j 2 x{parallel}: {f2} failed; wall min/mean/max "
+              f"{min(w2):.1f}/{sum(w2) / len(w2):.1f}/{max(w2):.1f} s")
+    left = leftovers()
+    print(f"left behind: {len(left)}" + "".join(f"\n  {item}" for item in left))
+    return 1 if f1 or f2 or left else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Reports of several runs: summary.json/.md and JUnit XML, one testcase per scenario x image."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from lab.parallel import Job, Outcome
+from lab.report import write
+
+
+def _outcome(tmp_path: Path, name: str, status: str, code: int, **result: object) -> Outcome:
+    run_dir = tmp_path / f"run-{name}"
+    run_dir.mkdir()
+    (run_dir / "result.json").write_text(json.dumps({"run_id": "abcd1234", "status": status, **result}))
+    return Outcome(Job(name), status, code, 12.3, "lab-atomic", str(run_dir))
+
+
+def test_reports_name_each_run_its_status_and_failure(tmp_path: Path) -> None:
+    outcomes = [
+        _outcome(tmp_path, "thinpool-full", "passed", 0, phases={"scenario": 100.0}),
+        _outcome(tmp_path, "overlay-xfs", "failed", 1, failure="step 'docker refuses': exit 0\n  artifacts: x"),
+        _outcome(tmp_path, "pv-lost", "flaky", 0, attempts=[{"exit_code": 1}, {"exit_code": 0}]),
+        Outcome(Job("smoke"), "error", 2, 0.5, "", "(no artifacts: exit 2)"),
+    ]
+    summary_json, summary_md, junit = write(tmp_path / "report", outcomes, 99.0, 2)
+    runs = json.loads(summary_json.read_text())["runs"]
+    assert [(r["scenario"], r["status"]) for r in runs] == [
+        ("thinpool-full", "passed"), ("overlay-xfs", "failed"), ("pv-lost", "flaky"), ("smoke", "error")]
+    assert runs[0]["phases"] == {"scenario": 100.0}
+    assert "| overlay-xfs | lab-atomic | failed |" in summary_md.read_text()
+    assert "step 'docker refuses': exit 0" in summary_md.read_text()
+    suite = ET.parse(junit).getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "1", "1")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert cases["overlay-xfs"].find("failure").get("message") == "step 'docker refuses': exit 0"  # type: ignore[union-attr]
+    assert cases["smoke"].find("error") is not None
+    assert cases["pv-lost"].find("properties/property").get("value") == "2"  # type: ignore[union-attr]
+    passed = cases["thinpool-full"]
+    assert passed.find("failure") is None and passed.get("classname") == "lab.lab-atomic"
+    assert "artifacts: " in (cases["thinpool-full"].findtext("system-out") or "")
