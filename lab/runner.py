@@ -23,11 +23,12 @@ from lab.artifacts import RunDir, mark_flaky
 from lab.builder import ImageBuilder
 from lab.cleanup import RunLock, inventory, reap
 from lab.config import Config
+from lab.context import ScenarioContext
 from lab.diagnose import collect_failure_evidence
 from lab.domain import LAB_NS
 from lab.errors import HarnessError, Interrupted, LabError, ScenarioFailed, UsageError
 from lab.hypervisor import connect
-from lab.image import DEFAULT_IMAGE, Image, ImageCache, Profile, load_recipes, probe_disk_image
+from lab.image import DEFAULT_IMAGE, Image, ImageCache, load_recipes, probe_disk_image
 from lab.log import Log
 from lab.machine import Machine
 from lab.provision import MachineRequest, Provisioner
@@ -37,7 +38,6 @@ from lab.warm import WarmStore, WarmUnusable
 
 MACHINE = "vm1"
 RUN_ID = re.compile(r"[0-9a-f]{4,16}")
-GUEST_TOOLS = Path(__file__).parent / "guest"  # programs scenarios copy into guests
 
 
 @dataclass(frozen=True)
@@ -49,45 +49,6 @@ class RunRequest:
     run_id: str | None = None  # default: a random one
     cold: bool = False  # boot, instead of restoring a saved guest
     keep_on_failure: bool = False
-
-
-class ScenarioContext:
-    """What a scenario function gets: its machine, parameters and steps."""
-
-    def __init__(self, machine: Machine, params: dict[str, Any], run_dir: RunDir, log: Log,
-                 profile: Profile) -> None:
-        self.machine, self.params, self.run_dir, self.log = machine, params, run_dir, log
-        self.profile = profile  # how this image does things (storage setup tool, root VG, ...)
-        self.steps: list[dict[str, Any]] = []
-        self.facts: dict[str, Any] = {}
-        self.current_step = ""
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        self.current_step = name
-        start = time.monotonic()
-        status = "failed"
-        try:
-            with self.log.nested(f"step: {name}"):
-                yield
-            status = "passed"
-        finally:
-            self.steps.append({"name": name, "status": status, "seconds": round(time.monotonic() - start, 2)})
-
-    def evidence(self, name: str, text: str) -> None:
-        """Keep guest output in the run's artifacts (evidence/<name>)."""
-        self.run_dir.write_evidence(name, text)
-
-    def record(self, key: str, value: Any) -> None:
-        """A fact for result.json (a size reached, a message seen, a timing)."""
-        self.facts[key] = value
-
-    def install_guest_tool(self, name: str) -> str:
-        """Copy lab/guest/<name>.py into the guest as /usr/local/sbin/<name, dashed>; returns that path."""
-        target = f"/usr/local/sbin/{name.replace('_', '-')}"
-        self.machine.copy_to(GUEST_TOOLS / f"{name}.py", f"/tmp/{name}.py")
-        self.machine.succeed(f"install -m 0755 /tmp/{name}.py {target} && rm -f /tmp/{name}.py")
-        return target
 
 
 def resolve_image_ref(request: RunRequest, recipe_names: set[str]) -> str:

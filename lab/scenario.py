@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from lab.errors import UsageError
 
 if TYPE_CHECKING:
-    from lab.runner import ScenarioContext
+    from lab.context import ScenarioContext
 
 TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow", "catalog"})  # catalog: nightly only
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")

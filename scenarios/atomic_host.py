@@ -2,7 +2,7 @@
 
 import json
 
-from lab.runner import ScenarioContext
+from lab.context import ScenarioContext
 from lab.scenario import scenario
 
 

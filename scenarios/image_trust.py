@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 from lab.containers import busybox_image
+from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.runner import ScenarioContext
 from lab.scenario import scenario
 
 GNUPG = "GNUPGHOME=/root/.gnupg"

@@ -8,7 +8,7 @@ can be made, and devicemapper falls back to loopback devices. The warnings are d
 from __future__ import annotations
 
 from lab.containers import busybox_image, start_docker
-from lab.runner import ScenarioContext
+from lab.context import ScenarioContext
 from lab.scenario import scenario
 
 VG = "atomicos"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import ipaddress
 import json
 
+from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.runner import ScenarioContext
 from lab.scenario import scenario
 
 EXHAUSTED = ("could not find an available, non-overlapping IPv4 address pool among the defaults to assign "

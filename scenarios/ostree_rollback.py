@@ -14,8 +14,8 @@ import json
 import re
 from dataclasses import dataclass, replace
 
+from lab.context import ScenarioContext
 from lab.machine import GRUB_MENU
-from lab.runner import ScenarioContext
 from lab.scenario import scenario
 
 VERSION_FILE = "/usr/share/lab/version"

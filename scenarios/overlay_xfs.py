@@ -14,8 +14,8 @@ import json
 from typing import Any
 
 from lab.containers import busybox_image
+from lab.context import ScenarioContext
 from lab.machine import ROOT, Machine
-from lab.runner import ScenarioContext
 from lab.scenario import Disk, scenario
 
 DISK = "/dev/disk/by-id/virtio-storage"

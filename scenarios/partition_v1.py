@@ -7,8 +7,8 @@ second disk in its own VG. Sizes are scaled to the lab's 10 GiB image disk.
 
 from __future__ import annotations
 
+from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.runner import ScenarioContext
 from lab.scenario import Disk, parse_size, scenario
 
 SRV_DISK = "/dev/disk/by-id/virtio-srv"

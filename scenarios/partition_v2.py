@@ -8,8 +8,8 @@ XFS bug (only grows if mounted)", a swap LV, and /etc/lvm/archive filling up unt
 
 from __future__ import annotations
 
+from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.runner import ScenarioContext
 from lab.scenario import Disk, parse_size, scenario
 
 EXTRA = "/dev/disk/by-id/virtio-extra"

@@ -10,7 +10,7 @@ flag and runs the wiki's `lvchange -ay`. The failure text is the one this docker
 from __future__ import annotations
 
 from lab.containers import busybox_image, start_docker
-from lab.runner import ScenarioContext
+from lab.context import ScenarioContext
 from lab.scenario import scenario
 
 VG = "atomicos"

@@ -12,7 +12,7 @@ the host boots without it.
 
 from __future__ import annotations
 
-from lab.runner import ScenarioContext
+from lab.context import ScenarioContext
 from lab.scenario import Disk, scenario
 
 VG = "atomicos"

@@ -1,6 +1,6 @@
 """smoke: the lab itself works — boot, SSH, extra disks, reboot."""
 
-from lab.runner import ScenarioContext
+from lab.context import ScenarioContext
 from lab.scenario import Disk, scenario
 
 

@@ -18,8 +18,8 @@ import json
 import re
 from pathlib import Path
 
+from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.runner import ScenarioContext
 from lab.scenario import scenario
 
 IMAGES = Path(__file__).parent / "system-containers"

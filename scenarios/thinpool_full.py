@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from lab.containers import busybox_image, start_docker
+from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.runner import ScenarioContext
 from lab.scenario import scenario
 
 VG = "atomicos"

@@ -10,8 +10,8 @@ names the pool by its device-mapper name, not by the `dm.thinpooldev` path it wa
 from __future__ import annotations
 
 from lab.containers import busybox_image, start_docker
+from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.runner import ScenarioContext
 from lab.scenario import scenario
 
 VG = "atomicos"

@@ -1,6 +1,6 @@
 """Scenarios for the lab's own tests: the health check must catch a kernel Oops, unless declared."""
 
-from lab.runner import ScenarioContext
+from lab.context import ScenarioContext
 from lab.scenario import scenario
 
 OOPS = "Oops: 0002 [#1] PREEMPT SMP lab-test"
