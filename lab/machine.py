@@ -64,6 +64,8 @@ class Machine:
         self.autodestroy = autodestroy
         self.boot_id = ""
         self.boots = 0
+        self.degraded: list[str] = []  # "boot N: unit" for each unit failed when a boot was ready
+        self.journals: list[str] = []  # the journals of boots that ended in a reboot
         self._dom: libvirt.virDomain | None = None
 
     @property
@@ -116,13 +118,22 @@ class Machine:
             if state not in ("running", "degraded"):
                 raise BootTimeout(f"{self.name}: systemd reports {state!r} after boot")
             if state == "degraded":
-                failed = self.execute("systemctl --failed --no-legend --plain").stdout.strip()
-                self.log.warning(f"{self.name}: system is degraded; failed units:\n{failed}")
+                self._note_degraded()
         self.boot_id = self.succeed("cat /proc/sys/kernel/random/boot_id").strip()
         self.boots += 1
         self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
         if not self.ssh.pinned:
             self._pin_host_key()
+
+    def _note_degraded(self) -> None:
+        """Ready but degraded: the failed units go into the result; the scenario decides what they mean."""
+        failed = self.execute("systemctl --failed --no-legend --plain").stdout.strip()
+        self.log.warning(f"{self.name}: system is degraded; failed units:\n{failed}")
+        self.degraded.extend(f"boot {self.boots + 1}: {line.split()[0]}" for line in failed.splitlines() if line)
+
+    def _keep_journal(self) -> None:
+        """This boot's journal, kept for the health check before a reboot ends it (it is volatile)."""
+        self.journals.append(self.execute("journalctl -b --no-pager -o short-monotonic", timeout=60).stdout)
 
     def _pin_host_key(self) -> None:
         """Accept from now on only the host keys cloud-init announced on the console, which the
@@ -173,11 +184,14 @@ class Machine:
         self.boot_id, state = out.split()[:2]
         if state not in ("running", "degraded"):
             raise BootTimeout(f"{self.name}: systemd reports {state!r} after the restore")
+        if state == "degraded":
+            self._note_degraded()
         self.boots += 1
         self.log.info(f"{self.name}: ready (restored), boot_id {self.boot_id}, systemd {state}")
 
     def start_reboot(self) -> None:
         """Ask the guest to reboot and return at once (for boots that are meant to fail)."""
+        self._keep_journal()
         self.execute("systemd-run --no-block --on-active=1 --timer-property=AccuracySec=100ms systemctl reboot")
         self.ssh.close()
 

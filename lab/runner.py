@@ -258,14 +258,20 @@ class Run:
         self.marks.update(watcher.seen)
 
     def _health_check(self, run_dir: RunDir, result: dict[str, Any]) -> None:
-        """Scan the console and this boot's journal; unexpected signs of sickness fail the run."""
+        """Scan the console and the journal of every boot; unexpected signs of sickness fail the run."""
         assert self.machine is not None
         expected = self.request.scenario.expected
-        journal = self.machine.succeed("journalctl -b --no-pager -o short-monotonic")
-        run_dir.write_evidence("journal.txt", journal)
-        bad, allowed = checks.scan(self.machine.console_path.read_text(errors="replace"), "console", expected)
-        bad_j, allowed_j = checks.scan(journal, "journal", expected)
-        bad, allowed = bad + bad_j, allowed + allowed_j
+        journals = [*self.machine.journals, self.machine.succeed("journalctl -b --no-pager -o short-monotonic")]
+        sources = [("console", self.machine.console_path.read_text(errors="replace"))]
+        for number, journal in enumerate(journals, start=1):
+            name = "journal.txt" if number == len(journals) else f"journal-boot-{number}.txt"
+            run_dir.write_evidence(name, journal)
+            sources.append((f"journal, boot {number}", journal))
+        bad: list[checks.Hit] = []
+        allowed: list[checks.Hit] = []
+        for source, text in sources:
+            found_bad, found_allowed = checks.scan(text, source, expected)
+            bad, allowed = bad + found_bad, allowed + found_allowed
         result["health"] = {"unexpected": [vars(h) for h in bad], "expected": [vars(h) for h in allowed]}
         run_dir.write_evidence("health.txt", checks.report(bad + allowed) or "no signs of a sick guest\n")
         if bad:
@@ -298,6 +304,7 @@ class Run:
                 self._provisioner.teardown()
         result.update(
             kept=kept, phases=self.phases, marks=self.marks,
+            degraded_units=self.machine.degraded if self.machine else [],
             steps=self.ctx.steps if self.ctx else [], facts=self.ctx.facts if self.ctx else {},
             wall_seconds=round(time.monotonic() - self.t0, 2),
         )
