@@ -155,8 +155,14 @@ def cmd_images(args: argparse.Namespace, config: Config, log: Log) -> int:
         return 0
     for name, recipe in sorted(cache.recipes().items()):
         image = recipe.image()
-        status = "cached" if cache.is_cached(image) else "not cached"
-        print(f"{name:<16} {status:<11} {image.disk_volume:<40} {recipe.description}")
+        if not cache.is_cached(image):
+            print(f"{name:<16} {'not cached':<11} {image.disk_volume:<40} {recipe.description}")
+            continue
+        size = sum(cache.pool.allocation(v) for v in image.volumes) / 2**20
+        print(f"{name:<16} {'cached':<11} {image.disk_volume:<40} {size:>7.0f} MiB  {recipe.description}")
+        if args.sha256:
+            for volume in image.volumes:
+                print(f"{'':<16} sha256 {cache.pool.sha256(volume)}  {volume}")
     return 0
 
 
@@ -205,7 +211,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check this host can run the lab").set_defaults(func=cmd_doctor)
     images = sub.add_parser("images", help="list or build images")
     images_sub = images.add_subparsers(dest="images_cmd", required=True)
-    images_sub.add_parser("list", help="known images and whether they are cached")
+    listing = images_sub.add_parser("list", help="known images, whether they are cached, their size")
+    listing.add_argument("--sha256", action="store_true", help="also print each cached volume's sha256")
     prune = images_sub.add_parser("prune", help="remove stale image versions and unused saved guests")
     prune.add_argument("--idle-days", type=float, default=7.0,
                        help="also remove saved guests no run restored for this many days (default 7)")

@@ -7,6 +7,7 @@ same code serves a remote libvirt host.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import BinaryIO
@@ -121,6 +122,24 @@ class Pool:
             return self.pool.createXMLFrom(_volume_xml(name, capacity, "qcow2"), origin, 0)
         except libvirt.libvirtError as exc:
             raise HarnessError(f"cannot copy volume {source} to {name}: {exc.get_error_message()}") from exc
+
+    def allocation(self, name: str) -> int:
+        """Bytes the volume takes on the pool's disk."""
+        return int(self.pool.storageVolLookupByName(name).info()[2])
+
+    def sha256(self, name: str) -> str:
+        """The volume's content digest, read through a libvirt stream (works on a remote host too)."""
+        volume = self.pool.storageVolLookupByName(name)
+        digest = hashlib.sha256()
+        stream = self.conn.newStream(0)
+        try:
+            volume.download(stream, 0, 0, 0)
+            stream.recvAll(lambda _stream, data, _opaque: digest.update(data), None)
+            stream.finish()
+        except BaseException:
+            _abort(stream)
+            raise
+        return digest.hexdigest()
 
     def _create(self, xml: str) -> libvirt.virStorageVol:
         try:
