@@ -225,9 +225,7 @@ class Machine:
         as an operator at the console would; then wait until it is ready."""
         offset = self.console_size()
         with self.log.nested(f"{self.name}: reset, GRUB menu entry {index}"):
-            self.ssh.close()
-            dom = self._running_domain()
-            dom.reset(0)
+            dom = self._press_reset()
 
             def menu(last: bool) -> bool | None:  # any key stops GRUB's countdown
                 dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 0, [KEY_DOWN], 1, 0)
@@ -257,9 +255,14 @@ class Machine:
     def reset(self, *, timeout: float | None = None) -> None:
         """Press the reset button (for a guest that cannot reboot itself) and wait until it is ready."""
         with self.log.nested(f"{self.name}: reset"):
-            self.ssh.close()
-            self._running_domain().reset(0)
+            self._press_reset()
             self.wait_for_boot(timeout=timeout or self.timeouts(self.timeouts.boot))
+
+    def _press_reset(self) -> libvirt.virDomain:
+        self.ssh.close()  # the connection dies with the boot
+        dom = self._running_domain()
+        dom.reset(0)
+        return dom
 
     def shutdown(self, *, timeout: float | None = None) -> None:
         with self.log.nested(f"{self.name}: shutting down"):
