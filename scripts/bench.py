@@ -53,8 +53,9 @@ def start_table(runs: Path) -> None:
         cells = "".join(f"{marks[key]:>11.1f}" if key in marks else f"{'-':>11}" for _, key in MILESTONES)
         print(f"{label:<11}{cells}{result['to_first_command']:>9.1f}{result['wall_seconds']:>8.1f}")
     cold, warm = rows[0][1], rows[1][1]
+    ratio = cold["to_first_command"] / warm["to_first_command"]
     print(f"cold: SSH ready {cold['marks']['ssh_ready'] - cold['marks']['domain_started']:.1f} s after the domain "
-          f"started; time to the first command, cold / warm: {cold['to_first_command'] / warm['to_first_command']:.1f}x")
+          f"started; time to the first command, cold / warm: {ratio:.1f}x")
     for label, result in rows:
         print(f"phases ({label}): " + " ".join(f"{k}={v:g}" for k, v in result["phases"].items()))
 
