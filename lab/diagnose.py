@@ -5,11 +5,11 @@ from __future__ import annotations
 from lab.artifacts import RunDir
 from lab.errors import LabError
 from lab.log import Log
-from lab.machine import Machine
+from lab.machine import JOURNAL, Machine
 
 # evidence file -> command; each is run on its own, so one that fails does not hide the others
 FAILURE_EVIDENCE = {
-    "journal.txt": "journalctl -b --no-pager -o short-monotonic",
+    "journal.txt": JOURNAL,
     "dmesg.txt": "dmesg",
     "lsblk.txt": "lsblk -o NAME,SIZE,TYPE,FSTYPE,MOUNTPOINTS,SERIAL",
     "pvs.txt": "pvs",

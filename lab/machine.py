@@ -30,6 +30,7 @@ from lab.ssh import CommandResult, KeyPair, SshSession
 ROOT = "root"
 GRUB_MENU = "GNU GRUB"  # the header of GRUB's menu on the serial console
 KEY_ENTER, KEY_HOME, KEY_DOWN = 28, 102, 108  # Linux input keycodes, for libvirt's sendKey
+JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class Machine:
 
     def _keep_journal(self) -> None:
         """This boot's journal, kept for the health check before a reboot ends it (it is volatile)."""
-        self.journals.append(self.execute("journalctl -b --no-pager -o short-monotonic", timeout=60).stdout)
+        self.journals.append(self.execute(JOURNAL, timeout=60).stdout)
 
     def _pin_host_key(self) -> None:
         """Accept from now on only the host keys cloud-init announced on the console, which the
@@ -192,7 +193,7 @@ class Machine:
     def start_reboot(self) -> None:
         """Ask the guest to reboot and return at once (for boots that are meant to fail)."""
         self._keep_journal()
-        self.execute("systemd-run --no-block --on-active=1 --timer-property=AccuracySec=100ms systemctl reboot")
+        self._systemctl_soon("reboot")
         self.ssh.close()
 
     def reboot(self, *, timeout: float | None = None) -> None:
@@ -258,6 +259,11 @@ class Machine:
             self._press_reset()
             self.wait_for_boot(timeout=timeout or self.timeouts(self.timeouts.boot))
 
+    def _systemctl_soon(self, verb: str) -> None:
+        """`systemctl VERB` a second from now, so this command returns first. The timer's accuracy
+        is set: systemd's default (1 min) can delay it by up to a minute."""
+        self.execute(f"systemd-run --no-block --on-active=1 --timer-property=AccuracySec=100ms systemctl {verb}")
+
     def _press_reset(self) -> libvirt.virDomain:
         self.ssh.close()  # the connection dies with the boot
         dom = self._running_domain()
@@ -266,7 +272,7 @@ class Machine:
 
     def shutdown(self, *, timeout: float | None = None) -> None:
         with self.log.nested(f"{self.name}: shutting down"):
-            self.execute("systemd-run --no-block --on-active=1 --timer-property=AccuracySec=100ms systemctl poweroff")
+            self._systemctl_soon("poweroff")
             self.ssh.close()
             wait_until(lambda last: True if not self.is_running() else None,
                        what=f"{self.name} to power off", timeout=timeout or self.timeouts(self.timeouts.shutdown))

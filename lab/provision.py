@@ -115,8 +115,9 @@ class Provisioner:
         disks = [DiskSpec(root, "lab-root"), DiskSpec(self._path(store.seed_volume(key)), "cidata", format="raw",
                                                      readonly=True), *extras]
         machine = self._machine(request, disks, store.key_pair(key), autodestroy=False)
-        if store.host_keys(key):
-            machine.ssh.pin(store.host_keys(key))
+        host_keys = store.host_keys(key)
+        if host_keys:
+            machine.ssh.pin(host_keys)
         saved = SaveFile.read(store.save_path(key))
         copy = request.directory / "restore.save"
         try:

@@ -30,7 +30,7 @@ from lab.errors import HarnessError, Interrupted, LabError, ScenarioFailed, Usag
 from lab.hypervisor import connect
 from lab.image import DEFAULT_IMAGE, Image, ImageCache, load_recipes, probe_disk_image
 from lab.log import Log
-from lab.machine import Machine
+from lab.machine import JOURNAL, Machine
 from lab.provision import MachineRequest, Provisioner
 from lab.scenario import Scenario
 from lab.storage import Pool
@@ -261,7 +261,7 @@ class Run:
         """Scan the console and the journal of every boot; unexpected signs of sickness fail the run."""
         assert self.machine is not None
         expected = self.request.scenario.expected
-        journals = [*self.machine.journals, self.machine.succeed("journalctl -b --no-pager -o short-monotonic")]
+        journals = [*self.machine.journals, self.machine.succeed(JOURNAL)]
         sources = [("console", self.machine.console_path.read_text(errors="replace"))]
         for number, journal in enumerate(journals, start=1):
             name = "journal.txt" if number == len(journals) else f"journal-boot-{number}.txt"
