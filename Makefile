@@ -25,16 +25,19 @@ scenario: setup
 	$(LAB) run $(NAME) $(ARGS)
 
 ## make test: lint, unit tests, libvirt test-driver tests, and every mission scenario on real guests
+## (scenarios/ through lab's pytest plugin; smoke runs through the CLI in tests/, the catalog nightly)
 test: setup lint
-	$(PYTEST) -n $(JOBS) --dist worksteal tests
+	$(PYTEST) -n $(JOBS) --dist worksteal -m "not catalog" --ignore=scenarios/smoke.py tests scenarios
 
 ## make unit: only what needs no hypervisor
 unit: setup
 	$(PYTEST) -m "not vm" tests
 
-## make nightly: variants, extra modes and external images on top of make test
+## make nightly: everything make test runs, plus the field-bug catalog, variants and soak-like tests;
+## writes runs/nightly-<stamp>/ (summary.md, summary.json, junit.xml of the scenario runs) and runs/nightly-junit.xml
 nightly: setup
-	$(PYTEST) -n $(JOBS) --dist worksteal tests --nightly --junitxml=runs/nightly-junit.xml
+	$(PYTEST) -n $(JOBS) --dist worksteal tests scenarios --nightly --lab-external --junitxml=runs/nightly-junit.xml \
+		--lab-report runs/nightly-$$(date -u +%Y%m%dT%H%M%SZ)
 
 ## make bench: timings of the smoke VM, printed as figures
 bench: setup
@@ -45,7 +48,7 @@ soak: setup
 	$(VENV)/bin/python scripts/soak.py
 
 lint: setup
-	$(VENV)/bin/ruff check lab scenarios tests scripts
+	$(VENV)/bin/ruff check lab scenarios tests scripts conftest.py
 	$(VENV)/bin/mypy
 
 clean:

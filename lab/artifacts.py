@@ -50,7 +50,8 @@ def _swap_symlink(link: Path, target: str) -> None:
 
 
 def find_run_dir(root: Path, run_id: str) -> Path | None:
-    for result in root.glob("*/result.json"):
+    """The newest artifacts directory of a run id (a re-run failure's attempts share it)."""
+    for result in sorted(root.glob("*/result.json"), reverse=True):  # directories start with a UTC stamp
         if result.parent.is_symlink():  # runs/latest
             continue
         try:

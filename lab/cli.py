@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -17,6 +18,7 @@ from lab.artifacts import find_run_dir
 from lab.cleanup import inventory, reap, run_alive
 from lab.config import Config
 from lab.errors import LabError, UsageError
+from lab.external import Imports
 from lab.hypervisor import connect, kvm_available, require_lab_domain
 from lab.image import ImageCache
 from lab.log import Log
@@ -47,10 +49,11 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
         raise UsageError("--set and --run-id apply to one scenario; run several without them")
     flags = tuple(flag for flag, on in (("--keep", args.keep), ("--keep-on-failure", args.keep_on_failure),
                                          ("--cold", args.cold)) if on)
+    flags += ("--rerun-failed", str(args.rerun_failed)) if args.rerun_failed else ()
     jobs = [Job(registry.get(name).name, args.image, flags) for name in names]
     jobs = shard(jobs, args.shard) if args.shard else jobs
     start = time.monotonic()
-    outcomes = ParallelRuns(config.runs_dir, args.jobs, reruns=args.rerun_failed).run(jobs)
+    outcomes = ParallelRuns(config.runs_dir, args.jobs).run(jobs)
     wall = time.monotonic() - start
     print(report.table(outcomes, wall, args.jobs))
     if args.report:
@@ -92,8 +95,19 @@ def _kept_run(config: Config, run_id: str) -> dict[str, Any]:
 def cmd_ssh(args: argparse.Namespace, config: Config, log: Log) -> int:
     ssh = _kept_run(config, args.run_id)["ssh"]
     argv = ["ssh", "-i", ssh["key"], "-p", str(ssh["port"]), "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{ssh['user']}@127.0.0.1", *args.command]
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", *_jump(config),
+            f"{ssh['user']}@127.0.0.1", *args.command]
     os.execvp("ssh", argv)
+
+
+def _jump(config: Config) -> list[str]:
+    """ssh options that reach a remote libvirt host's loopback, where the guest's port is forwarded."""
+    host = config.libvirt_host
+    if host is None:
+        return []
+    hop = ["ssh", "-W", "%h:%p", "-p", str(host.port), *(["-i", host.keyfile] if host.keyfile else []),
+           *([] if host.verify else ["-o", "StrictHostKeyChecking=no"]), f"{host.user}@{host.host}"]
+    return ["-o", f"ProxyCommand={shlex.join(hop)}"]
 
 
 def cmd_console(args: argparse.Namespace, config: Config, log: Log) -> int:
@@ -147,23 +161,45 @@ def cmd_images(args: argparse.Namespace, config: Config, log: Log) -> int:
         print(f"built {args.name}: volume {image.disk_volume}")
         return 0
     cache = ImageCache(config, _pool(config), log)
+    imports = Imports(config, cache)
+    if args.images_cmd in ("import", "fetch"):
+        record = imports.add(args.path, args.name, args.profile) if args.images_cmd == "import" \
+            else imports.fetch(args.name)
+        check = "verified against its manifest" if record.verified else "unverified: no published sha256 at hand"
+        print(f"imported {record.name}: volume {record.volume}, sha256 {record.sha256} ({check}); "
+              f"run with --image {record.name}")
+        return 0
     if args.images_cmd == "prune":
         for volume in cache.prune():
             print(f"removed stale image volume {volume}")
         for key in WarmStore(config, cache.pool).prune(args.idle_days):
             print(f"removed saved guest {key}")
         return 0
+    _list_images(cache, imports, sha256=args.sha256)
+    return 0
+
+
+def _list_images(cache: ImageCache, imports: Imports, *, sha256: bool) -> None:
+    """Recipes (cached or not), then external images (manifests and imports)."""
     for name, recipe in sorted(cache.recipes().items()):
         image = recipe.image()
         if not cache.is_cached(image):
-            print(f"{name:<16} {'not cached':<11} {image.disk_volume:<40} {recipe.description}")
+            print(f"{name:<16} {'not cached':<20} {image.disk_volume:<40} {recipe.description}")
             continue
         size = sum(cache.pool.allocation(v) for v in image.volumes) / 2**20
-        print(f"{name:<16} {'cached':<11} {image.disk_volume:<40} {size:>7.0f} MiB  {recipe.description}")
-        if args.sha256:
+        print(f"{name:<16} {'cached':<20} {image.disk_volume:<40} {size:>7.0f} MiB  {recipe.description}")
+        if sha256:
             for volume in image.volumes:
                 print(f"{'':<16} sha256 {cache.pool.sha256(volume)}  {volume}")
-    return 0
+    for name in sorted({*imports.manifests, *(r.name for r in imports.all())}):
+        found, manifest = imports.get(name), imports.manifests.get(name)
+        about = manifest.description if manifest else f"imported from {found.source if found else '?'}"
+        if found is None:
+            print(f"{name:<16} {'not imported':<20} {manifest.file if manifest else '':<40} {about}")
+            continue
+        size = cache.pool.allocation(found.volume) / 2**20
+        state = "imported" if found.verified else "imported, unverified"
+        print(f"{name:<16} {state:<20} {found.volume:<40} {size:>7.0f} MiB  {about}\n{'':<16} sha256 {found.sha256}")
 
 
 def _run_id(text: str) -> str:
@@ -218,6 +254,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="also remove saved guests no run restored for this many days (default 7)")
     build = images_sub.add_parser("build", help="(re)build an image from its recipe")
     build.add_argument("name")
+    take = images_sub.add_parser("import", help="import a local qcow2/raw disk under a name (--image NAME)")
+    take.add_argument("path", type=Path)
+    take.add_argument("--as", dest="name", required=True, help="the name to run it by (a manifest's, to verify it)")
+    take.add_argument("--profile", help="use this image's profile (a manifest or recipe name); default: the "
+                                        "manifest of NAME, if any")
+    fetch = images_sub.add_parser("fetch", help="download a manifest's image, verify its sha256 and import it")
+    fetch.add_argument("name")
     images.set_defaults(func=cmd_images)
     return parser
 

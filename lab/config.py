@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from lab.errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +23,31 @@ def _default_cache_dir() -> Path:
 def vcpu_share(parallel: int) -> str:
     """LAB_MAX_VCPUS for one of `parallel` runs at once: its share of the host's cores, unless set."""
     return os.environ.get("LAB_MAX_VCPUS") or str(max(1, (os.cpu_count() or 1) // max(1, parallel)))
+
+
+@dataclass(frozen=True)
+class LibvirtHost:
+    """A libvirt host reached over SSH (`qemu+ssh://user@host[:port]/system[?keyfile=K&no_verify=1]`).
+    Guests' SSH ports are forwarded on that host's loopback, so the lab reaches them through it."""
+
+    user: str
+    host: str
+    port: int
+    keyfile: str | None
+    verify: bool  # check the host's key against known_hosts (libvirt's no_verify=1 turns that off)
+
+    @classmethod
+    def from_uri(cls, uri: str) -> LibvirtHost | None:
+        """None for a libvirt on this machine."""
+        parts = urlsplit(uri)
+        if not parts.hostname:
+            return None
+        if parts.scheme != "qemu+ssh":
+            raise UsageError(f"LAB_LIBVIRT_URI={uri}: a remote libvirt host must be reached with qemu+ssh://, "
+                             "since the guests' SSH ports listen on that host's loopback")
+        query = parse_qs(parts.query)
+        return cls(parts.username or os.environ.get("USER", "root"), parts.hostname, parts.port or 22,
+                   query.get("keyfile", [None])[0], query.get("no_verify", ["0"])[0] != "1")
 
 
 @dataclass(frozen=True)
@@ -54,6 +82,11 @@ class Config:
             images_dir=Path(env("LAB_IMAGES_DIR", str(REPO_ROOT / "images"))),
             cloudinit_dir=Path(env("LAB_CLOUDINIT_DIR", str(REPO_ROOT / "cloudinit"))),
         )
+
+    @property
+    def libvirt_host(self) -> LibvirtHost | None:
+        """The remote libvirt host, or None when libvirt runs here."""
+        return LibvirtHost.from_uri(self.libvirt_uri)
 
     @property
     def pool_dir(self) -> Path:

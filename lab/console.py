@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
 from pathlib import Path
+
+import libvirt
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -24,6 +27,15 @@ _FINGERPRINT = re.compile(r"\b(SHA256:[A-Za-z0-9+/]{43})\b")
 def host_key_fingerprints(text: str) -> frozenset[str]:
     """The SSH host key fingerprints cloud-init printed on the console (keys_to_console)."""
     return frozenset(fp for block in _FINGERPRINTS.findall(text) for fp in _FINGERPRINT.findall(block))
+
+
+_PANIC = re.compile(r"Kernel panic - not syncing.*")
+
+
+def panic_line(text: str) -> str | None:
+    """The kernel's panic line, if the console shows one."""
+    match = _PANIC.search(text)
+    return match.group(0).strip() if match else None
 
 
 def strip_ansi(text: str) -> str:
@@ -77,3 +89,32 @@ class ConsoleWatcher:
         for name, pattern in self.patterns.items():
             if name not in self.seen and pattern.search(self._buffer):
                 self.seen[name] = now
+
+
+class ConsoleStream:
+    """Copies a running domain's serial console (a pty) from a libvirt stream into a local file: how
+    the lab captures the console of a guest on a remote libvirt host, whose files it cannot read."""
+
+    def __init__(self, conn: libvirt.virConnect, dom: libvirt.virDomain, path: Path) -> None:
+        self.path = path
+        self._stream = conn.newStream(0)
+        dom.openConsole(None, self._stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        self._thread = threading.Thread(target=self._pump, name=f"console-stream:{path.name}", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        with self.path.open("ab") as out:
+            while True:
+                try:
+                    data = self._stream.recv(65536)
+                except libvirt.libvirtError:
+                    return  # aborted, or the domain is gone
+                if not isinstance(data, bytes) or not data:
+                    return  # end of stream: the domain stopped
+                out.write(data)
+                out.flush()
+
+    def stop(self) -> None:
+        with contextlib.suppress(libvirt.libvirtError):  # already ended with its domain
+            self._stream.abort()
+        self._thread.join(timeout=5)

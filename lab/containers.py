@@ -27,3 +27,12 @@ def start_docker(vm: Machine, daemon_json: Mapping[str, object]) -> str:
     vm.write_file("/etc/docker/daemon.json", json.dumps(daemon_json))
     vm.succeed("systemctl start docker.service", timeout=300)
     return vm.succeed("docker info 2>&1")
+
+
+def docker_fails(vm: Machine, *, start: bool = True, timeout: float = 300) -> str:
+    """Docker failing to start, once systemd has given up restarting it (`start`: start it now, else
+    it was started at boot); returns the daemon's journal of this boot."""
+    if start:
+        vm.fail("systemctl start docker.service", timeout=timeout)
+    vm.wait_until_succeeds("systemctl is-failed --quiet docker.service", timeout=timeout)  # after its restarts
+    return vm.succeed("journalctl -b -u docker.service -o cat --no-pager")

@@ -50,6 +50,7 @@ class DomainSpec:
     console_path: str
     ssh_port: int
     kernel_boot: KernelBoot | None = None  # None: firmware + the disk's bootloader
+    console_stream: bool = False  # a pty read through libvirt (remote hosts), instead of a file QEMU writes
     machine: str = "pc"
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -132,8 +133,11 @@ def render_domain_xml(spec: DomainSpec) -> str:
     devices = _sub(root, "devices")
     for index, disk in enumerate(spec.disks):
         _disk(devices, disk, index)
-    serial = _sub(devices, "serial", type="file")
-    _sub(serial, "source", path=spec.console_path, append="on")
+    if spec.console_stream:
+        serial = _sub(devices, "serial", type="pty")
+    else:
+        serial = _sub(devices, "serial", type="file")
+        _sub(serial, "source", path=spec.console_path, append="on")
     _sub(serial, "target", port="0")
     _sub(devices, "rng", model="virtio").append(_backend_random())
     _sub(devices, "memballoon", model="none")

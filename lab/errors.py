@@ -38,6 +38,10 @@ class SshUnavailable(HarnessError):
     pass
 
 
+class GuestGone(HarnessError):
+    """The guest powered off, crashed or panicked under a scenario: no command can finish."""
+
+
 class HostKeyMismatch(HarnessError):
     """The guest's SSH host key is not one its console announced: refuse to talk to it."""
 
@@ -46,6 +50,14 @@ class Interrupted(HarnessError):
     """Ctrl-C or SIGTERM arrived; the run is torn down."""
 
     exit_code = 130
+
+
+class RunFailed(LabError):
+    """A run ended without passing; the message is its failure, as written to result.json."""
+
+    def __init__(self, exit_code: int, failure: str) -> None:
+        super().__init__(failure)
+        self.exit_code = exit_code
 
 
 class ScenarioFailed(LabError):

@@ -17,6 +17,7 @@ from pathlib import Path
 import libvirt
 
 from lab.config import Config
+from lab.console import ConsoleStream
 from lab.domain import LAB_NS
 from lab.errors import LibvirtUnavailable, UsageError
 from lab.storage import RUN_PREFIX
@@ -65,6 +66,22 @@ def lab_domains(conn: libvirt.virConnect) -> list[LabDomain]:
         kept = run is not None and run.get("kept") == "yes"
         found.append(LabDomain(dom.name(), run_id, kept, dom))
     return found
+
+
+def create_domain(conn: libvirt.virConnect, xml: str, flags: int,
+                  stream_console_to: Path | None = None) -> tuple[libvirt.virDomain, ConsoleStream | None]:
+    """Start a domain. With `stream_console_to`, its pty console is copied into that local file from
+    the first byte: the domain starts paused and runs once the stream is open."""
+    if stream_console_to is None:
+        return conn.createXML(xml, flags), None
+    dom = conn.createXML(xml, flags | libvirt.VIR_DOMAIN_START_PAUSED)
+    try:
+        stream = ConsoleStream(conn, dom, stream_console_to)
+        dom.resume()
+    except BaseException:
+        destroy_domain(dom)
+        raise
+    return dom, stream
 
 
 def destroy_domain(dom: libvirt.virDomain) -> None:
@@ -147,8 +164,9 @@ class AccelProbe:
     def _probe(self, kernel_path: str, run_id: str) -> bool:
         console = self.config.state_dir / f"{RUN_PREFIX}{run_id}-kvm-probe.log"
         console.unlink(missing_ok=True)
-        xml = _probe_xml(f"{RUN_PREFIX}{run_id}-kvm-probe", kernel_path, str(console))
-        dom = self.conn.createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY)
+        remote = self.config.libvirt_host is not None
+        xml = _probe_xml(f"{RUN_PREFIX}{run_id}-kvm-probe", kernel_path, None if remote else str(console))
+        dom, stream = create_domain(self.conn, xml, libvirt.VIR_DOMAIN_START_AUTODESTROY, console if remote else None)
         try:
             deadline = time.monotonic() + KVM_PROBE_SECONDS
             while time.monotonic() < deadline:
@@ -159,10 +177,12 @@ class AccelProbe:
             return False
         finally:
             destroy_domain(dom)
+            if stream:
+                stream.stop()
             console.unlink(missing_ok=True)
 
 
-def _probe_xml(name: str, kernel_path: str, console_path: str) -> str:
+def _probe_xml(name: str, kernel_path: str, console_path: str | None) -> str:
     root = ET.Element("domain", type="kvm")
     ET.SubElement(root, "name").text = name
     ET.SubElement(root, "memory", unit="MiB").text = "256"
@@ -175,8 +195,10 @@ def _probe_xml(name: str, kernel_path: str, console_path: str) -> str:
     ET.SubElement(features, "apic")
     ET.SubElement(root, "cpu", mode="host-passthrough")
     devices = ET.SubElement(root, "devices")
-    serial = ET.SubElement(devices, "serial", type="file")
-    ET.SubElement(serial, "source", path=console_path)
+    if console_path is None:
+        ET.SubElement(devices, "serial", type="pty")
+    else:
+        ET.SubElement(ET.SubElement(devices, "serial", type="file"), "source", path=console_path)
     return ET.tostring(root, encoding="unicode")
 
 

@@ -158,7 +158,7 @@ class ImageCache:
     def from_file(self, path: Path) -> Image:
         """A user's own qcow2 or raw disk, booted by its own bootloader."""
         fmt = probe_disk_image(path)
-        digest = _file_digest(path)
+        digest = file_digest(path)
         volume = f"image-file-{digest[:16]}.{fmt}"
         with self.lock(f"file-{digest[:16]}"):
             if self.pool.lookup(volume) is None:
@@ -181,23 +181,23 @@ class ImageCache:
 def probe_disk_image(path: Path) -> str:
     """'qcow2' or 'raw', or a UsageError saying why the file is no disk image."""
     if not path.is_file():
-        raise UsageError(f"--image {path}: no such file")
+        raise UsageError(f"{path}: no such file")
     proc = subprocess.run(["qemu-img", "info", "--output=json", str(path)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unreadable"
-        raise UsageError(f"--image {path}: not a usable disk image ({reason})")
+        raise UsageError(f"{path}: not a usable disk image ({reason})")
     fmt = str(json.loads(proc.stdout).get("format"))
     if fmt == "qcow2":
         check = subprocess.run(["qemu-img", "check", "-q", str(path)], capture_output=True, text=True,
                                check=False)
         if check.returncode != 0:
             lines = (check.stdout + check.stderr).strip().splitlines()
-            raise UsageError(f"--image {path}: damaged qcow2 ({lines[-1] if lines else 'qemu-img check failed'})")
+            raise UsageError(f"{path}: damaged qcow2 ({lines[-1] if lines else 'qemu-img check failed'})")
         return fmt
     if fmt == "raw" and _has_partition_table(path):
         return fmt
-    raise UsageError(f"--image {path}: not a qcow2 or raw disk image (qemu-img sees {fmt!r} "
+    raise UsageError(f"{path}: not a qcow2 or raw disk image (qemu-img sees {fmt!r} "
                      "with no partition table)")
 
 
@@ -207,7 +207,7 @@ def _has_partition_table(path: Path) -> bool:
     return head[510:512] == b"\x55\xaa" or head[512:520] == b"EFI PART"
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as source:
         while chunk := source.read(4 * 1024 * 1024):

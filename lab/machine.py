@@ -20,9 +20,10 @@ from pathlib import Path
 import libvirt
 
 from lab import console
+from lab.console import ConsoleStream
 from lab.domain import DomainSpec, render_disk_xml, render_domain_xml
-from lab.errors import BootTimeout, CommandFailed, HarnessError, SshUnavailable, WaitTimeout
-from lab.hypervisor import destroy_domain
+from lab.errors import BootTimeout, CommandFailed, GuestGone, HarnessError, SshUnavailable, WaitTimeout
+from lab.hypervisor import create_domain, destroy_domain
 from lab.log import Log
 from lab.retry import wait_until
 from lab.ssh import CommandResult, KeyPair, SshSession
@@ -30,6 +31,7 @@ from lab.ssh import CommandResult, KeyPair, SshSession
 ROOT = "root"
 GRUB_MENU = "GNU GRUB"  # the header of GRUB's menu on the serial console
 KEY_ENTER, KEY_HOME, KEY_DOWN = 28, 102, 108  # Linux input keycodes, for libvirt's sendKey
+STOP_WAIT = 15.0  # seconds a guest gets to finish stopping after its SSH connection dropped
 JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
 
 
@@ -68,6 +70,8 @@ class Machine:
         self.degraded: list[str] = []  # "boot N: unit" for each unit failed when a boot was ready
         self.journals: list[str] = []  # the journals of boots that ended in a reboot
         self._dom: libvirt.virDomain | None = None
+        self.gone = ""  # why no command can run any more (the guest stopped or panicked), until a new boot
+        self._console_stream: ConsoleStream | None = None  # copies a remote guest's console into console_path
 
     @property
     def user(self) -> str:
@@ -83,8 +87,11 @@ class Machine:
     def start(self) -> None:
         """Create the domain; returns at once (see `wait_for_boot`)."""
         flags = libvirt.VIR_DOMAIN_START_AUTODESTROY if self.autodestroy else 0
+        self.gone = ""
         try:
-            self._dom = self.conn.createXML(render_domain_xml(self.spec), flags)
+            self._dom, self._console_stream = create_domain(
+                self.conn, render_domain_xml(self.spec), flags,
+                self.console_path if self.spec.console_stream else None)
         except libvirt.libvirtError as exc:
             raise HarnessError(f"{self.name}: libvirt refused to start {self.spec.name}: "
                                f"{exc.get_error_message()}") from exc
@@ -266,6 +273,7 @@ class Machine:
 
     def _press_reset(self) -> libvirt.virDomain:
         self.ssh.close()  # the connection dies with the boot
+        self.gone = ""
         dom = self._running_domain()
         dom.reset(0)
         return dom
@@ -282,19 +290,42 @@ class Machine:
         if self._dom is not None:
             destroy_domain(self._dom)
             self._dom = None
+        if self._console_stream is not None:
+            self._console_stream.stop()
+            self._console_stream = None
 
     # --- commands --------------------------------------------------------
 
     def execute(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> CommandResult:
         limit = timeout or self.timeouts(self.timeouts.command)
         self.log.info(f"$ {command}", prefix=self.name)
+        if self.gone:
+            raise GuestGone(f"{self.name}: {self.gone}; not running {command!r}")
+        since = self.console_size()
         try:
-            result = self.ssh.run(shell(command, user, self.ssh.user), timeout=limit)
+            result = self.ssh.run(shell(command, user, self.ssh.user), timeout=limit,
+                                  abandon=lambda: self._trouble(since, command))
         except SshUnavailable:
-            self._require_running(f"running {command!r}")
+            self._stopping(f"running {command!r}")
             raise
         self.log.transcript(_describe(command, result), prefix=self.name)
         return result
+
+    def _trouble(self, since: int, command: str) -> str | None:
+        """Why a silent command can never finish: the guest stopped, or its kernel panicked."""
+        if not self.is_running():
+            self.gone = "the guest stopped (powered off, crashed or destroyed)"
+        elif panic := console.panic_line(self.console_text(since)):
+            self.gone = f"the guest's kernel panicked ({panic})"
+        return f"{self.name}: {self.gone} while running {command!r}" if self.gone else None
+
+    def _stopping(self, doing: str) -> None:
+        """After a dropped connection: a guest that stops within a few seconds powered off or crashed."""
+        stopped = wait_until(lambda last: True if not self.is_running() else (False if last else None),
+                             what=f"{self.name} to stop", timeout=STOP_WAIT, interval=0.5)
+        if stopped:
+            self.gone = "the guest stopped (powered off, crashed or destroyed)"
+            raise GuestGone(f"{self.name}: {self.gone} while {doing}")
 
     def succeed(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> str:
         result = self.execute(command, timeout=timeout, user=user)
@@ -448,10 +479,6 @@ class Machine:
     def _require_running(self, doing: str) -> None:
         if not self.is_running():
             raise GuestGone(f"{self.name}: the guest stopped while {doing}")
-
-
-class GuestGone(HarnessError):
-    """The domain powered off or crashed under a scenario."""
 
 
 def _describe(command: str, result: CommandResult) -> str:

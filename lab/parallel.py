@@ -20,11 +20,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from lab.artifacts import find_run_dir, mark_flaky
+from lab.artifacts import find_run_dir
 from lab.config import vcpu_share
 from lab.errors import Interrupted, UsageError
 
@@ -81,10 +81,10 @@ def longest_first(jobs: Sequence[Job], runs_dir: Path) -> list[Job]:
 
 
 class ParallelRuns:
-    def __init__(self, runs_dir: Path, jobs: int, out: TextIO = sys.stdout, *, reruns: int = 0) -> None:
+    def __init__(self, runs_dir: Path, jobs: int, out: TextIO = sys.stdout) -> None:
         if jobs < 1:
             raise UsageError("-j/--jobs must be at least 1")
-        self.runs_dir, self.jobs, self.out, self.reruns = runs_dir, jobs, out, reruns
+        self.runs_dir, self.jobs, self.out = runs_dir, jobs, out
         self._vcpus = vcpu_share(jobs)  # VMs share the host's cores instead of fighting over them
         self._procs: dict[str, subprocess.Popen[str]] = {}
         self._stopping = threading.Event()
@@ -120,20 +120,9 @@ class ParallelRuns:
             proc.send_signal(signal.SIGTERM)
 
     def _one(self, job: Job) -> Outcome:
-        """The job, re-run after a failure up to `reruns` times; a later pass is flaky."""
-        attempts: list[dict[str, object]] = []
-        for attempt in range(self.reruns + 1):
-            if self._stopping.is_set():
-                return Outcome(job, "not run", 130, 0.0, job.image or "", "")
-            outcome = self._attempt(job if attempt == 0 else replace(job, run_id=secrets.token_hex(4)))
-            attempts.append({"run_id": outcome.job.run_id, "exit_code": outcome.exit_code,
-                             "artifacts": outcome.artifacts})
-            if outcome.status not in ("failed", "error") or outcome.exit_code == 130:
-                break
-        if outcome.status == "passed" and len(attempts) > 1:
-            mark_flaky(Path(outcome.artifacts), attempts)
-            outcome = replace(outcome, status="flaky")
-        return outcome
+        if self._stopping.is_set():
+            return Outcome(job, "not run", 130, 0.0, job.image or "", "")
+        return self._attempt(job)
 
     def _attempt(self, job: Job) -> Outcome:
         start = time.monotonic()

@@ -24,7 +24,7 @@ from lab.image import Image
 from lab.log import Log
 from lab.machine import Machine, Timeouts
 from lab.scenario import Disk
-from lab.ssh import KeyPair, SshSession
+from lab.ssh import JumpHost, KeyPair, SshSession
 from lab.storage import Pool, run_prefix
 from lab.warm import SaveFile, Shape, WarmStore, WarmUnusable
 
@@ -57,6 +57,8 @@ class Provisioner:
         self.volumes: list[str] = []
         self.machines: list[Machine] = []
         self.key_files: list[Path] = []  # the run's private keys, removed with it
+        host = config.libvirt_host
+        self.jump = JumpHost(host) if host else None  # a remote libvirt host: guests' ports are on its loopback
 
     @classmethod
     def open(cls, conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
@@ -139,10 +141,10 @@ class Provisioner:
             name=self._prefix(request), run_id=self.run_id, domain_type=self._domain_type,
             memory_mib=request.memory, vcpus=self._vcpus(request), disks=tuple(disks),
             console_path=str(request.directory / "console.log"), ssh_port=free_port(),
-            kernel_boot=self._kernel_boot(request.image),
+            kernel_boot=self._kernel_boot(request.image), console_stream=self.jump is not None,
             metadata={"pid": str(os.getpid()), "host": socket.gethostname(), **dict(request.labels)},
         )
-        ssh = SshSession("127.0.0.1", spec.ssh_port, request.image.login_user, key)
+        ssh = SshSession("127.0.0.1", spec.ssh_port, request.image.login_user, key, self.jump)
         machine = Machine(spec, self.conn, ssh, self.log, self.timeouts, autodestroy=autodestroy)
         self.machines.append(machine)
         return machine
@@ -191,6 +193,8 @@ class Provisioner:
         for path in self.key_files:
             path.unlink(missing_ok=True)
         remove_run(RunObjects(self.run_id, volumes=list(self.volumes)), self.pool, self.log)
+        if self.jump:
+            self.jump.close()
         self.key_files.clear()
         self.machines.clear()
         self.volumes.clear()

@@ -9,7 +9,7 @@ import threading
 import time
 import traceback
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,14 +26,15 @@ from lab.config import Config
 from lab.context import ScenarioContext
 from lab.diagnose import collect_failure_evidence
 from lab.domain import LAB_NS
-from lab.errors import HarnessError, Interrupted, LabError, ScenarioFailed, UsageError
+from lab.errors import HarnessError, Interrupted, LabError, RunFailed, ScenarioFailed, UsageError
+from lab.external import Imports, imported, not_imported
 from lab.hypervisor import connect
 from lab.image import DEFAULT_IMAGE, Image, ImageCache, load_recipes, probe_disk_image
 from lab.log import Log
 from lab.machine import JOURNAL, Machine
 from lab.provision import MachineRequest, Provisioner
 from lab.scenario import Scenario
-from lab.storage import Pool
+from lab.storage import RUN_FREE, Pool
 from lab.warm import WarmStore, WarmUnusable
 
 MACHINE = "vm1"
@@ -51,10 +52,16 @@ class RunRequest:
     keep_on_failure: bool = False
 
 
-def resolve_image_ref(request: RunRequest, recipe_names: set[str]) -> str:
+def resolve_image_ref(request: RunRequest, config: Config) -> str:
+    """The image a run boots: a recipe's name, an imported image's name or a disk file's path. A
+    reason it cannot be booted fails the run here, in one line, before anything is created."""
     ref = request.image or request.scenario.image or DEFAULT_IMAGE
-    if ref not in recipe_names:
-        probe_disk_image(Path(ref))  # fails with a one-line reason before anything is created
+    if ref in load_recipes(config.images_dir) or imported(config, ref):
+        return ref
+    reason = not_imported(config, ref)
+    if reason:
+        raise UsageError(reason)
+    probe_disk_image(Path(ref))
     return ref
 
 
@@ -126,7 +133,20 @@ class Run:
     # --- the run ---------------------------------------------------------
 
     def execute(self) -> int:
-        image_ref = resolve_image_ref(self.request, set(load_recipes(self.config.images_dir)))
+        """Run the scenario; returns the exit code (0 passed, 1 failed, 2 error, 130 interrupted)."""
+        try:
+            with self.session() as ctx:
+                self.request.scenario.func(ctx)
+        except RunFailed as exc:
+            return exc.exit_code
+        return 0
+
+    @contextmanager
+    def session(self) -> Iterator[ScenarioContext]:
+        """The run around a body (the scenario, or a pytest test): boot or restore the machine, yield
+        its context, check the guest's health, tear down. A run that does not pass, whatever failed
+        (the body included), is written to result.json and raised as RunFailed."""
+        image_ref = resolve_image_ref(self.request, self.config)
         conn = connect(self.config.libvirt_uri)
         pool = Pool(conn, self.config.pool_name, self.config.pool_dir)
         lock = RunLock(self.config.state_dir, self.run_id)
@@ -145,21 +165,28 @@ class Run:
             "params": self.request.params, "status": "error", "artifacts": str(run_dir.path),
         }
         restore = _trap_signals()
-        code = 2
         try:
-            code = self._guarded(conn, pool, image_ref, run_dir, result)
+            code = yield from self._guarded(conn, pool, image_ref, run_dir, result)
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut cleanup short
             self._finish(run_dir, result)
             restore()
             lock.release()
             self.log.close()
-        return code
+        if code:
+            raise RunFailed(code, result["failure"])
 
     def _guarded(self, conn: libvirt.virConnect, pool: Pool, image_ref: str, run_dir: RunDir,
-                 result: dict[str, Any]) -> int:
+                 result: dict[str, Any]) -> Generator[ScenarioContext, None, int]:
+        """Yields the context once the machine is up; returns the exit code, every error turned into one."""
         try:
-            self._boot_and_run(conn, pool, image_ref, run_dir, result)
+            ctx = self._boot(conn, pool, image_ref, run_dir, result)
+            assert self._provisioner is not None and self.machine is not None
+            limit = self._provisioner.timeouts(self.request.scenario.timeout)
+            with self.phase("scenario"), _watchdog(self.machine, limit, self.log):
+                yield ctx
+            with self.phase("health"):
+                self._health_check(run_dir, result)
         except (ScenarioFailed, AssertionError) as exc:
             self._collect_evidence(run_dir, result)
             result.update(status="failed", failure=self._describe(exc, run_dir))
@@ -193,14 +220,15 @@ class Run:
                           timeout_scale=self._provisioner.timeouts.scale)
         return self._provisioner
 
-    def _boot_and_run(self, conn: libvirt.virConnect, pool: Pool, image_ref: str, run_dir: RunDir,
-                      result: dict[str, Any]) -> None:
+    def _boot(self, conn: libvirt.virConnect, pool: Pool, image_ref: str, run_dir: RunDir,
+              result: dict[str, Any]) -> ScenarioContext:
         scenario = self.request.scenario
+        pool.require_free(RUN_FREE, f"run {self.run_id}")
         cache = ImageCache(self.config, pool, self.log)
         builder = ImageBuilder(cache, self.log, lambda: self.provisioner(conn, pool, builder, result),
                                run_dir.path)
         with self.phase("image"):
-            image = builder.ensure(image_ref) if image_ref in cache.recipes() else cache.from_file(Path(image_ref))
+            image = self._image(image_ref, cache, builder)
         self.mark("image_ready")
         provisioner = self.provisioner(conn, pool, builder, result)
         request = MachineRequest(name=MACHINE, image=image, directory=run_dir.path, memory=scenario.memory,
@@ -210,16 +238,25 @@ class Run:
         assert self.machine is not None
         result.update(vcpus=self.machine.spec.vcpus, memory_mib=self.machine.spec.memory_mib)
         self.ctx = ScenarioContext(self.machine, self.request.params, run_dir, self.log, image.profile)
-        with self.phase("scenario"), _watchdog(self.machine, provisioner.timeouts(scenario.timeout), self.log):
-            scenario.func(self.ctx)
-        with self.phase("health"):
-            self._health_check(run_dir, result)
+        return self.ctx
+
+    def _image(self, ref: str, cache: ImageCache, builder: ImageBuilder) -> Image:
+        if ref in cache.recipes():
+            return builder.ensure(ref)
+        if imported(self.config, ref):
+            record = Imports(self.config, cache).get(ref)
+            if record is None:
+                raise HarnessError(f"the volume of imported image {ref} is gone from pool {cache.pool.name}; "
+                                   "import it again (lab images import / fetch)")
+            return record.image()
+        return cache.from_file(Path(ref))
 
     def _start(self, provisioner: Provisioner, request: MachineRequest, run_dir: RunDir) -> str:
         """The run's machine, ready: restored from a saved guest, or booted cold. Returns which."""
-        if self.request.cold:
+        if self.request.cold or provisioner.jump:
             self._boot_cold(provisioner.machine(request, autodestroy=not self.request.keep), run_dir)
-            return "cold"
+            # a saved guest's memory file is written on the libvirt host, where the lab cannot rewrite it
+            return "cold" if self.request.cold else "cold (warm starts need libvirt on this machine)"
         store = WarmStore(self.config, provisioner.pool)
         shape = provisioner.shape(request)
         key = store.key(shape)
@@ -325,15 +362,19 @@ class Run:
 
 def run_with_reruns(config: Config, request: RunRequest, log: Log, reruns: int) -> int:
     """Run; after a failure (exit 1 or 2) run again in a fresh VM, up to `reruns` times. A pass after a
-    failure is marked flaky in its result.json."""
+    failure is marked flaky in its result.json. Every attempt has the run's id (each removes what it made
+    before the next starts), so the newest artifacts of that id are the final attempt's; only the last
+    attempt may keep its VM."""
+    request = replace(request, run_id=request.run_id or secrets.token_hex(4))
     attempts: list[dict[str, Any]] = []
     for attempt in range(reruns + 1):
-        run = Run(config, request if attempt == 0 else replace(request, run_id=None), log)
+        last = attempt == reruns
+        run = Run(config, replace(request, keep_on_failure=request.keep_on_failure and last), log)
         code = run.execute()
         attempts.append({"run_id": run.run_id, "exit_code": code, "artifacts": str(run.artifacts)})
         if code not in (1, 2):
             break
-        if attempt < reruns:
+        if not last:
             log.warning(f"{request.scenario.name} failed (exit {code}); re-running in a fresh VM "
                         f"({attempt + 1} of {reruns})")
     if code == 0 and len(attempts) > 1 and run.artifacts is not None:

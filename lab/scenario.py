@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,12 +91,11 @@ def _convert(key: str, raw: str, default: Any) -> Any:
     return raw
 
 
-def scenario(name: str, description: str, *, image: str | None = None, memory: int = 1024, cpus: int = 2,
-             disks: tuple[Disk, ...] = (), params: dict[str, Any] | None = None,
-             tags: tuple[str, ...] = (), timeout: float = 900.0,
-             choices: dict[str, tuple[str, ...]] | None = None, expected: tuple[str, ...] = (),
-             ) -> Callable[[Callable[[ScenarioContext], None]], Callable[[ScenarioContext], None]]:
-    """Declare a scenario; mistakes in the declaration fail at import time."""
+def declare(name: str, description: str, func: Callable[[ScenarioContext], None], *, image: str | None = None,
+            memory: int = 1024, cpus: int = 2, disks: Sequence[Disk] = (), params: dict[str, Any] | None = None,
+            tags: Sequence[str] = (), timeout: float = 900.0, choices: dict[str, tuple[str, ...]] | None = None,
+            expected: Sequence[str] = ()) -> Scenario:
+    """A validated Scenario; mistakes in the declaration fail here, at import time."""
     if not NAME_RE.match(name):
         raise ValueError(f"scenario name {name!r} must be lower-case words joined by '-'")
     if not description.strip() or "\n" in description:
@@ -112,11 +111,16 @@ def scenario(name: str, description: str, *, image: str | None = None, memory: i
     for key, allowed in (choices or {}).items():
         if key not in (params or {}) or (params or {})[key] not in allowed:
             raise ValueError(f"scenario {name}: choices for {key!r} must include its default")
+    return Scenario(name, description, func, image, memory, cpus, tuple(disks), dict(params or {}),
+                    frozenset(tags), timeout, dict(choices or {}), tuple(re.compile(rx) for rx in expected))
+
+
+def scenario(name: str, description: str, **shape: Any,
+             ) -> Callable[[Callable[[ScenarioContext], None]], Callable[[ScenarioContext], None]]:
+    """Declare a scenario (the keywords of `declare`): `@scenario("thinpool-full", "...", disks=...)`."""
 
     def decorate(func: Callable[[ScenarioContext], None]) -> Callable[[ScenarioContext], None]:
-        setattr(func, ATTR, Scenario(name, description, func, image, memory, cpus, tuple(disks),
-                                     dict(params or {}), frozenset(tags), timeout, dict(choices or {}),
-                                     tuple(re.compile(rx) for rx in expected)))
+        setattr(func, ATTR, declare(name, description, func, **shape))
         return func
 
     return decorate
@@ -135,16 +139,9 @@ class Registry:
     def load(cls, directory: Path) -> Registry:
         registry = cls()
         for path in sorted(directory.glob("*.py")):
-            if path.name.startswith("_"):
-                continue
-            spec = importlib.util.spec_from_file_location(f"lab_scenarios.{path.stem}", path)
-            assert spec and spec.loader
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
-            spec.loader.exec_module(module)
-            for value in vars(module).values():
-                if callable(value) and hasattr(value, ATTR):
-                    registry.add(getattr(value, ATTR))
+            if not path.name.startswith("_"):
+                for item in load_file(path):
+                    registry.add(item)
         return registry
 
     def names(self) -> list[str]:
@@ -157,3 +154,13 @@ class Registry:
         if name not in self._scenarios:
             raise UsageError(f"unknown scenario {name!r}; valid names: {', '.join(self.names())}")
         return self._scenarios[name]
+
+
+def load_file(path: Path) -> list[Scenario]:
+    """The scenarios one file declares, in the order it declares them."""
+    spec = importlib.util.spec_from_file_location(f"lab_scenarios.{path.stem}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return [getattr(value, ATTR) for value in vars(module).values() if callable(value) and hasattr(value, ATTR)]

@@ -6,7 +6,9 @@ import io
 import logging
 import os
 import select
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab.errors import CommandTimeout, HostKeyMismatch, SshUnavailable
+from lab.config import LibvirtHost
+from lab.errors import CommandTimeout, GuestGone, HostKeyMismatch, SshUnavailable
 
 # paramiko logs every refused handshake of a booting guest; the lab reports its own.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -69,9 +72,50 @@ class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
                                   f"guest announced on its console ({', '.join(sorted(self.pinned))}): refusing it")
 
 
+class JumpHost:
+    """An SSH connection to a remote libvirt host, through which the lab reaches the guests' ports
+    on that host's loopback (paramiko direct-tcpip channels, as `ssh -J` does)."""
+
+    def __init__(self, host: LibvirtHost) -> None:
+        self.host = host
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+
+    def channel(self, port: int, timeout: float) -> paramiko.Channel:
+        """A channel to 127.0.0.1:`port` on the libvirt host."""
+        with self._lock:
+            transport = self._client.get_transport() if self._client else None
+            if transport is None or not transport.is_active():
+                transport = self._connect(timeout)
+        return transport.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=timeout)
+
+    def _connect(self, timeout: float) -> paramiko.Transport:
+        client = paramiko.SSHClient()
+        client.load_system_host_keys()
+        client.set_missing_host_key_policy(paramiko.RejectPolicy() if self.host.verify else paramiko.AutoAddPolicy())
+        try:
+            client.connect(self.host.host, port=self.host.port, username=self.host.user,
+                           key_filename=self.host.keyfile, timeout=timeout, banner_timeout=BANNER_TIMEOUT)
+        except (OSError, paramiko.SSHException) as exc:
+            client.close()
+            raise SshUnavailable(f"ssh {self.host.user}@{self.host.host}:{self.host.port} (the libvirt host): "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        self._client = client
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(15)
+        return transport
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client:
+                self._client.close()
+                self._client = None
+
+
 class SshSession:
-    def __init__(self, host: str, port: int, user: str, key: KeyPair) -> None:
-        self.host, self.port, self.user, self.key = host, port, user, key
+    def __init__(self, host: str, port: int, user: str, key: KeyPair, jump: JumpHost | None = None) -> None:
+        self.host, self.port, self.user, self.key, self.jump = host, port, user, key, jump
         self._client: paramiko.SSHClient | None = None
         self._host_key = _PinnedHostKey()
 
@@ -102,7 +146,8 @@ class SshSession:
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(self._host_key)
         try:
-            client.connect(self.host, port=self.port, username=self.user, pkey=self.key.pkey(),
+            sock = self.jump.channel(self.port, timeout) if self.jump else None
+            client.connect(self.host, port=self.port, username=self.user, pkey=self.key.pkey(), sock=sock,
                            timeout=timeout, banner_timeout=BANNER_TIMEOUT, auth_timeout=BANNER_TIMEOUT,
                            allow_agent=False, look_for_keys=False)
         except (OSError, paramiko.SSHException, EOFError) as exc:
@@ -118,16 +163,19 @@ class SshSession:
             self._client.close()
             self._client = None
 
-    def run(self, command: str, timeout: float) -> CommandResult:
-        """Run `command`; raise SshUnavailable if the connection drops or time runs out."""
+    def run(self, command: str, timeout: float, abandon: Callable[[], str | None] = lambda: None) -> CommandResult:
+        """Run `command`; raise SshUnavailable if the connection drops, CommandTimeout if time runs out,
+        GuestGone as soon as `abandon` (polled while the command is silent) gives a reason."""
         if not self._client or not self.connected:
             raise SshUnavailable(f"not connected to {self.host}:{self.port}")
         start = time.monotonic()
         try:
             channel = self._client.get_transport().open_session(timeout=10)  # type: ignore[union-attr]
             channel.exec_command(command)
-            stdout, stderr = _drain(channel, start + timeout)
+            stdout, stderr = _drain(channel, start + timeout, abandon)
             rc = channel.recv_exit_status()
+            if rc == -1:  # paramiko's "no exit status": the connection ended under the command
+                raise EOFError("the session closed without an exit status")
         except TimeoutError as exc:
             raise CommandTimeout(f"{command!r} still running after {timeout:.0f} s (limit {timeout:.0f} s)") from exc
         except (OSError, paramiko.SSHException, EOFError) as exc:
@@ -151,7 +199,7 @@ class SshSession:
             sftp.close()
 
 
-def _drain(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
+def _drain(channel: paramiko.Channel, deadline: float, abandon: Callable[[], str | None]) -> tuple[bytes, bytes]:
     stdout, stderr = bytearray(), bytearray()
     while True:
         if channel.recv_ready():
@@ -168,4 +216,8 @@ def _drain(channel: paramiko.Channel, deadline: float) -> tuple[bytes, bytes]:
         if remaining <= 0:
             channel.close()
             raise TimeoutError
-        select.select([channel], [], [], min(remaining, 1.0))
+        if not select.select([channel], [], [], min(remaining, 1.0))[0]:
+            reason = abandon()
+            if reason:
+                channel.close()
+                raise GuestGone(reason)

@@ -20,6 +20,7 @@ from lab.retry import wait_until
 RUN_PREFIX = "lab-run-"
 REFRESH_WAIT = 900.0  # seconds another run's upload may hold the pool (a whole image upload)
 UPLOAD_CHUNK = 4 * 1024 * 1024
+RUN_FREE = 2 << 30  # bytes a run wants free in the pool: its overlay, disks and seed grow as the guest writes
 
 
 def run_prefix(run_id: str) -> str:
@@ -33,8 +34,8 @@ def _volume_xml(name: str, capacity: int, fmt: str, backing: tuple[str, str] | N
     ET.SubElement(volume, "allocation", unit="bytes").text = "0"
     target = ET.SubElement(volume, "target")
     ET.SubElement(target, "format", type=fmt)
-    permissions = ET.SubElement(target, "permissions")
-    ET.SubElement(permissions, "mode").text = "0644"
+    permissions = ET.SubElement(target, "permissions")  # a run's own volumes (its seed too) are private
+    ET.SubElement(permissions, "mode").text = "0600" if name.startswith(RUN_PREFIX) else "0644"
     if backing:
         store = ET.SubElement(volume, "backingStore")
         ET.SubElement(store, "path").text = backing[0]
@@ -122,6 +123,15 @@ class Pool:
             return self.pool.createXMLFrom(_volume_xml(name, capacity, "qcow2"), origin, 0)
         except libvirt.libvirtError as exc:
             raise HarnessError(f"cannot copy volume {source} to {name}: {exc.get_error_message()}") from exc
+
+    def require_free(self, need: int, what: str) -> None:
+        """Fail now, before any VM starts, when the pool's disk is (nearly) full."""
+        _refresh(self.pool)
+        available = int(self.pool.info()[3])
+        if available < need:
+            raise HarnessError(f"not enough space for {what}: {available / 2**30:.2f} GiB free in storage pool "
+                               f"{self.name!r} ({self.directory}), {need / 2**30:.1f} GiB wanted; free space there "
+                               "(lab images prune, lab cleanup) or point LAB_CACHE_DIR at a bigger disk")
 
     def allocation(self, name: str) -> int:
         """Bytes the volume takes on the pool's disk."""

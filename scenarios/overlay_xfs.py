@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lab.containers import busybox_image
+from lab.containers import busybox_image, docker_fails
 from lab.context import ScenarioContext
 from lab.machine import ROOT, Machine
 from lab.scenario import Disk, scenario
@@ -91,9 +91,7 @@ def overlay_xfs(lab: ScenarioContext) -> None:
 
     with lab.step("docker with storage-driver overlay2 does not start"):
         vm.write_file("/etc/docker/daemon.json", json.dumps({"storage-driver": "overlay2"}))
-        vm.fail("systemctl start docker.service", timeout=120)
-        vm.wait_until_succeeds("systemctl is-failed --quiet docker.service", timeout=180)  # after its restarts
-        journal = vm.succeed("journalctl -b -u docker.service -o cat --no-pager")
+        journal = docker_fails(vm)
         lab.evidence("ftype0/docker-journal.txt", journal)
         assert DOCKER_D_TYPE in journal, journal
         lab.record("docker_restarts", int(vm.unit_properties("docker.service", "NRestarts")["NRestarts"]))

@@ -9,7 +9,7 @@ flag and runs the wiki's `lvchange -ay`. The failure text is the one this docker
 
 from __future__ import annotations
 
-from lab.containers import busybox_image, start_docker
+from lab.containers import busybox_image, docker_fails, start_docker
 from lab.context import ScenarioContext
 from lab.scenario import scenario
 
@@ -40,8 +40,7 @@ def pool_inactive_at_boot(lab: ScenarioContext) -> None:
         vm.succeed(f"lvchange --setactivationskip y {POOL}")
         vm.reboot()
         assert vm.succeed(f"lvs --noheadings -o lv_active {POOL}").strip() == "", "the pool was activated"
-        vm.wait_until_succeeds("systemctl is-failed --quiet docker.service", timeout=300)  # after its restarts
-        journal = vm.succeed("journalctl -b -u docker.service -o cat --no-pager")
+        journal = docker_fails(vm, start=False)
         lab.evidence("docker-journal.txt", journal)
         failure = [line for line in journal.splitlines() if "failed to start daemon" in line]
         assert failure and POOL_DEV.rsplit("/", 1)[1] in failure[-1], journal

@@ -3,6 +3,8 @@
 1. Time from `lab run smoke` to its first scenario command: cold boot vs warm
    start (a saved guest restored), with each run's phases.
 2. Wall time of four scenarios run with -j 1 and with -j 2.
+3. Cold time to the first command on libvirt here vs a "remote" libvirt host over qemu+ssh:// (a
+   local sshd on 127.0.0.1 plays it: scripts/loopback-remote.sh).
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ LAB = [sys.executable, "-m", "lab.cli"]
 PARALLEL_SET = ["smoke", "image-trust", "overlay-xfs", "atomic-host"]
 
 
-def lab_run(args: list[str], runs: Path) -> tuple[float, int, str]:
+def lab_run(args: list[str], runs: Path, **env: str) -> tuple[float, int, str]:
     start = time.monotonic()
     proc = subprocess.run([*LAB, "run", *args], capture_output=True, text=True, check=False,
-                          env={**os.environ, "LAB_RUNS_DIR": str(runs)})
+                          env={**os.environ, "LAB_RUNS_DIR": str(runs), **env})
     return time.monotonic() - start, proc.returncode, proc.stdout + proc.stderr
 
 
-def single(args: list[str], runs: Path) -> dict[str, Any]:
-    wall, code, output = lab_run(args, runs)
+def single(args: list[str], runs: Path, **env: str) -> dict[str, Any]:
+    wall, code, output = lab_run(args, runs, **env)
     if code != 0:
         sys.exit(f"bench: lab run {' '.join(args)} failed (exit {code}):\n{output[-3000:]}")
     result: dict[str, Any] = json.loads((runs / "latest" / "result.json").read_text())
@@ -71,10 +73,28 @@ def parallel_table(runs: Path) -> None:
     print(f"speed-up with -j 2: {walls[1] / walls[2]:.2f}x on {os.cpu_count()} cores")
 
 
+def remote_table(runs: Path) -> None:
+    script = str(Path(__file__).parent / "loopback-remote.sh")
+    home = str(runs / "remote-host")
+    uri = subprocess.run([script, home], capture_output=True, text=True, check=True).stdout.split()[-1]
+    try:
+        rows = [("here", single(["smoke", "--cold"], runs)),
+                ("qemu+ssh", single(["smoke", "--cold"], runs, LAB_LIBVIRT_URI=uri))]
+    finally:
+        subprocess.run([script, "stop", home], check=False)
+    print("\nsmoke, cold: libvirt here vs a remote libvirt host over qemu+ssh:// (loopback sshd)")
+    print(f"{'libvirt':<10}{'SSH ready':>10}{'1st cmd':>9}{'whole':>8}  phases")
+    for label, result in rows:
+        phases = " ".join(f"{k}={v:g}" for k, v in result["phases"].items())
+        print(f"{label:<10}{result['marks']['ssh_ready']:>10.1f}{result['to_first_command']:>9.1f}"
+              f"{result['wall_seconds']:>8.1f}  {phases}")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
         start_table(Path(tmp))
         parallel_table(Path(tmp))
+        remote_table(Path(tmp))
 
 
 if __name__ == "__main__":

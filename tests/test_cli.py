@@ -53,6 +53,12 @@ def test_image_that_is_not_a_disk(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert "not a qcow2 or raw disk image" in err
 
 
+def test_an_external_image_not_yet_imported_says_how_to_get_it(capsys: pytest.CaptureFixture[str],
+                                                               tmp_path: Path) -> None:
+    err = _fails(capsys, ["run", "smoke", "--image", "fedora-atomic-29"], tmp_path)
+    assert "image fedora-atomic-29 is not imported: `lab images fetch fedora-atomic-29`" in err
+
+
 def test_libvirt_unreachable_says_how_to_start_it(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAB_LIBVIRT_URI", f"qemu+unix:///system?socket={tmp_path}/no-such.sock")

@@ -63,6 +63,11 @@ def test_console_goes_to_a_file_and_metadata_carries_the_run_id() -> None:
     assert run is not None and run.get("id") == "0123abcd" and run.get("scenario") == "smoke"
 
 
+def test_a_remote_guests_console_is_a_pty_read_through_libvirt() -> None:
+    serial = ET.fromstring(render_domain_xml(_spec(console_stream=True))).find("devices/serial")
+    assert serial is not None and serial.get("type") == "pty" and serial.find("source") is None
+
+
 def test_kernel_boot_versus_firmware_boot() -> None:
     direct = ET.fromstring(render_domain_xml(_spec()))
     assert direct.findtext("os/cmdline") == "root=LABEL=root console=ttyS0"

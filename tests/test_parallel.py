@@ -104,37 +104,28 @@ def test_a_job_runs_lab_run_with_its_run_id() -> None:
     assert job.label == "thinpool-full@lab-atomic"
 
 
-# fails the first time it runs in a directory, passes after
-FLAKY = """
+# a `lab run --rerun-failed 1` whose first attempt failed: two directories with its run id, the newer flaky
+RERUN = """
 import json, pathlib, sys
 runs, run_id, name = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-first = not (runs / "tried").exists()
-(runs / "tried").touch()
-run_dir = runs / f"20260101T000000.{run_id}Z-{name}"
-run_dir.mkdir()
-(run_dir / "result.json").write_text(json.dumps({"run_id": run_id, "scenario": name, "image": "lab-test",
-                                                 "status": "failed" if first else "passed", "wall_seconds": 1.0}))
-sys.exit(1 if first else 0)
+for stamp, status in (("20260101T000000", "failed"), ("20260101T000100", "flaky")):
+    run_dir = runs / f"{stamp}.000000Z-{name}"
+    run_dir.mkdir()
+    (run_dir / "result.json").write_text(json.dumps({"run_id": run_id, "scenario": name, "image": "lab-test",
+                                                     "status": status, "wall_seconds": 1.0}))
 """
 
 
 @dataclass(frozen=True)
-class Flaky(Job):
+class Rerun(Job):
     runs: Path = Path()
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-c", FLAKY, str(self.runs), self.run_id, self.scenario]
+        return [sys.executable, "-c", RERUN, str(self.runs), self.run_id, self.scenario]
 
 
-def test_a_pass_after_a_failure_is_flaky_not_passed(tmp_path: Path) -> None:
-    [outcome] = ParallelRuns(tmp_path, 1, io.StringIO(), reruns=2).run([Flaky("wobbly", runs=tmp_path)])
+def test_a_rerun_jobs_outcome_is_its_final_attempt(tmp_path: Path) -> None:
+    [outcome] = ParallelRuns(tmp_path, 1, io.StringIO()).run([Rerun("wobbly", runs=tmp_path)])
     assert outcome.status == "flaky" and exit_code([outcome]) == 0
-    result = json.loads((Path(outcome.artifacts) / "result.json").read_text())
-    assert result["status"] == "flaky"
-    assert [a["exit_code"] for a in result["attempts"]] == [1, 0]
+    assert outcome.artifacts.endswith("20260101T000100.000000Z-wobbly")
     assert "0 of 1 passed, 1 flaky" in summary([outcome], 3.0, 1)
-
-
-def test_without_reruns_a_failure_stays_a_failure(tmp_path: Path) -> None:
-    [outcome] = ParallelRuns(tmp_path, 1, io.StringIO()).run([Flaky("wobbly", runs=tmp_path)])
-    assert outcome.status == "failed" and exit_code([outcome]) == 1

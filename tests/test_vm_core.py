@@ -127,6 +127,38 @@ def test_health_check_fails_an_oops_unless_declared(name: str, code: int, tmp_pa
     assert any("Oops: 0002" in hit["line"] for hit in found), health
 
 
+@pytest.mark.parametrize(("name", "why"), [("poweroff-mid", "the guest stopped"),
+                                         ("panic-mid", "the guest's kernel panicked (Kernel panic - not syncing")])
+def test_a_guest_that_dies_mid_command_ends_the_run_at_once(name: str, why: str, tmp_path: Path) -> None:
+    proc = _lab(["run", name], tmp_path, LAB_SCENARIOS_DIR=str(Path(__file__).parent / "scenarios"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert why in proc.stderr and "while running" in proc.stderr
+    assert "console (last 30 lines" in proc.stderr
+    result = _result(tmp_path)
+    # the command was given 900 s; the run noticed within seconds (the guest's own shutdown included)
+    assert result["phases"]["scenario"] < 60, result["phases"]  # type: ignore[index]
+    assert _leftovers(str(result["run_id"])) == []
+
+
+def test_a_full_cache_disk_stops_the_run_before_any_vm(tmp_path: Path) -> None:
+    cache, pool = tmp_path / "cache", f"lab-test-full-{secrets.token_hex(3)}"
+    cache.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(cache)], check=True)
+    try:
+        proc = _lab(["run", "smoke"], tmp_path / "runs", LAB_CACHE_DIR=str(cache), LAB_POOL=pool)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert f"GiB free in storage pool '{pool}' ({cache / 'pool'}), 2.0 GiB wanted" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        result = _result(tmp_path / "runs")
+        assert result["status"] == "error" and "domain_started" not in result["marks"]  # type: ignore[operator]
+    finally:
+        conn = connect(Config.from_env().libvirt_uri)
+        found = conn.storagePoolLookupByName(pool)
+        found.destroy()
+        found.undefine()
+        subprocess.run(["umount", str(cache)], check=True)
+
+
 def test_a_reboot_that_never_happens_is_caught_by_the_boot_id(tmp_path: Path) -> None:
     proc = _lab(["run", "reboot-stub"], tmp_path, LAB_SCENARIOS_DIR=str(Path(__file__).parent / "scenarios"))
     assert proc.returncode == 2, proc.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""Every registered scenario once in its default mode (make test); variants under --nightly."""
+"""Scenario variants (make nightly). Each scenario's default mode runs as an item of scenarios/ (lab's
+pytest plugin): `make test` runs the mission scenarios, `make nightly` the field-bug catalog too."""
 
 from __future__ import annotations
 
@@ -10,14 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import REPO_ROOT
-from lab.scenario import Registry
-
 pytestmark = pytest.mark.vm
-REGISTRY = Registry.load(REPO_ROOT / "scenarios")
-# the mission scenarios; smoke runs in test_vm_core, the field-bug catalog nightly
-SCENARIOS = [n for n in REGISTRY.names() if n != "smoke" and "catalog" not in REGISTRY.get(n).tags]
-CATALOG = [n for n in REGISTRY.names() if "catalog" in REGISTRY.get(n).tags]
 VARIANTS = [("thinpool-full", f"mode={mode}") for mode in ("error", "autoextend", "docker", "recover")] + [
     ("system-containers", "ordering=broken"), ("ostree-rollback", "break=upgrade")]
 
@@ -30,17 +24,6 @@ def _passes(name: str, sets: list[str], runs: Path) -> None:
     assert proc.returncode == 0, f"{name} {sets}: {result.get('failure', proc.stderr[-4000:])}"
     assert result["status"] == "passed"
     assert result["steps"] and all(step["status"] == "passed" for step in result["steps"])
-
-
-@pytest.mark.parametrize("name", SCENARIOS)
-def test_scenario_passes(name: str, tmp_path: Path) -> None:
-    _passes(name, [], tmp_path)
-
-
-@pytest.mark.nightly
-@pytest.mark.parametrize("name", CATALOG)
-def test_catalog_scenario_passes(name: str, tmp_path: Path) -> None:
-    _passes(name, [], tmp_path)
 
 
 @pytest.mark.nightly

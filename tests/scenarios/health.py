@@ -27,3 +27,14 @@ def reboot_stub(lab: ScenarioContext) -> None:
 @scenario("ready-after-runcmd", "Its first command must find what cloud-init's slow runcmd made", memory=768)
 def ready_after_runcmd(lab: ScenarioContext) -> None:
     lab.record("late", lab.machine.succeed("cat /run/lab-late").strip())
+
+
+@scenario("poweroff-mid", "Powers the guest off under a long command: the run must end at once", memory=768)
+def poweroff_mid(lab: ScenarioContext) -> None:
+    lab.machine.succeed("systemctl poweroff --no-block; sleep 600", timeout=900)
+
+
+@scenario("panic-mid", "Panics the guest's kernel under a long command: the run must end at once", memory=768)
+def panic_mid(lab: ScenarioContext) -> None:
+    lab.machine.succeed("echo 1 > /proc/sys/kernel/sysrq; (sleep 1; echo c > /proc/sysrq-trigger) & sleep 600",
+                        timeout=900)

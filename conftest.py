@@ -1,15 +1,17 @@
-"""Shared fixtures; VM tests skip without a hypervisor, except under CI where that is a failure."""
+"""Project-wide test policy (tests/ and scenarios/): nightly-only tests, longest VM tests first, and VM
+tests that skip without a hypervisor, except under CI where that is a failure."""
 
 from __future__ import annotations
 
 import functools
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from lab.pytest_plugin import EXTERNAL_ABSENT
+
+pytest_plugins = ["pytester"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -17,11 +19,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in pytest -n workers
-    if workers:
-        from lab.config import vcpu_share
-
-        os.environ["LAB_MAX_VCPUS"] = vcpu_share(int(workers))
     config.addinivalue_line("markers", "nightly: variants and soak, only with --nightly (make nightly)")
 
 
@@ -51,6 +48,9 @@ def _cost(item: pytest.Item) -> float:
     """Rough seconds (a scenario's time limit), to start the longest tests first under pytest -n."""
     if "vm" not in item.keywords:
         return 0.0
+    scenario = getattr(item, "scenario", None)  # a scenario item of the lab plugin
+    if scenario is not None:
+        return float(scenario.timeout)
     callspec = getattr(item, "callspec", None)
     return _scenario_timeouts().get(str(callspec.params.get("name")) if callspec else "", 300.0)
 
@@ -74,6 +74,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     outcome = yield
     report = outcome.get_result()
     if os.environ.get("CI") and "vm" in item.keywords and report.skipped \
-            and "nightly only" not in str(report.longrepr):
+            and not any(ok in str(report.longrepr) for ok in ("nightly only", EXTERNAL_ABSENT)):
         report.outcome = "failed"
         report.longrepr = f"VM test skipped under CI: {report.longrepr}"

@@ -1,0 +1,165 @@
+"""External images: manifests of upstream qcow2 files (`images/external/*.toml`) and disks a user
+imports or fetches under a name (`lab images import PATH --as NAME`, `lab images fetch NAME`).
+
+An imported image is one read-only pool volume `image-<name>-<sha256[:12]>.<format>` plus a record
+in `state/imports/<name>.json` (volume, format, sha256, source, profile), so `--image NAME` boots it
+with the profile its manifest (or `--profile`) gives.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import tomllib
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from lab.config import Config
+from lab.errors import ImageError, UsageError
+from lab.image import Image, ImageCache, Profile, file_digest, load_recipes, probe_disk_image
+
+DOWNLOAD_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """An upstream image as its publisher ships it, and how the lab must treat it."""
+
+    name: str
+    description: str
+    file: str
+    url: str
+    sha256: str  # "" when no published checksum was at hand: imports then say they are unverified
+    profile: Profile
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        data = tomllib.loads(path.read_text())
+        source = data["source"]
+        return cls(data["name"], data["description"], source["file"], source["url"], source.get("sha256", ""),
+                   Profile.from_dict(data.get("profile", {})))
+
+
+def load_manifests(images_dir: Path) -> dict[str, Manifest]:
+    manifests = (Manifest.load(p) for p in sorted((images_dir / "external").glob("*.toml")))
+    return {m.name: m for m in manifests}
+
+
+@dataclass(frozen=True)
+class Imported:
+    name: str
+    volume: str
+    format: str
+    sha256: str
+    source: str
+    profile: Profile
+    verified: bool  # the sha256 matched the manifest's
+
+    def image(self) -> Image:
+        return Image(self.name, self.volume, self.format, self.profile)
+
+
+def imported(config: Config, name: str) -> Imported | None:
+    """The record of an image imported as `name`, if any."""
+    path = config.state_dir / "imports" / f"{name}.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return Imported(**{**data, "profile": Profile.from_dict(data["profile"])})
+
+
+def not_imported(config: Config, name: str) -> str:
+    """Why `--image name` cannot run yet ("" if it can, or if the name is no external image)."""
+    if name in load_manifests(config.images_dir) and imported(config, name) is None:
+        return (f"image {name} is not imported: `lab images fetch {name}` downloads it, or "
+                f"`lab images import PATH --as {name}` takes a copy you have")
+    return ""
+
+
+class Imports:
+    """The named images imported into the lab pool."""
+
+    def __init__(self, config: Config, cache: ImageCache) -> None:
+        self.config, self.cache = config, cache
+        self.directory = config.state_dir / "imports"
+        self.manifests = load_manifests(config.images_dir)
+
+    def get(self, name: str) -> Imported | None:
+        record = imported(self.config, name)
+        return record if record and self.cache.pool.lookup(record.volume) is not None else None
+
+    def all(self) -> list[Imported]:
+        names = sorted(p.stem for p in self.directory.glob("*.json"))
+        return [record for name in names if (record := self.get(name))]
+
+    def add(self, path: Path, name: str, profile_from: str | None = None, source: str = "") -> Imported:
+        """Import a local qcow2/raw file as `name`; refuses a non-disk file and a checksum mismatch."""
+        if name in load_recipes(self.config.images_dir):
+            raise UsageError(f"{name!r} is a lab image built from a recipe; import under another name")
+        fmt = probe_disk_image(path)
+        manifest = self.manifests.get(name)
+        digest = file_digest(path)
+        if manifest and manifest.sha256 and digest != manifest.sha256:
+            raise UsageError(f"{path}: sha256 {digest} is not the {manifest.file} of manifest {name} "
+                             f"({manifest.sha256}): refusing it")
+        record = Imported(name, f"image-{name}-{digest[:12]}.{fmt}", fmt, digest, source or str(path.resolve()),
+                          self._profile(name, profile_from), bool(manifest and manifest.sha256))
+        with self.cache.lock(f"import-{name}"):
+            if self.cache.pool.lookup(record.volume) is None:
+                with self.cache.log.nested(f"importing {path} as {name}"):
+                    self.cache.pool.upload_file(record.volume, path, fmt)
+            old = self.get(name)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / f"{name}.json").write_text(json.dumps(asdict(record), indent=2) + "\n")
+            if old and old.volume != record.volume:
+                self.cache.pool.delete(old.volume)
+        return record
+
+    def fetch(self, name: str, progress: BinaryIO | None = None) -> Imported:
+        """Download a manifest's image (with a progress line), verify it and import it."""
+        manifest = self.manifests.get(name)
+        if manifest is None:
+            known = ", ".join(sorted(self.manifests)) or "none"
+            raise UsageError(f"no manifest for {name!r} in {self.config.images_dir / 'external'} (known: {known})")
+        self.config.build_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.config.build_dir, prefix=f"fetch-{name}-") as tmp:
+            target = Path(tmp) / manifest.file
+            download(manifest.url, target, progress or sys.stderr.buffer)
+            return self.add(target, name, source=manifest.url)
+
+    def _profile(self, name: str, profile_from: str | None) -> Profile:
+        source = profile_from or name
+        if source in self.manifests:
+            return self.manifests[source].profile
+        recipes = load_recipes(self.config.images_dir)
+        if source in recipes:
+            return recipes[source].profile
+        if profile_from:
+            known = ", ".join(sorted({*self.manifests, *recipes}))
+            raise UsageError(f"--profile {profile_from}: no image of that name (known: {known})")
+        return Profile()
+
+
+def download(url: str, target: Path, progress: BinaryIO) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, target.open("wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(DOWNLOAD_CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                progress.write(_progress_line(target.name, done, total).encode())
+                progress.flush()
+    except OSError as exc:
+        raise ImageError(f"cannot download {url}: {exc}") from exc
+    progress.write(b"\n")
+
+
+def _progress_line(name: str, done: int, total: int) -> str:
+    if not total:
+        return f"\r{name}: {done / 2**20:.0f} MiB"
+    filled = int(30 * done / total)
+    return f"\r{name}: [{'#' * filled}{'.' * (30 - filled)}] {done / 2**20:.0f}/{total / 2**20:.0f} MiB"

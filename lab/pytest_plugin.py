@@ -1,0 +1,194 @@
+"""pytest integration (registered as the `lab` pytest plugin when atomic-lab is installed).
+
+- `pytest scenarios/` collects every scenario x image: the scenario's own image, plus each
+  `--lab-image`. Items are marked `vm` and with the scenario's tags (`-m storage`), named
+  `<scenario>[<image>]` (`-k lab-atomic`), and `--junitxml` gets one testcase per scenario x image.
+- A test that asks for the `machine` fixture (or `lab`, the whole ScenarioContext) gets a booted
+  guest shaped by `@pytest.mark.lab(image=..., memory=..., disks=[Disk(...)], ...)` and runs
+  exactly like a scenario: warm start, artifacts, health check, evidence on failure, teardown.
+- `--lab-report DIR` writes summary.md/.json and junit.xml of all lab runs (xdist-safe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.config import Config, vcpu_share
+from lab.context import ScenarioContext
+from lab.errors import RunFailed
+from lab.external import load_manifests, not_imported
+from lab.image import DEFAULT_IMAGE
+from lab.log import Log
+from lab.machine import Machine
+from lab.parallel import Job, Outcome
+from lab.report import write
+from lab.runner import Run, RunRequest
+from lab.scenario import TAGS, Scenario, declare, load_file
+
+EXTERNAL_ABSENT = "external image absent"  # the skip reason's start (CI lets these skips pass)
+RESULT = "lab_result"  # user property: the run's result.json, read by the report
+_CALL_FAILED = pytest.StashKey[BaseException]()  # a test's own failure, for the run it used
+_REPORT = pytest.StashKey[list[Path]]()
+EXIT_CODES = {"passed": 0, "failed": 1}  # anything else is an error (2)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lab", "atomic-lab scenarios and machines")
+    group.addoption("--lab-image", action="append", default=[], metavar="NAME|PATH",
+                    help="also run each collected scenario on this image (repeatable)")
+    group.addoption("--lab-external", action="store_true",
+                    help="also run each scenario on every external image (images/external); those not imported "
+                         "are skipped, saying how to get them")
+    group.addoption("--lab-cold", action="store_true", help="boot every guest instead of restoring a saved one")
+    group.addoption("--lab-report", metavar="DIR", help="write summary.md, summary.json and junit.xml of the runs")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "vm: boots a real guest under libvirt (TCG or KVM)")
+    config.addinivalue_line("markers", "lab(image=None, memory=1024, cpus=2, disks=(), timeout=900, expected=()): "
+                                       "the guest the `machine` and `lab` fixtures boot")
+    for tag in sorted(TAGS):
+        config.addinivalue_line("markers", f"{tag}: scenarios tagged {tag!r}")
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in pytest -n workers
+    if workers:
+        os.environ["LAB_MAX_VCPUS"] = vcpu_share(int(workers))  # each VM gets its share of the cores
+    if config.getoption("--lab-report") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Reporter(Path(config.getoption("--lab-report"))), "lab-reporter")
+
+
+# --- scenarios as items --------------------------------------------------------------------------
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
+    scenarios = Config.from_env().scenarios_dir.resolve()
+    if file_path.suffix == ".py" and not file_path.name.startswith("_") and file_path.parent.resolve() == scenarios:
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[ScenarioItem]:
+        config = Config.from_env()
+        extra = list(self.config.getoption("--lab-image"))
+        if self.config.getoption("--lab-external"):
+            extra += sorted(load_manifests(config.images_dir))
+        for item in load_file(self.path):
+            for image in dict.fromkeys([item.image or DEFAULT_IMAGE, *extra]):
+                node = ScenarioItem.from_parent(self, name=f"{item.name}[{image}]", scenario=item, image=image)
+                absent = not_imported(config, image)
+                if absent:
+                    node.add_marker(pytest.mark.skip(reason=f"{EXTERNAL_ABSENT}: {absent}"))
+                yield node
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: Scenario, image: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario, self.image = scenario, image
+        for mark in ("vm", *sorted(scenario.tags)):
+            self.add_marker(mark)
+
+    def runtest(self) -> None:
+        request = RunRequest(self.scenario, dict(self.scenario.params), image=self.image,
+                             cold=self.config.getoption("--lab-cold"))
+        run = Run(Config.from_env(), request, Log())
+        try:
+            with run.session() as ctx:
+                self.scenario.func(ctx)
+        finally:
+            _record(self, run)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, RunFailed):
+            return str(excinfo.value)  # names the step, the command, the console tail and the artifacts
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, self.scenario.func.__code__.co_firstlineno - 1, f"scenario {self.name}"
+
+
+# --- the machine fixture ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest) -> Iterator[ScenarioContext]:
+    """A booted guest for this test, as a scenario would get it (shape: @pytest.mark.lab(...))."""
+    marker = request.node.get_closest_marker("lab")
+    shape = dict(marker.kwargs) if marker else {}
+    image = shape.pop("image", None)
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+    doc = (request.function.__doc__ or "").strip().splitlines()
+    spec = declare(name, doc[0] if doc else name, request.function, image=image, **shape)
+    run = Run(Config.from_env(), RunRequest(spec, {}, image=image, cold=request.config.getoption("--lab-cold")),
+              Log())
+    try:
+        with run.session() as ctx:
+            yield ctx
+            failure = request.node.stash.get(_CALL_FAILED, None)
+            if failure is not None:
+                raise failure  # the run collects evidence and records the test's failure
+    except RunFailed:
+        if request.node.stash.get(_CALL_FAILED, None) is None:
+            raise  # a failed boot or health check; a failed test was reported already
+    finally:
+        _record(request.node, run)
+
+
+@pytest.fixture
+def machine(lab: ScenarioContext) -> Machine:
+    """The booted guest's Machine API: succeed, fail, wait_until_succeeds, wait_for_unit, reboot, ..."""
+    return lab.machine
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None],
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.when == "call" and report.failed and call.excinfo is not None:
+        item.stash[_CALL_FAILED] = call.excinfo.value
+    return report
+
+
+def _record(item: pytest.Item, run: Run) -> None:
+    if run.artifacts is not None:
+        item.user_properties += [("run_id", run.run_id), ("artifacts", str(run.artifacts)),
+                                 (RESULT, str(run.artifacts / "result.json"))]
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+
+class Reporter:
+    """Collects the runs' results from the test reports (on the xdist controller too) and writes them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self.start = directory, time.monotonic()
+        self.outcomes: list[Outcome] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        path = dict(report.user_properties).get(RESULT)
+        if report.when != "teardown" or not path or not Path(str(path)).is_file():
+            return
+        result = json.loads(Path(str(path)).read_text())
+        self.outcomes.append(Outcome(Job(result["scenario"], run_id=result["run_id"]), result["status"],
+                                     EXIT_CODES.get(result["status"], 2), result.get("wall_seconds", 0.0),
+                                     result["image"], result["artifacts"]))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        jobs = getattr(session.config.option, "numprocesses", None) or 1  # pytest-xdist's -n
+        paths = write(self.directory, self.outcomes, time.monotonic() - self.start, int(jobs))
+        session.config.stash[_REPORT] = paths
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        paths = terminalreporter.config.stash.get(_REPORT, [])
+        if paths:
+            terminalreporter.write_line(f"lab report: {', '.join(str(p) for p in paths)}")
+

@@ -1,0 +1,115 @@
+"""The pytest plugin: scenarios collected as scenario x image items with markers, and the `machine`
+fixture giving a ten-line test a real guest (one passing reproduction, one failure that explains itself)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+SCENARIOS = '''
+from lab.scenario import Disk, scenario
+
+
+@scenario("pool-thing", "A storage scenario", image="lab-atomic", tags=("storage", "slow"),
+          disks=(Disk("1G", "pool"),))
+def pool_thing(lab):
+    pass
+
+
+@scenario("engine-thing", "A containers scenario", tags=("containers",))
+def engine_thing(lab):
+    pass
+'''
+
+
+@pytest.fixture
+def scenarios(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = pytester.mkdir("scenarios")
+    (directory / "things.py").write_text(SCENARIOS)
+    monkeypatch.setenv("LAB_SCENARIOS_DIR", str(directory))
+    return directory
+
+
+def _collected(pytester: pytest.Pytester, *args: str) -> list[str]:
+    result = pytester.runpytest_inprocess("--collect-only", "-q", "scenarios", *args)
+    return [line for line in result.outlines if "::" in line]
+
+
+def test_every_scenario_is_an_item_per_image(pytester: pytest.Pytester, scenarios: Path) -> None:
+    assert _collected(pytester) == ["scenarios/things.py::pool-thing[lab-atomic]",
+                                    "scenarios/things.py::engine-thing[lab-bookworm]"]
+    assert _collected(pytester, "--lab-image", "lab-ostree") == [
+        "scenarios/things.py::pool-thing[lab-atomic]", "scenarios/things.py::pool-thing[lab-ostree]",
+        "scenarios/things.py::engine-thing[lab-bookworm]", "scenarios/things.py::engine-thing[lab-ostree]"]
+
+
+def test_tags_are_markers_and_names_select(pytester: pytest.Pytester, scenarios: Path) -> None:
+    assert _collected(pytester, "-m", "storage") == ["scenarios/things.py::pool-thing[lab-atomic]"]
+    assert _collected(pytester, "-m", "vm and not slow") == ["scenarios/things.py::engine-thing[lab-bookworm]"]
+    assert _collected(pytester, "-k", "lab-bookworm") == ["scenarios/things.py::engine-thing[lab-bookworm]"]
+
+
+def test_files_outside_the_scenarios_directory_are_left_alone(pytester: pytest.Pytester, scenarios: Path) -> None:
+    (pytester.mkdir("elsewhere") / "things.py").write_text(SCENARIOS)
+    result = pytester.runpytest_inprocess("--collect-only", "-q", "elsewhere")
+    assert not [line for line in result.outlines if "::" in line]
+
+
+def test_external_images_not_imported_are_skipped_saying_how_to_get_them(
+        pytester: pytest.Pytester, scenarios: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = pytester.mkdir("images")
+    (images / "external").mkdir()
+    (images / "external" / "ghost-host.toml").write_text(
+        'name = "ghost-host"\ndescription = "An upstream image nobody imported"\n'
+        '[source]\nfile = "ghost.qcow2"\nurl = "http://127.0.0.1:1/ghost.qcow2"\n')
+    monkeypatch.setenv("LAB_IMAGES_DIR", str(images))
+    result = pytester.runpytest_inprocess("scenarios", "--lab-external", "-k", "ghost-host", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*external image absent: image ghost-host is not imported: "
+                                 "`lab images fetch ghost-host`*"])
+
+
+REPRODUCTION = '''
+import pytest
+from lab.scenario import Disk
+
+
+@pytest.mark.lab(disks=[Disk("1G", "scratch")], memory=768)
+def test_overlay_warns_on_an_xfs_upper_without_d_type(machine):
+    """overlayfs on xfs made with ftype=0 (field note: overlay-xfs)"""
+    machine.succeed("mkfs.xfs -q -f -m crc=0 -n ftype=0 /dev/disk/by-id/virtio-scratch")
+    machine.succeed("mkdir -p /x /lower /merged && mount /dev/disk/by-id/virtio-scratch /x && mkdir /x/up /x/work")
+    machine.succeed("mount -t overlay overlay -o lowerdir=/lower,upperdir=/x/up,workdir=/x/work /merged")
+    assert "upper fs needs to support d_type" in machine.succeed("dmesg")
+
+
+@pytest.mark.lab(memory=768)
+def test_a_wrong_expectation(machine):
+    machine.succeed("echo field > /tmp/report")
+    assert machine.succeed("cat /tmp/report").strip() == "lab"
+'''
+
+
+@pytest.mark.vm
+def test_machine_fixture_runs_a_ten_line_reproduction(pytester: pytest.Pytester, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(test_reproduction=REPRODUCTION)
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--junitxml", str(tmp_path / "junit.xml"),
+                                           "--lab-report", str(tmp_path / "report"), timeout=1200)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*AssertionError*", "*'field' == 'lab'*"])
+
+    cases = {c.get("name"): c for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
+    failed = cases["test_a_wrong_expectation"]
+    props = {p.get("name"): p.get("value") for p in failed.iter("property")}
+    result_json = json.loads((Path(str(props["artifacts"])) / "result.json").read_text())
+    assert result_json["status"] == "failed" and "'field' == 'lab'" in result_json["failure"]
+    assert (Path(str(props["artifacts"])) / "evidence" / "failure").is_dir(), "no failure evidence collected"
+
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())["runs"]
+    assert sorted((r["scenario"], r["status"]) for r in summary) == [
+        ("test-a-wrong-expectation", "failed"), ("test-overlay-warns-on-an-xfs-upper-without-d-type", "passed")]

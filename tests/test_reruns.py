@@ -1,0 +1,65 @@
+"""`lab run --rerun-failed N`: every attempt in a fresh VM under the run's id; a late pass is flaky."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from lab import runner
+from lab.config import Config
+from lab.log import Log
+from lab.runner import RunRequest, run_with_reruns
+from lab.scenario import declare
+
+
+class FakeRun:
+    """Fails its first `failures` attempts; records each attempt's request."""
+
+    failures: ClassVar[int] = 1
+    seen: ClassVar[list[RunRequest]] = []
+
+    def __init__(self, config: Config, request: RunRequest, log: Log) -> None:
+        self.request, self.run_id = request, str(request.run_id)
+        self.artifacts = config.runs_dir / f"attempt-{len(self.seen)}"
+
+    def execute(self) -> int:
+        self.seen.append(self.request)
+        self.artifacts.mkdir(parents=True)
+        passed = len(self.seen) > self.failures
+        result: dict[str, Any] = {"run_id": self.run_id, "status": "passed" if passed else "failed"}
+        (self.artifacts / "result.json").write_text(json.dumps(result))
+        return 0 if passed else 1
+
+
+@pytest.fixture
+def fake_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Config:
+    FakeRun.seen = []
+    monkeypatch.setattr(runner, "Run", FakeRun)
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
+    return Config.from_env()
+
+
+def _request(**kwargs: Any) -> RunRequest:
+    return RunRequest(declare("wobbly", "A scenario", lambda lab: None), {}, **kwargs)
+
+
+def test_a_pass_after_a_failure_is_flaky_under_one_run_id(fake_run: Config) -> None:
+    assert run_with_reruns(fake_run, _request(keep_on_failure=True), Log(None), 2) == 0
+    first, second = FakeRun.seen
+    assert first.run_id == second.run_id and first.run_id is not None
+    assert (first.keep_on_failure, second.keep_on_failure) == (False, False)  # only the last attempt keeps
+    result = json.loads((fake_run.runs_dir / "attempt-1" / "result.json").read_text())
+    assert result["status"] == "flaky" and [a["exit_code"] for a in result["attempts"]] == [1, 0]
+
+
+def test_the_last_attempt_may_keep_its_vm_and_stays_failed(fake_run: Config) -> None:
+    FakeRun.failures = 5
+    try:
+        assert run_with_reruns(fake_run, _request(keep_on_failure=True), Log(None), 1) == 1
+    finally:
+        FakeRun.failures = 1
+    assert [r.keep_on_failure for r in FakeRun.seen] == [False, True]
+    assert json.loads((fake_run.runs_dir / "attempt-1" / "result.json").read_text())["status"] == "failed"
