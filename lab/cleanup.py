@@ -1,8 +1,10 @@
 """Finding and removing what lab runs left in libvirt.
 
 Every domain and volume a run creates is named `lab-run-<run id>-...`. A live
-run holds an flock on `state/run-<run id>.lock`; a run whose lock nobody holds
-is gone, and its objects are orphans. Kept runs (`--keep`) are marked in their
+run holds an flock on `state/run-<run id>.lock`, and its domains name the process
+that made them (host, pid); a run whose lock nobody holds and whose process is
+gone is dead, and its objects are orphans. (The process check protects runs from
+a reaper with another state directory, e.g. another LAB_CACHE_DIR.) Kept runs (`--keep`) are marked in their
 domain's metadata and are removed only when asked for by id or with --all.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +46,16 @@ class RunLock:
         os.close(self._fd)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 def run_alive(state_dir: Path, run_id: str) -> bool:
     path = state_dir / f"run-{run_id}.lock"
     try:
@@ -64,6 +77,11 @@ class RunObjects:
     domains: list[libvirt.virDomain] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     kept: bool = False
+    owners: set[tuple[str, int]] = field(default_factory=set)  # (host, pid) of the processes that made it
+
+    def owner_alive(self) -> bool:
+        """Whether a process that made this run's domains still lives (checked on this host only)."""
+        return any(host == socket.gethostname() and _pid_alive(pid) for host, pid in self.owners)
 
 
 def inventory(conn: libvirt.virConnect, pool: Pool) -> dict[str, RunObjects]:
@@ -74,6 +92,8 @@ def inventory(conn: libvirt.virConnect, pool: Pool) -> dict[str, RunObjects]:
         entry = runs.setdefault(run_id, RunObjects(run_id))
         entry.domains.append(found.dom)
         entry.kept = entry.kept or found.kept
+        if found.owner:
+            entry.owners.add(found.owner)
     for name in pool.names():
         match = _RUN_ID.match(name)
         if match:
@@ -107,7 +127,8 @@ def reap(conn: libvirt.virConnect, pool: Pool, state_dir: Path, log: Log, *,
         named = run_ids is not None and run_id in run_ids
         if run_ids is not None and not named:
             continue
-        if not named and (run_alive(state_dir, run_id) or (objects.kept and not include_kept)):
+        alive = run_alive(state_dir, run_id) or objects.owner_alive()
+        if not named and (alive or (objects.kept and not include_kept)):
             continue
         remove_run(objects, pool, log)
         (state_dir / f"run-{run_id}.lock").unlink(missing_ok=True)

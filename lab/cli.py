@@ -119,7 +119,8 @@ def cmd_cleanup(args: argparse.Namespace, config: Config, log: Log) -> int:
     pool = _pool(config)
     if args.list:
         for run_id, objects in sorted(inventory(pool.conn, pool).items()):
-            state = "kept" if objects.kept else "running" if run_alive(config.state_dir, run_id) else "orphaned"
+            alive = run_alive(config.state_dir, run_id) or objects.owner_alive()
+            state = "kept" if objects.kept else "running" if alive else "orphaned"
             print(f"{run_id}  {state:<9} domains: {len(objects.domains)}  volumes: {len(objects.volumes)}")
         return 0
     reaped = reap(pool.conn, pool, config.state_dir, log, include_kept=args.all)

@@ -48,6 +48,7 @@ class LabDomain:
     run_id: str
     kept: bool
     dom: libvirt.virDomain
+    owner: tuple[str, int] | None = None  # (host name, pid) of the process that made it
 
 
 def lab_domains(conn: libvirt.virConnect) -> list[LabDomain]:
@@ -64,7 +65,9 @@ def lab_domains(conn: libvirt.virConnect) -> list[LabDomain]:
         run = root.find(f"metadata/{{{LAB_NS}}}run")
         run_id = run.get("id", "") if run is not None else ""
         kept = run is not None and run.get("kept") == "yes"
-        found.append(LabDomain(dom.name(), run_id, kept, dom))
+        pid = run.get("pid", "") if run is not None else ""
+        owner = (run.get("host", ""), int(pid)) if run is not None and pid.isdigit() else None
+        found.append(LabDomain(dom.name(), run_id, kept, dom, owner))
     return found
 
 

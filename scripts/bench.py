@@ -5,6 +5,8 @@
 2. Wall time of four scenarios run with -j 1 and with -j 2.
 3. Cold time to the first command on libvirt here vs a "remote" libvirt host over qemu+ssh:// (a
    local sshd on 127.0.0.1 plays it: scripts/loopback-remote.sh).
+4. lab-atomic: warm time to the first command of `atomic-host`, and with BENCH_BUILD=1 the cold build
+   time of the image (`lab images build lab-atomic`: mmdebstrap, builder VM, upload; some minutes).
 """
 
 from __future__ import annotations
@@ -90,8 +92,23 @@ def remote_table(runs: Path) -> None:
               f"{result['wall_seconds']:>8.1f}  {phases}")
 
 
+def atomic_table(runs: Path) -> None:
+    print("\nlab-atomic (firmware + GRUB boot, LVM, xfs root)")
+    if os.environ.get("BENCH_BUILD") == "1":
+        start = time.monotonic()
+        proc = subprocess.run([*LAB, "images", "build", "lab-atomic"], capture_output=True, text=True, check=False)
+        print(f"cold build: {time.monotonic() - start:.1f} s (exit {proc.returncode})")
+    else:
+        print("cold build: not measured (BENCH_BUILD=1 rebuilds the image and times it)")
+    single(["atomic-host"], runs)  # makes sure a saved guest exists
+    warm = single(["atomic-host"], runs)
+    print(f"warm: first command {warm['to_first_command']:.1f} s after `lab run` (start: {warm['start']}); "
+          f"whole scenario {warm['wall_seconds']:.1f} s")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
+        atomic_table(Path(tmp))
         start_table(Path(tmp))
         parallel_table(Path(tmp))
         remote_table(Path(tmp))

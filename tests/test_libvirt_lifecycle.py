@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,12 +29,12 @@ def pool(tmp_path: Path) -> Pool:
     return Pool(conn, f"lab-test-{secrets.token_hex(3)}", tmp_path / "pool")
 
 
-def _machine(pool: Pool, run_id: str, tmp_path: Path) -> Machine:
+def _machine(pool: Pool, run_id: str, tmp_path: Path, owner: dict[str, str] | None = None) -> Machine:
     prefix = run_prefix(run_id)
     disk = pool.create_blank(f"{prefix}vm1-root.qcow2", 1 << 30)
     spec = DomainSpec(name=f"{prefix}vm1", run_id=run_id, domain_type="test", memory_mib=128, vcpus=1,
                       disks=(DiskSpec(disk.path(), "lab-root"),), console_path=str(tmp_path / "c.log"),
-                      ssh_port=1)
+                      ssh_port=1, metadata=owner or {})
     key = KeyPair.generate(tmp_path / f"key-{run_id}", "test")
     # The test driver has no AUTODESTROY; real runs use it.
     return Machine(spec, pool.conn, SshSession("127.0.0.1", 1, "lab", key), Log(None),
@@ -83,6 +86,23 @@ def test_reap_removes_dead_runs_only(pool: Pool, tmp_path: Path) -> None:
     assert not run_alive(state, live)
     assert live in {r.run_id for r in reap(pool.conn, pool, state, Log(None))}
     assert not any(run_id in inventory(pool.conn, pool) for run_id in (live, dead, kept))
+
+
+def test_a_run_whose_process_lives_is_not_reaped_from_another_state_dir(pool: Pool, tmp_path: Path) -> None:
+    """A reaper with another state directory (another LAB_CACHE_DIR) sees no lock; the domain's
+    owner process, alive on this host, still keeps the run."""
+    ours, gone = secrets.token_hex(4), secrets.token_hex(4)
+    _machine(pool, ours, tmp_path, {"host": socket.gethostname(), "pid": str(os.getpid())}).start()
+    _machine(pool, gone, tmp_path, {"host": socket.gethostname(), "pid": str(_exited_pid())}).start()
+    reaped = {r.run_id for r in reap(pool.conn, pool, tmp_path / "other-state", Log(None))}
+    assert gone in reaped and ours not in reaped
+    assert [r.run_id for r in reap(pool.conn, pool, tmp_path / "other-state", Log(None), run_ids={ours})] == [ours]
+
+
+def _exited_pid() -> int:
+    proc = subprocess.Popen(["true"])  # a process that has come and gone
+    proc.wait()
+    return proc.pid
 
 
 def test_destroy_by_run_id_removes_a_live_run(pool: Pool, tmp_path: Path) -> None:
