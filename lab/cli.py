@@ -246,7 +246,7 @@ def _parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--list", action="store_true", help="only list lab objects and their state")
     cleanup.set_defaults(func=cmd_cleanup)
     sub.add_parser("doctor", help="check this host can run the lab").set_defaults(func=cmd_doctor)
-    images = sub.add_parser("images", help="list or build images")
+    images = sub.add_parser("images", help="list, build, import or fetch images; prune old ones")
     images_sub = images.add_subparsers(dest="images_cmd", required=True)
     listing = images_sub.add_parser("list", help="known images, whether they are cached, their size")
     listing.add_argument("--sha256", action="store_true", help="also print each cached volume's sha256")
