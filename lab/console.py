@@ -93,28 +93,60 @@ class ConsoleWatcher:
 
 class ConsoleStream:
     """Copies a running domain's serial console (a pty) from a libvirt stream into a local file: how
-    the lab captures the console of a guest on a remote libvirt host, whose files it cannot read."""
+    the lab captures the console of a guest on a remote libvirt host, whose files it cannot read.
+
+    The stream is non-blocking and read from libvirt's event loop (`run_event_loop`): a blocking
+    read holds the GIL in libvirt-python and stalls every other thread."""
 
     def __init__(self, conn: libvirt.virConnect, dom: libvirt.virDomain, path: Path) -> None:
-        self.path = path
-        self._stream = conn.newStream(0)
+        self._out = path.open("ab")
+        self._stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
         dom.openConsole(None, self._stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
-        self._thread = threading.Thread(target=self._pump, name=f"console-stream:{path.name}", daemon=True)
-        self._thread.start()
+        events = libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP
+        self._lock = threading.Lock()  # the event loop thread writes, the run's thread stops
+        self._open = True
+        self._stream.eventAddCallback(events, self._on_event, None)
 
-    def _pump(self) -> None:
-        with self.path.open("ab") as out:
-            while True:
-                try:
-                    data = self._stream.recv(65536)
-                except libvirt.libvirtError:
-                    return  # aborted, or the domain is gone
-                if not isinstance(data, bytes) or not data:
-                    return  # end of stream: the domain stopped
-                out.write(data)
-                out.flush()
+    def _on_event(self, stream: libvirt.virStream, events: int, _opaque: object) -> None:
+        while True:
+            try:
+                data = stream.recv(65536)
+            except libvirt.libvirtError:
+                data = b""
+            if data == -2:
+                return  # drained; wait for the next event
+            if not isinstance(data, bytes) or not data:
+                self.stop()  # end of stream: the domain stopped
+                return
+            with self._lock:
+                if self._open:
+                    self._out.write(data)
+                    self._out.flush()
 
     def stop(self) -> None:
+        with self._lock:  # no libvirt call under this lock: the event loop may be waiting for it
+            if not self._open:
+                return
+            self._open = False
+            self._out.close()
         with contextlib.suppress(libvirt.libvirtError):  # already ended with its domain
+            self._stream.eventRemoveCallback()
             self._stream.abort()
-        self._thread.join(timeout=5)
+
+
+def run_event_loop() -> None:
+    """libvirt's default event loop in a daemon thread, once per process (console streams need it).
+    It must be registered before the connection is opened."""
+    global _EVENT_LOOP
+    if _EVENT_LOOP is None:
+        libvirt.virEventRegisterDefaultImpl()
+        _EVENT_LOOP = threading.Thread(target=_loop, name="libvirt-events", daemon=True)
+        _EVENT_LOOP.start()
+
+
+def _loop() -> None:
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+_EVENT_LOOP: threading.Thread | None = None

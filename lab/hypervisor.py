@@ -16,8 +16,8 @@ from pathlib import Path
 
 import libvirt
 
-from lab.config import Config
-from lab.console import ConsoleStream
+from lab.config import Config, LibvirtHost
+from lab.console import ConsoleStream, run_event_loop
 from lab.domain import LAB_NS
 from lab.errors import LibvirtUnavailable, UsageError
 from lab.storage import RUN_PREFIX
@@ -33,6 +33,8 @@ def _quiet(_ctx: object, _err: object) -> None:
 
 def connect(uri: str) -> libvirt.virConnect:
     libvirt.registerErrorHandler(_quiet, None)
+    if LibvirtHost.from_uri(uri) is not None:
+        run_event_loop()  # a remote host's consoles are read as streams
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:

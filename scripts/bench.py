@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab.config import Config
+
 LAB = [sys.executable, "-m", "lab.cli"]
 PARALLEL_SET = ["smoke", "image-trust", "overlay-xfs", "atomic-host"]
 
@@ -77,7 +79,7 @@ def parallel_table(runs: Path) -> None:
 
 def remote_table(runs: Path) -> None:
     script = str(Path(__file__).parent / "loopback-remote.sh")
-    home = str(runs / "remote-host")
+    home = str(Config.from_env().state_dir / "loopback-remote")  # stable: its KVM probe verdict is cached
     uri = subprocess.run([script, home], capture_output=True, text=True, check=True).stdout.split()[-1]
     try:
         rows = [("here", single(["smoke", "--cold"], runs)),

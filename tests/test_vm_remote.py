@@ -22,9 +22,9 @@ pytestmark = [pytest.mark.vm, pytest.mark.nightly]
 
 
 @pytest.fixture
-def remote_uri(tmp_path: Path) -> Iterator[str]:
+def remote_uri() -> Iterator[str]:
     script = str(REPO_ROOT / "scripts" / "loopback-remote.sh")
-    home = tmp_path / "remote"
+    home = Config.from_env().state_dir / "loopback-remote-test"  # stable: the host's KVM probe verdict is kept
     proc = subprocess.run([script, str(home)], capture_output=True, text=True, check=False,
                           env={**os.environ, "LOOPBACK_SSH_PORT": "2223"})
     assert proc.returncode == 0, proc.stderr
