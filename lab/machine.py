@@ -32,6 +32,7 @@ ROOT = "root"
 GRUB_MENU = "GNU GRUB"  # the header of GRUB's menu on the serial console
 KEY_ENTER, KEY_HOME, KEY_DOWN = 28, 102, 108  # Linux input keycodes, for libvirt's sendKey
 STOP_WAIT = 15.0  # seconds a guest gets to finish stopping after its SSH connection dropped
+STOPPED = "the guest stopped (powered off, crashed or destroyed)"
 JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
 
 
@@ -314,7 +315,7 @@ class Machine:
     def _trouble(self, since: int, command: str) -> str | None:
         """Why a silent command can never finish: the guest stopped, or its kernel panicked."""
         if not self.is_running():
-            self.gone = "the guest stopped (powered off, crashed or destroyed)"
+            self.gone = STOPPED
         elif panic := console.panic_line(self.console_text(since)):
             self.gone = f"the guest's kernel panicked ({panic})"
         return f"{self.name}: {self.gone} while running {command!r}" if self.gone else None
@@ -324,7 +325,7 @@ class Machine:
         stopped = wait_until(lambda last: True if not self.is_running() else (False if last else None),
                              what=f"{self.name} to stop", timeout=STOP_WAIT, interval=0.5)
         if stopped:
-            self.gone = "the guest stopped (powered off, crashed or destroyed)"
+            self.gone = STOPPED
             raise GuestGone(f"{self.name}: {self.gone} while {doing}")
 
     def succeed(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> str:
