@@ -1,7 +1,8 @@
 """External images: manifests of upstream qcow2 files (`images/external/*.toml`) and disks a user
 imports or fetches under a name (`lab images import PATH --as NAME`, `lab images fetch NAME`).
 
-An imported image is one read-only pool volume `image-<name>-<sha256[:12]>.<format>` plus a record
+An imported image is one read-only pool volume `image-file-<name>-<sha256[:12]>.<format>` (the prefix
+`lab images prune` keeps, like `--image PATH` imports) plus a record
 in `state/imports/<name>.json` (volume, format, sha256, source, profile), so `--image NAME` boots it
 with the profile its manifest (or `--profile`) gives.
 """
@@ -105,7 +106,7 @@ class Imports:
         if manifest and manifest.sha256 and digest != manifest.sha256:
             raise UsageError(f"{path}: sha256 {digest} is not the {manifest.file} of manifest {name} "
                              f"({manifest.sha256}): refusing it")
-        record = Imported(name, f"image-{name}-{digest[:12]}.{fmt}", fmt, digest, source or str(path.resolve()),
+        record = Imported(name, f"image-file-{name}-{digest[:12]}.{fmt}", fmt, digest, source or str(path.resolve()),
                           self._profile(name, profile_from), bool(manifest and manifest.sha256))
         with self.cache.lock(f"import-{name}"):
             if self.cache.pool.lookup(record.volume) is None:

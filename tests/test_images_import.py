@@ -74,6 +74,9 @@ def test_a_local_disk_is_imported_under_a_name_with_a_profile(lab_env: Path, dis
     assert main(["images", "list"]) == 0
     assert any(line.startswith("my-host") and "imported, unverified" in line
                for line in capsys.readouterr().out.splitlines())
+    assert main(["images", "prune"]) == 0  # stale recipe versions go; imported disks stay
+    assert main(["images", "list"]) == 0
+    assert any(line.startswith("my-host") and "imported" in line for line in capsys.readouterr().out.splitlines())
 
 
 @pytest.mark.parametrize(("make", "message"), [
