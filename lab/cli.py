@@ -147,6 +147,11 @@ def cmd_doctor(args: argparse.Namespace, config: Config, log: Log) -> int:
         kvm = kvm_available(conn)
         print(f"[info] accelerator: KVM {'offered' if kvm else 'not offered'} by libvirt; "
               f"LAB_ACCEL={config.accel}; a first run probes whether KVM really boots a guest, else TCG")
+        where = Pool(conn, config.pool_name, config.pool_dir).defined_at()
+        check(where in (None, config.pool_dir),
+              f"cache directory {config.cache_dir}: libvirt pool {config.pool_name!r} "
+              + (f"at {where}" if where else f"(made at {config.pool_dir} by the first run)"),
+              f"LAB_POOL=<another name> for a pool of this cache's own, or LAB_CACHE_DIR={where and where.parent}")
     except LabError as exc:
         check(False, str(exc))
     config.cache_dir.mkdir(parents=True, exist_ok=True)

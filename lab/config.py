@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,18 @@ def _default_cache_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/lib/atomic-lab")
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "atomic-lab"
+
+
+DEFAULT_POOL = "atomic-lab"
+
+
+def pool_name_for(cache_dir: Path) -> str:
+    """The default cache directory keeps the pool `atomic-lab`; any other gets a pool of its own, named
+    after its path, so two cache directories never share images or saved guests."""
+    if cache_dir.absolute() == _default_cache_dir():
+        return DEFAULT_POOL
+    digest = hashlib.sha256(str(cache_dir.absolute()).encode()).hexdigest()[:8]
+    return f"{DEFAULT_POOL}-{digest}"
 
 
 def vcpu_share(parallel: int) -> str:
@@ -68,11 +81,12 @@ class Config:
     @classmethod
     def from_env(cls) -> Config:
         env = os.environ.get
+        cache_dir = Path(env("LAB_CACHE_DIR", str(_default_cache_dir()))).absolute()
         return cls(
             libvirt_uri=env("LAB_LIBVIRT_URI", "qemu:///system"),
-            cache_dir=Path(env("LAB_CACHE_DIR", str(_default_cache_dir()))),
+            cache_dir=cache_dir,
             runs_dir=Path(env("LAB_RUNS_DIR", "runs")).absolute(),
-            pool_name=env("LAB_POOL", "atomic-lab"),
+            pool_name=env("LAB_POOL") or pool_name_for(cache_dir),
             accel=env("LAB_ACCEL", "auto"),
             timeout_factor=float(env("LAB_TIMEOUT_FACTOR", "1")),
             tcg_timeout_factor=float(env("LAB_TCG_TIMEOUT_FACTOR", "2")),

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import libvirt
 
-from lab.errors import HarnessError
+from lab.errors import HarnessError, UsageError
 from lab.retry import wait_until
 
 RUN_PREFIX = "lab-run-"
@@ -67,10 +67,27 @@ class Pool:
             pool = self.conn.storagePoolDefineXML(ET.tostring(root, encoding="unicode"), 0)
             pool.build(0)
             pool.setAutostart(1)
+        self._require_target(pool)
         if not pool.isActive():
             pool.create(0)
         _refresh(pool)
         return pool
+
+    def defined_at(self) -> Path | None:
+        """Where libvirt keeps this pool's volumes, if a pool of this name is defined (none is made)."""
+        try:
+            pool = self.conn.storagePoolLookupByName(self.name)
+        except libvirt.libvirtError:
+            return None
+        return _target(pool)
+
+    def _require_target(self, pool: libvirt.virStoragePool) -> None:
+        """A pool of this name that lives elsewhere would split the cache: images there, state here."""
+        target = _target(pool)
+        if target != self.directory.absolute():
+            raise UsageError(f"libvirt pool {self.name!r} keeps its volumes in {target}, not in this cache's "
+                             f"{self.directory}: set LAB_POOL to another name for a pool of this cache's own, "
+                             f"or LAB_CACHE_DIR={target.parent} to use that one")
 
     def lookup(self, name: str) -> libvirt.virStorageVol | None:
         try:
@@ -163,6 +180,10 @@ class Pool:
             return False
         volume.delete(0)
         return True
+
+
+def _target(pool: libvirt.virStoragePool) -> Path:
+    return Path(ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or "").absolute()
 
 
 def _refresh(pool: libvirt.virStoragePool) -> None:

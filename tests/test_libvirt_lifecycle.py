@@ -126,3 +126,39 @@ def test_prune_removes_only_stale_image_versions(pool: Pool, tmp_path: Path,
         pool.create_blank(name, 1 << 20)
     assert cache.prune() == ["image-lab-atomic-000000000000.qcow2"]
     assert set(pool.names()) == kept
+
+
+def _cache_pool(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> Pool:
+    monkeypatch.delenv("LAB_POOL", raising=False)
+    monkeypatch.setenv("LAB_CACHE_DIR", str(cache_dir))
+    config = Config.from_env()
+    return Pool(connect("test:///default"), config.pool_name, config.pool_dir)
+
+
+def test_a_second_cache_directory_never_sees_the_first_ones_volumes(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _cache_pool(monkeypatch, tmp_path / "a"), _cache_pool(monkeypatch, tmp_path / "b")
+    assert first.name != second.name
+    first.create_blank("image-lab-bookworm-000000000000.qcow2", 1 << 20)
+    made = second.create_blank("image-lab-bookworm-111111111111.qcow2", 1 << 20)
+    assert second.names() == ["image-lab-bookworm-111111111111.qcow2"]
+    assert first.names() == ["image-lab-bookworm-000000000000.qcow2"]
+    assert Path(made.path()).parent == tmp_path / "b" / "pool"
+
+
+def test_a_pool_name_that_lives_in_another_directory_is_refused(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import main
+
+    name = f"lab-test-{secrets.token_hex(3)}"
+    old = Pool(connect("test:///default"), name, tmp_path / "old" / "pool")  # kept open: the driver's state lives
+    old.names()                                                           # as long as a connection does
+    for key, value in (("LAB_POOL", name), ("LAB_CACHE_DIR", str(tmp_path / "new")),
+                       ("LAB_LIBVIRT_URI", "test:///default"), ("LAB_RUNS_DIR", str(tmp_path / "runs"))):
+        monkeypatch.setenv(key, value)
+    assert main(["run", "smoke"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"{tmp_path}/old/pool" in err and f"{tmp_path}/new/pool" in err and "LAB_POOL" in err
+    assert not (tmp_path / "runs").exists()
