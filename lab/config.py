@@ -72,7 +72,7 @@ class Config:
     accel: str  # "auto", "kvm" or "tcg"
     timeout_factor: float
     tcg_timeout_factor: float
-    boot_timeout: float
+    boot_timeout: float | None  # LAB_BOOT_TIMEOUT: one base limit for every image, instead of each image's own
     max_vcpus: int  # a VM gets at most this many vCPUs (parallel runs share the host's cores)
     scenarios_dir: Path
     images_dir: Path
@@ -90,7 +90,7 @@ class Config:
             accel=env("LAB_ACCEL", "auto"),
             timeout_factor=float(env("LAB_TIMEOUT_FACTOR", "1")),
             tcg_timeout_factor=float(env("LAB_TCG_TIMEOUT_FACTOR", "2")),
-            boot_timeout=float(env("LAB_BOOT_TIMEOUT", "90")),
+            boot_timeout=float(env("LAB_BOOT_TIMEOUT", "0")) or None,
             max_vcpus=int(env("LAB_MAX_VCPUS", str(os.cpu_count() or 1))),
             scenarios_dir=Path(env("LAB_SCENARIOS_DIR", str(REPO_ROOT / "scenarios"))),
             images_dir=Path(env("LAB_IMAGES_DIR", str(REPO_ROOT / "images"))),

@@ -38,6 +38,43 @@ def panic_line(text: str) -> str | None:
     return match.group(0).strip() if match else None
 
 
+# A boot that ends here never reaches SSH: waiting longer cannot help.
+_DEAD_END = re.compile(r"Kernel panic - not syncing.*|You are in emergency mode.*|Entering emergency mode.*|"
+                       r"Give root password for maintenance.*|Dropping to a shell!.*")
+
+
+def dead_end(text: str) -> str | None:
+    """The console line of a boot that went where no login can follow (panic, emergency or initramfs shell)."""
+    match = _DEAD_END.search(strip_ansi(text))
+    return match.group(0).strip() if match else None
+
+
+# Where a boot can be, in order, and what the console shows when it gets there.
+_PHASES = (
+    ("still shutting down", re.compile(r"Reached target .*(Reboot|Power-Off|Shutdown)|systemd-shutdown|"
+                                       r"reboot: (Restarting system|Power down)")),
+    ("firmware", re.compile(r"SeaBIOS|iPXE|Booting from ")),
+    ("bootloader (GRUB)", re.compile(r"GNU GRUB|Booting `|Loading Linux")),
+    ("kernel", re.compile(r"Linux version \d")),
+    ("initramfs", re.compile(r"Loading, please wait|Begin: |dracut|ostree-prepare-root")),
+    ("systemd", re.compile(r"Welcome to .*Linux|\[  OK  \] |systemd\[1\]")),
+    ("cloud-init", re.compile(r"cloud-init\[\d+\]|Cloud-init v\. ")),
+    ("sshd and login", re.compile(r"Started ssh\.service|OpenBSD Secure Shell server| login: ")),
+)
+
+
+def boot_phase(text: str) -> str:
+    """Where a boot is, read from its console output: the phase of the latest milestone, with the last line."""
+    clean = strip_ansi(text)
+    phase, at = "nothing yet (no console output since the boot began)", -1
+    for name, pattern in _PHASES:
+        found = [m.start() for m in pattern.finditer(clean)]
+        if found and found[-1] > at:
+            phase, at = name, found[-1]
+    lines = [line for line in clean.splitlines() if line.strip()]
+    return f"{phase}; last console line: {lines[-1].strip()[:160]!r}" if lines else phase
+
+
 def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 

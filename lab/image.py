@@ -24,6 +24,7 @@ from lab.log import Log
 from lab.storage import Pool
 
 DEFAULT_IMAGE = "lab-bookworm"
+BOOT_TIMEOUT = 120.0  # base seconds a boot (or reboot) may take to be ready, unless the recipe says otherwise
 # Code whose change must rebuild images (recipes add their own files).
 _BUILD_CODE = Path(__file__).with_name("builder.py")
 
@@ -58,6 +59,7 @@ class Image:
     kernel_volume: str | None = None  # direct kernel boot; None: firmware and the disk's bootloader
     initrd_volume: str | None = None
     cmdline: str = ""
+    boot_timeout: float = BOOT_TIMEOUT  # base seconds, before the accelerator's scale
 
     @property
     def login_user(self) -> str:
@@ -79,6 +81,7 @@ class Recipe:
     method: str  # "host": built on this machine; "builder-vm": assembled inside a lab VM
     boot: str  # "kernel" (direct) or "firmware"
     cmdline: str
+    boot_timeout: float
     build: dict[str, Any]
     profile: Profile
 
@@ -88,7 +91,8 @@ class Recipe:
         build, boot = data["build"], data["boot"]
         recipe = cls(path=path, name=data["name"], description=data["description"],
                      disk_size=data["disk_size"], method=build.get("method", "host"),
-                     boot=boot["method"], cmdline=boot.get("cmdline", ""), build=build,
+                     boot=boot["method"], cmdline=boot.get("cmdline", ""),
+                     boot_timeout=float(boot.get("timeout", BOOT_TIMEOUT)), build=build,
                      profile=Profile.from_dict(data.get("profile", {})))
         if recipe.method not in ("host", "builder-vm") or recipe.boot not in ("kernel", "firmware"):
             raise ImageError(f"{path}: build method {recipe.method!r} / boot method {recipe.boot!r} unknown")
@@ -113,8 +117,8 @@ class Recipe:
         stem = f"image-{self.name}-{self.digest}"
         if self.boot == "kernel":
             return Image(self.name, f"{stem}.qcow2", "qcow2", self.profile, f"{stem}.vmlinuz",
-                         f"{stem}.initrd", self.cmdline)
-        return Image(self.name, f"{stem}.qcow2", "qcow2", self.profile)
+                         f"{stem}.initrd", self.cmdline, self.boot_timeout)
+        return Image(self.name, f"{stem}.qcow2", "qcow2", self.profile, boot_timeout=self.boot_timeout)
 
 
 def load_recipes(images_dir: Path) -> dict[str, Recipe]:

@@ -22,7 +22,7 @@ import libvirt
 from lab import console
 from lab.console import ConsoleStream
 from lab.domain import DomainSpec, render_disk_xml, render_domain_xml
-from lab.errors import BootTimeout, CommandFailed, GuestGone, HarnessError, SshUnavailable, WaitTimeout
+from lab.errors import BootTimeout, CommandFailed, CommandTimeout, GuestGone, HarnessError, SshUnavailable, WaitTimeout
 from lab.hypervisor import create_domain, destroy_domain
 from lab.log import Log
 from lab.retry import wait_until
@@ -34,6 +34,9 @@ KEY_ENTER, KEY_HOME, KEY_DOWN = 28, 102, 108  # Linux input keycodes, for libvir
 STOP_WAIT = 15.0  # seconds a guest gets to finish stopping after its SSH connection dropped
 STOPPED = "the guest stopped (powered off, crashed or destroyed)"
 JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
+# cloud-init runs its four stages at the first boot only, as Atomic operators set it up: later boots skip
+# them (its systemd generator leaves cloud-init.target out while this file exists).
+CLOUD_INIT_OFF = "/etc/cloud/cloud-init.disabled"
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class Machine:
         self._dom: libvirt.virDomain | None = None
         self.gone = ""  # why no command can run any more (the guest stopped or panicked), until a new boot
         self._console_stream: ConsoleStream | None = None  # copies a remote guest's console into console_path
+        self._boot_offset = 0  # where the console output of the current boot (or shutdown) begins
+        self.cloud_init_every_boot = False  # set by a scenario that tests cloud-init on later boots
 
     @property
     def user(self) -> str:
@@ -89,6 +94,7 @@ class Machine:
         """Create the domain; returns at once (see `wait_for_boot`)."""
         flags = libvirt.VIR_DOMAIN_START_AUTODESTROY if self.autodestroy else 0
         self.gone = ""
+        self._boot_offset = self.console_size()
         try:
             self._dom, self._console_stream = create_domain(
                 self.conn, render_domain_xml(self.spec), flags,
@@ -108,6 +114,9 @@ class Machine:
 
         def connected(last: bool) -> bool | None:
             self._require_running("waiting for SSH")
+            stop = console.dead_end(self.console_text(self._boot_offset))
+            if stop:
+                raise self._stuck(f"the boot cannot reach SSH: the console shows {stop!r}")
             self.ssh.connect()
             return True
 
@@ -115,24 +124,36 @@ class Machine:
             try:
                 wait_until(connected, what=f"SSH on 127.0.0.1:{self.ssh.port}", timeout=limit, interval=2.0)
             except WaitTimeout as exc:
-                raise BootTimeout(f"{self.name}: guest never answered SSH: {exc}") from exc
+                raise self._stuck(f"never answered SSH: {exc}") from exc
+
+    def _stuck(self, what: str) -> BootTimeout:
+        """A boot that ran out of time, saying which phase the console shows it stuck in."""
+        return BootTimeout(f"{self.name}: {what}\n  the boot is in: "
+                           f"{console.boot_phase(self.console_text(self._boot_offset))}")
 
     def wait_for_boot(self, *, timeout: float | None = None) -> None:
         """Ready: SSH login works, cloud-init is done, systemd is up, boot id recorded."""
-        self.wait_for_ssh(timeout=timeout)
+        limit = timeout or self.timeouts(self.timeouts.boot)
+        self.wait_for_ssh(timeout=limit)
         with self.log.nested(f"{self.name}: waiting for cloud-init and systemd"):
-            limit = self.timeouts(self.timeouts.boot)
-            self.succeed("cloud-init status --wait >/dev/null || cloud-init status --long", timeout=limit)
-            state = self.execute("systemctl is-system-running --wait", timeout=limit).stdout.strip()
+            try:
+                self.succeed("cloud-init status --wait >/dev/null || cloud-init status --long", timeout=limit)
+                state = self.execute("systemctl is-system-running --wait", timeout=limit).stdout.strip()
+            except CommandTimeout as exc:
+                raise self._stuck(str(exc)) from exc
             if state not in ("running", "degraded"):
                 raise BootTimeout(f"{self.name}: systemd reports {state!r} after boot")
             if state == "degraded":
                 self._note_degraded()
-        self.boot_id = self.succeed("cat /proc/sys/kernel/random/boot_id").strip()
+        self.boot_id = self.succeed(f"{self._first_boot_only()}cat /proc/sys/kernel/random/boot_id").strip()
         self.boots += 1
         self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
         if not self.ssh.pinned:
             self._pin_host_key()
+
+    def _first_boot_only(self) -> str:
+        """The command that keeps cloud-init from running again at the next boot (unless a scenario wants it)."""
+        return "" if self.cloud_init_every_boot else f"touch {CLOUD_INIT_OFF}; "
 
     def _note_degraded(self) -> None:
         """Ready but degraded: the failed units go into the result; the scenario decides what they mean."""
@@ -188,7 +209,8 @@ class Machine:
         home = f"$(getent passwd {shlex.quote(self.ssh.user)} | cut -d: -f6)"
         out = self.succeed(f"date -u -s @{time.time():.3f} >/dev/null; "
                            f"printf '%s\\n' {shlex.quote(run_key.public_line)} >\"{home}/.ssh/authorized_keys\"; "
-                           "udevadm settle; cat /proc/sys/kernel/random/boot_id; systemctl is-system-running || true")
+                           f"udevadm settle; {self._first_boot_only()}"
+                           "cat /proc/sys/kernel/random/boot_id; systemctl is-system-running || true")
         self.ssh.key = run_key
         self.boot_id, state = out.split()[:2]
         if state not in ("running", "degraded"):
@@ -201,6 +223,7 @@ class Machine:
     def start_reboot(self) -> None:
         """Ask the guest to reboot and return at once (for boots that are meant to fail)."""
         self._keep_journal()
+        self._boot_offset = self.console_size()  # the shutdown, then the next boot
         self._systemctl_soon("reboot")
         self.ssh.close()
 
@@ -214,7 +237,7 @@ class Machine:
             def new_boot(last: bool) -> str | None:
                 self._require_running("rebooting")
                 self.ssh.connect()
-                boot_id = self.ssh.run("cat /proc/sys/kernel/random/boot_id", timeout=30).stdout.strip()
+                boot_id = self.ssh.run("cat /proc/sys/kernel/random/boot_id", timeout=self.timeouts(30)).stdout.strip()
                 if boot_id == old:
                     self.ssh.close()
                     if last:
@@ -226,7 +249,7 @@ class Machine:
                 wait_until(new_boot, what=f"{self.name} to come back with a new boot id", timeout=limit,
                            interval=2.0)
             except WaitTimeout as exc:
-                raise BootTimeout(str(exc)) from exc
+                raise self._stuck(str(exc)) from exc
             self.wait_for_boot(timeout=limit)
 
     def boot_menu_entry(self, index: int, *, timeout: float | None = None) -> None:
@@ -275,6 +298,7 @@ class Machine:
     def _press_reset(self) -> libvirt.virDomain:
         self.ssh.close()  # the connection dies with the boot
         self.gone = ""
+        self._boot_offset = self.console_size()
         dom = self._running_domain()
         dom.reset(0)
         return dom

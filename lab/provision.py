@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import libvirt
@@ -20,7 +20,7 @@ from lab.config import Config
 from lab.domain import DiskSpec, DomainSpec, KernelBoot, retarget_saved_xml
 from lab.errors import HarnessError, Interrupted
 from lab.hypervisor import AccelProbe
-from lab.image import Image
+from lab.image import BOOT_TIMEOUT, Image
 from lab.log import Log
 from lab.machine import Machine, Timeouts
 from lab.scenario import Disk
@@ -53,12 +53,13 @@ class Provisioner:
         self.conn, self.pool, self.config, self.log, self.run_id = conn, pool, config, log, run_id
         self.accel, self.accel_reason = accel, accel_reason
         scale = config.timeout_factor * (config.tcg_timeout_factor if accel == "tcg" else 1.0)
-        self.timeouts = Timeouts(scale=scale, boot=config.boot_timeout)
+        self.timeouts = Timeouts(scale=scale, boot=config.boot_timeout or BOOT_TIMEOUT)
         self.volumes: list[str] = []
         self.machines: list[Machine] = []
         self.key_files: list[Path] = []  # the run's private keys, removed with it
         host = config.libvirt_host
-        self.jump = JumpHost(host) if host else None  # a remote libvirt host: guests' ports are on its loopback
+        # a remote libvirt host: the guests' ports are on its loopback
+        self.jump = JumpHost(host, log.transcript) if host else None
 
     @classmethod
     def open(cls, conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
@@ -144,8 +145,10 @@ class Provisioner:
             kernel_boot=self._kernel_boot(request.image), console_stream=self.jump is not None,
             metadata={"pid": str(os.getpid()), "host": socket.gethostname(), **dict(request.labels)},
         )
-        ssh = SshSession("127.0.0.1", spec.ssh_port, request.image.login_user, key, self.jump)
-        machine = Machine(spec, self.conn, ssh, self.log, self.timeouts, autodestroy=autodestroy)
+        ssh = SshSession("127.0.0.1", spec.ssh_port, request.image.login_user, key, self.jump,
+                         scale=self.timeouts.scale, sink=lambda line: self.log.transcript(line, prefix=request.name))
+        timeouts = replace(self.timeouts, boot=self.config.boot_timeout or request.image.boot_timeout)
+        machine = Machine(spec, self.conn, ssh, self.log, timeouts, autodestroy=autodestroy)
         self.machines.append(machine)
         return machine
 

@@ -19,13 +19,37 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lab.config import LibvirtHost
 from lab.errors import CommandTimeout, GuestGone, HostKeyMismatch, SshUnavailable
 
-# paramiko logs every refused handshake of a booting guest; the lab reports its own.
-logging.getLogger("paramiko").addHandler(logging.NullHandler())
-logging.getLogger("paramiko").propagate = False
-
-# A fresh TCP+SSH handshake costs 1-3.5 s under TCG (key exchange in the
-# emulated CPU): allow generously for the banner.
+# Base limits in seconds, multiplied by the session's scale (TCG, LAB_TIMEOUT_FACTOR). A fresh TCP+SSH
+# handshake costs 1-3.5 s under TCG on an idle host (key exchange in the emulated CPU), several times that
+# beside other guests; a channel opens in the guest's sshd, which a busy guest serves late.
+CONNECT_TIMEOUT = 10.0
 BANNER_TIMEOUT = 20.0
+CHANNEL_TIMEOUT = 30.0
+LOG_CHANNEL = "lab.paramiko"  # the loggers of the lab's paramiko transports
+
+
+class _ToTranscript(logging.Filter):
+    """paramiko logs every refused handshake of a booting guest as an error with a traceback: expected
+    while the lab polls. Its records go to the run's transcript, and to no logging handler (pytest's
+    report included)."""
+
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.sink(f"paramiko {record.levelname.lower()}: {record.getMessage()}")
+        return False
+
+
+def _quiet_logger(name: str, sink: Callable[[str], None]) -> str:
+    """A logger name for one session's transports whose records only reach `sink`."""
+    for logger_name in (name, f"{name}.sftp"):
+        logger = logging.getLogger(logger_name)
+        for old in list(logger.filters):
+            logger.removeFilter(old)
+        logger.addFilter(_ToTranscript(sink))
+    return name
 
 
 @dataclass(frozen=True)
@@ -76,8 +100,8 @@ class JumpHost:
     """An SSH connection to a remote libvirt host, through which the lab reaches the guests' ports
     on that host's loopback (paramiko direct-tcpip channels, as `ssh -J` does)."""
 
-    def __init__(self, host: LibvirtHost) -> None:
-        self.host = host
+    def __init__(self, host: LibvirtHost, sink: Callable[[str], None] = lambda _line: None) -> None:
+        self.host, self.sink = host, sink
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
 
@@ -91,6 +115,7 @@ class JumpHost:
 
     def _connect(self, timeout: float) -> paramiko.Transport:
         client = paramiko.SSHClient()
+        client.set_log_channel(_quiet_logger(f"{LOG_CHANNEL}.jump", self.sink))
         client.load_system_host_keys()
         client.set_missing_host_key_policy(paramiko.RejectPolicy() if self.host.verify else paramiko.AutoAddPolicy())
         try:
@@ -114,8 +139,11 @@ class JumpHost:
 
 
 class SshSession:
-    def __init__(self, host: str, port: int, user: str, key: KeyPair, jump: JumpHost | None = None) -> None:
+    def __init__(self, host: str, port: int, user: str, key: KeyPair, jump: JumpHost | None = None, *,
+                 scale: float = 1.0, sink: Callable[[str], None] = lambda _line: None) -> None:
         self.host, self.port, self.user, self.key, self.jump = host, port, user, key, jump
+        self.scale = scale  # every limit of the SSH layer is multiplied by it
+        self.log_channel = _quiet_logger(f"{LOG_CHANNEL}.{port}", sink)
         self._client: paramiko.SSHClient | None = None
         self._host_key = _PinnedHostKey()
 
@@ -140,16 +168,18 @@ class SshSession:
                                   f"not one the guest announced ({', '.join(sorted(fingerprints))})")
         self._host_key.pinned = fingerprints
 
-    def connect(self, timeout: float = 10.0) -> None:
+    def connect(self) -> None:
         """One attempt; callers poll with `lab.retry.wait_until`."""
         self.close()
         client = paramiko.SSHClient()
+        client.set_log_channel(self.log_channel)
         client.set_missing_host_key_policy(self._host_key)
+        timeout, banner = CONNECT_TIMEOUT * self.scale, BANNER_TIMEOUT * self.scale
         try:
             sock = self.jump.channel(self.port, timeout) if self.jump else None
             client.connect(self.host, port=self.port, username=self.user, pkey=self.key.pkey(), sock=sock,
-                           timeout=timeout, banner_timeout=BANNER_TIMEOUT, auth_timeout=BANNER_TIMEOUT,
-                           allow_agent=False, look_for_keys=False)
+                           timeout=timeout, banner_timeout=banner, auth_timeout=banner,
+                           channel_timeout=CHANNEL_TIMEOUT * self.scale, allow_agent=False, look_for_keys=False)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             client.close()
             raise SshUnavailable(f"ssh {self.user}@{self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
@@ -170,7 +200,9 @@ class SshSession:
             raise SshUnavailable(f"not connected to {self.host}:{self.port}")
         start = time.monotonic()
         try:
-            channel = self._client.get_transport().open_session(timeout=10)  # type: ignore[union-attr]
+            transport = self._client.get_transport()
+            assert transport is not None
+            channel = transport.open_session(timeout=CHANNEL_TIMEOUT * self.scale)
             channel.exec_command(command)
             stdout, stderr = _drain(channel, start + timeout, abandon)
             rc = channel.recv_exit_status()
