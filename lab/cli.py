@@ -23,7 +23,8 @@ from lab.hypervisor import connect, kvm_available, require_lab_domain
 from lab.image import ImageCache
 from lab.log import Log
 from lab.parallel import Job, ParallelRuns, exit_code, shard
-from lab.runner import RUN_ID, RunRequest, build_image, run_with_reruns
+from lab.prepare import build_image
+from lab.runner import RUN_ID, RunRequest, run_with_reruns
 from lab.scenario import Registry
 from lab.storage import Pool
 from lab.warm import WarmStore

@@ -16,8 +16,9 @@ from typing import TextIO
 
 
 class Log:
-    def __init__(self, terminal: TextIO | None = sys.stderr) -> None:
+    def __init__(self, terminal: TextIO | None = sys.stderr, *, label: str = "") -> None:
         self._terminal = terminal
+        self._label = label  # before each terminal line (a test worker's name)
         self._transcript: TextIO | None = None
         self._depth = 0
         self._lock = threading.Lock()
@@ -37,7 +38,7 @@ class Log:
         with self._lock:
             for line in message.splitlines() or [""]:
                 if terminal and self._terminal:
-                    print(f"{indent}{lead}{line}", file=self._terminal, flush=True)
+                    print(f"{self._label}{indent}{lead}{line}", file=self._terminal, flush=True)
                 if self._transcript:
                     self._transcript.write(f"{stamp} {indent}{lead}{line}\n")
             if self._transcript:

@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -23,12 +25,13 @@ import pytest
 
 from lab.config import Config, vcpu_share
 from lab.context import ScenarioContext
-from lab.errors import RunFailed
+from lab.errors import LabError, RunFailed
 from lab.external import load_manifests, not_imported
 from lab.image import DEFAULT_IMAGE
 from lab.log import Log
 from lab.machine import Machine
 from lab.parallel import Job, Outcome
+from lab.prepare import prepare_images
 from lab.report import write
 from lab.runner import Run, RunRequest
 from lab.scenario import TAGS, Scenario, declare, load_file
@@ -37,6 +40,7 @@ EXTERNAL_ABSENT = "external image absent"  # the skip reason's start (CI lets th
 RESULT = "lab_result"  # user property: the run's result.json, read by the report
 _CALL_FAILED = pytest.StashKey[BaseException]()  # a test's own failure, for the run it used
 _REPORT = pytest.StashKey[list[Path]]()
+_IMAGES = pytest.StashKey[list[str]]()  # the images the selected VM tests boot
 EXIT_CODES = {"passed": 0, "failed": 1}  # anything else is an error (2)
 
 
@@ -62,6 +66,40 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["LAB_MAX_VCPUS"] = vcpu_share(int(workers))  # each VM gets its share of the cores
     if config.getoption("--lab-report") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(Reporter(Path(config.getoption("--lab-report"))), "lab-reporter")
+
+
+# --- images, built before the first test ---------------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)  # after the skips of nightly-only and external-image items are marked
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[_IMAGES] = [image for item in items if (image := _image_of(item))]
+
+
+def _image_of(item: pytest.Item) -> str | None:
+    """The image a VM test boots (the scenario's, a lab marker's or the default), unless it is skipped."""
+    if "vm" not in item.keywords or item.get_closest_marker("skip"):
+        return None
+    if isinstance(item, ScenarioItem):
+        return item.image
+    marker = item.get_closest_marker("lab")
+    return (marker.kwargs.get("image") if marker else None) or DEFAULT_IMAGE
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Build the images the selected tests need before any of them boots (each xdist worker starts on
+    another image, then waits for the others'), shown on the terminal as they are made."""
+    images = session.config.stash.get(_IMAGES, [])
+    if not images or session.config.option.collectonly:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        try:
+            prepare_images(Config.from_env(), Log(label=f"[{worker}] "), images, int(worker[2:] or 0))
+        except LabError as exc:  # each test that needs the image tries again, and fails with its own report
+            print(f"[{worker}] building images before the tests failed: {exc}", file=sys.stderr)
 
 
 # --- scenarios as items --------------------------------------------------------------------------

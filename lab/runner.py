@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import signal
 import threading
 import time
 import traceback
@@ -13,7 +12,6 @@ from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import libvirt
@@ -32,8 +30,10 @@ from lab.hypervisor import connect
 from lab.image import DEFAULT_IMAGE, Image, ImageCache, load_recipes, probe_disk_image
 from lab.log import Log
 from lab.machine import JOURNAL, Machine
+from lab.prepare import open_provisioner
 from lab.provision import MachineRequest, Provisioner
 from lab.scenario import Scenario
+from lab.signals import ignore_sigterm, trap_signals
 from lab.storage import RUN_FREE, Pool
 from lab.warm import WarmStore, WarmUnusable
 
@@ -63,46 +63,6 @@ def resolve_image_ref(request: RunRequest, config: Config) -> str:
         raise UsageError(reason)
     probe_disk_image(Path(ref))
     return ref
-
-
-def open_provisioner(conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
-                     builder: ImageBuilder) -> Provisioner:
-    """A provisioner for one run id; a KVM probe, if needed, boots the default image's kernel."""
-    provisioner = Provisioner.open(conn, pool, config, log, run_id,
-                                   probe_kernel=lambda: builder.ensure(DEFAULT_IMAGE).kernel_volume)
-    log.info(f"accelerator: {provisioner.accel} ({provisioner.accel_reason}); "
-             f"timeouts x{provisioner.timeouts.scale:g}")
-    return provisioner
-
-
-def build_image(config: Config, log: Log, name: str) -> Image:
-    """`lab images build NAME`: rebuild one image, with a run id and artifacts like any run."""
-    conn = connect(config.libvirt_uri)
-    pool = Pool(conn, config.pool_name, config.pool_dir)
-    cache = ImageCache(config, pool, log)
-    cache.recipe(name)  # an unknown name fails before anything is created
-    run_id = secrets.token_hex(4)
-    lock = RunLock(config.state_dir, run_id)
-    run_dir = RunDir(config.runs_dir, f"build-{name}")
-    log.open_transcript(run_dir.transcript)
-    made: list[Provisioner] = []
-
-    def provisioner() -> Provisioner:
-        if not made:
-            made.append(open_provisioner(conn, pool, config, log, run_id, builder))
-        return made[0]
-
-    builder = ImageBuilder(cache, log, provisioner, run_dir.path)
-    restore = _trap_signals()
-    try:
-        return builder.ensure(name, rebuild=True)
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for each in made:
-            each.teardown()
-        restore()
-        lock.release()
-        log.close()
 
 
 class Run:
@@ -164,11 +124,11 @@ class Run:
             "run_id": self.run_id, "scenario": self.request.scenario.name, "image": image_ref,
             "params": self.request.params, "status": "error", "artifacts": str(run_dir.path),
         }
-        restore = _trap_signals()
+        restore = trap_signals()
         try:
             code = yield from self._guarded(conn, pool, image_ref, run_dir, result)
         finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut cleanup short
+            ignore_sigterm()  # a second signal must not cut cleanup short
             self._finish(run_dir, result)
             restore()
             lock.release()
@@ -387,16 +347,6 @@ def _scenario_frame(exc: BaseException, scenario: Scenario) -> str:
     source = scenario.func.__code__.co_filename
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == source]
     return f"{Path(source).name}:{frames[-1].lineno}: {frames[-1].line}" if frames else ""
-
-
-def _trap_signals() -> Any:
-    """SIGTERM ends the run like Ctrl-C does: through the cleanup path."""
-
-    def on_term(signum: int, _frame: FrameType | None) -> None:
-        raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
