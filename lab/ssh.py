@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,11 @@ from lab.errors import CommandTimeout, GuestGone, HostKeyMismatch, SshUnavailabl
 CONNECT_TIMEOUT = 10.0
 BANNER_TIMEOUT = 20.0
 CHANNEL_TIMEOUT = 30.0
+# QEMU's port forward accepts a connection at once, even while the guest cannot answer it (booting,
+# rebooting): such a connection hangs until a timeout, and a poll that waits out the handshake's limits
+# learns of a ready guest up to ~20 s late. A guest whose sshd listens sends its banner within a second or
+# two, so a connection without one within this (base) limit is given up and the next poll opens another.
+BANNER_PROBE = 4.0
 LOG_CHANNEL = "lab.paramiko"  # the loggers of the lab's paramiko transports
 
 
@@ -94,6 +100,38 @@ class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
         if self.pinned and key.fingerprint not in self.pinned:
             raise HostKeyMismatch(f"{hostname}: SSH host key {key.get_name()} {key.fingerprint} is not one the "
                                   f"guest announced on its console ({', '.join(sorted(self.pinned))}): refusing it")
+
+
+class _Replayed:
+    """A connected socket (or channel) whose first reads return the bytes already read from it: the banner
+    the lab waited for, which paramiko reads again."""
+
+    def __init__(self, sock: socket.socket | paramiko.Channel, head: bytes) -> None:
+        self._sock, self._head = sock, head
+
+    def recv(self, size: int) -> bytes:
+        if self._head:
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._sock.recv(size)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def _await_banner(sock: socket.socket | paramiko.Channel, timeout: float) -> bytes:
+    """What the server sent up to its SSH banner line; SshUnavailable if it sent none within `timeout`."""
+    deadline = time.monotonic() + timeout
+    head = b""
+    while b"SSH-" not in head or b"\n" not in head[head.index(b"SSH-"):]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+            raise SshUnavailable(f"no SSH banner within {timeout:.0f} s (sshd not answering yet)")
+        data = sock.recv(256)
+        if not data:
+            raise SshUnavailable("the connection closed before an SSH banner (sshd not listening yet)")
+        head += data
+    return head
 
 
 class JumpHost:
@@ -175,13 +213,19 @@ class SshSession:
         client.set_log_channel(self.log_channel)
         client.set_missing_host_key_policy(self._host_key)
         timeout, banner = CONNECT_TIMEOUT * self.scale, BANNER_TIMEOUT * self.scale
+        sock: socket.socket | paramiko.Channel | None = None
         try:
-            sock = self.jump.channel(self.port, timeout) if self.jump else None
-            client.connect(self.host, port=self.port, username=self.user, pkey=self.key.pkey(), sock=sock,
+            sock = self.jump.channel(self.port, timeout) if self.jump else \
+                socket.create_connection((self.host, self.port), timeout=timeout)
+            head = _await_banner(sock, BANNER_PROBE * self.scale)
+            client.connect(self.host, port=self.port, username=self.user, pkey=self.key.pkey(),
+                           sock=_Replayed(sock, head),  # type: ignore[arg-type]
                            timeout=timeout, banner_timeout=banner, auth_timeout=banner,
                            channel_timeout=CHANNEL_TIMEOUT * self.scale, allow_agent=False, look_for_keys=False)
-        except (OSError, paramiko.SSHException, EOFError) as exc:
+        except (OSError, paramiko.SSHException, EOFError, SshUnavailable) as exc:
             client.close()
+            if sock is not None:
+                sock.close()
             raise SshUnavailable(f"ssh {self.user}@{self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
         transport = client.get_transport()
         if transport:

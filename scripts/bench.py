@@ -1,5 +1,8 @@
 """Print the lab's timings as tables (make bench); asserts nothing.
 
+0. Boots of each image side by side: cold boot to the first command, warm start (a saved guest restored)
+   to the first command, and a reboot of each to ready, with systemd-analyze's phases of every boot
+   (`BENCH_IMAGES` picks the images: default lab-bookworm, lab-atomic, lab-ostree).
 1. Time from `lab run smoke` to its first scenario command: cold boot vs warm
    start (a saved guest restored), with each run's phases.
 2. Wall time of four scenarios run with -j 1 and with -j 2.
@@ -21,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import Config
+from lab.context import ScenarioContext
+from lab.log import Log
+from lab.runner import Run, RunRequest
+from lab.scenario import declare
 
 LAB = [sys.executable, "-m", "lab.cli"]
 PARALLEL_SET = ["smoke", "image-trust", "overlay-xfs", "atomic-host"]
@@ -108,8 +115,51 @@ def atomic_table(runs: Path) -> None:
           f"whole scenario {warm['wall_seconds']:.1f} s")
 
 
+ANALYZE = "systemd-analyze 2>/dev/null | head -n 1 | sed 's/^Startup finished in //'"
+
+
+def boot(image: str, cold: bool, runs: Path) -> dict[str, Any]:
+    """One run of `image` that reboots its guest once: seconds to the first command, to ready after the
+    reboot, and systemd-analyze's line for each boot."""
+    seen: dict[str, Any] = {}
+
+    def body(lab: ScenarioContext) -> None:
+        vm = lab.machine
+        seen["first boot"] = vm.succeed(ANALYZE).strip() or "(restored: no boot)"
+        start = time.monotonic()
+        vm.reboot()
+        seen["reboot"] = time.monotonic() - start
+        seen["after reboot"] = vm.succeed(ANALYZE).strip()
+
+    spec = declare("bench-boot", "boot timings", body, image=image)
+    os.environ["LAB_RUNS_DIR"] = str(runs)
+    run = Run(Config.from_env(), RunRequest(spec, {}, image=image, cold=cold), Log(None))
+    with run.session() as ctx:
+        body(ctx)
+    result: dict[str, Any] = json.loads((run.artifacts / "result.json").read_text())  # type: ignore[operator]
+    marks = result["marks"]
+    seen["first command"] = marks["ssh_ready"] - marks["image_ready"]
+    seen["start"] = result["start"]
+    return seen
+
+
+def boot_table(runs: Path) -> None:
+    images = os.environ.get("BENCH_IMAGES", "lab-bookworm lab-atomic lab-ostree").split()
+    rows = []
+    for image in images:
+        boot(image, False, runs)  # makes sure a saved guest exists
+        rows += [(image, "cold", boot(image, True, runs)), (image, "warm", boot(image, False, runs))]
+    print("\nboots: seconds from the image being ready to the first command, and for a reboot to be ready "
+          "(TCG or KVM as the run chose); systemd-analyze of each boot")
+    print(f"{'image':<14}{'start':<6}{'1st cmd':>9}{'reboot':>9}  first boot / after the reboot")
+    for image, label, seen in rows:
+        print(f"{image:<14}{label:<6}{seen['first command']:>9.1f}{seen['reboot']:>9.1f}  {seen['first boot']}")
+        print(f"{'':<38}{seen['after reboot']}")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
+        boot_table(Path(tmp))
         atomic_table(Path(tmp))
         start_table(Path(tmp))
         parallel_table(Path(tmp))
