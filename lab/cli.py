@@ -16,7 +16,7 @@ from typing import Any
 from lab import report
 from lab.artifacts import find_run_dir
 from lab.cleanup import inventory, reap, run_alive
-from lab.config import Config
+from lab.config import DEFAULT_POOL, Config
 from lab.errors import LabError, UsageError
 from lab.external import Imports
 from lab.hypervisor import connect, kvm_available, require_lab_domain
@@ -26,7 +26,7 @@ from lab.parallel import Job, ParallelRuns, exit_code, shard
 from lab.prepare import build_image
 from lab.runner import RUN_ID, RunRequest, run_with_reruns
 from lab.scenario import Registry
-from lab.storage import Pool
+from lab.storage import Pool, forget_gone_pools
 from lab.warm import WarmStore
 
 
@@ -127,6 +127,9 @@ def cmd_cleanup(args: argparse.Namespace, config: Config, log: Log) -> int:
     reaped = reap(pool.conn, pool, config.state_dir, log, include_kept=args.all)
     for run in reaped:
         print(f"removed run {run.run_id}: {len(run.domains)} domain(s), {len(run.volumes)} volume(s)")
+    if config.libvirt_host is None:  # a remote host's directories cannot be seen from here
+        for name in forget_gone_pools(pool.conn, DEFAULT_POOL):
+            print(f"undefined pool {name}: its cache directory is gone")
     print(f"{len(reaped)} run(s) cleaned up")
     return 0
 

@@ -86,6 +86,8 @@ def _convert(key: str, raw: str, default: Any) -> Any:
             return raw.lower() in ("true", "yes", "1")
         if isinstance(default, int | float):
             return type(default)(raw)
+        if _SIZE_RE.match(str(default).upper()):  # a size parameter takes a size, as its default is one
+            parse_size(raw)
     except ValueError as exc:
         raise UsageError(f"--set {key}={raw}: {exc}") from exc
     return raw

@@ -182,6 +182,19 @@ class Pool:
         return True
 
 
+def forget_gone_pools(conn: libvirt.virConnect, prefix: str) -> list[str]:
+    """Undefine the pools named `prefix-*` (those of other cache directories) whose directory is gone, as a
+    test's temporary cache leaves them; returns their names. Their volumes went with the directory."""
+    gone = []
+    for pool in conn.listAllStoragePools(0):
+        if pool.name().startswith(f"{prefix}-") and not _target(pool).is_dir():
+            if pool.isActive():
+                pool.destroy()
+            pool.undefine()
+            gone.append(pool.name())
+    return gone
+
+
 def _target(pool: libvirt.virStoragePool) -> Path:
     return Path(ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or "").absolute()
 

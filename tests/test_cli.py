@@ -41,6 +41,11 @@ def test_set_unknown_parameter(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert "smoke has no parameter 'mode'" in _fails(capsys, ["run", "smoke", "--set", "mode=x"], tmp_path)
 
 
+def test_a_size_parameter_refuses_what_is_no_size(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = _fails(capsys, ["run", "thinpool-full", "--set", "pool_size=abc"], tmp_path)
+    assert "--set pool_size=abc: bad size 'abc'" in err
+
+
 def test_image_path_missing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     err = _fails(capsys, ["run", "smoke", "--image", str(tmp_path / "nope.qcow2")], tmp_path)
     assert "no such file" in err

@@ -162,3 +162,17 @@ def test_a_pool_name_that_lives_in_another_directory_is_refused(tmp_path: Path,
     assert len(err.splitlines()) == 1, err
     assert f"{tmp_path}/old/pool" in err and f"{tmp_path}/new/pool" in err and "LAB_POOL" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_pools_of_cache_directories_that_are_gone_are_forgotten(tmp_path: Path) -> None:
+    from lab.storage import forget_gone_pools
+
+    conn = connect("test:///default")
+    kept, gone = (Pool(conn, f"lab-test-{secrets.token_hex(3)}", tmp_path / d / "pool") for d in ("kept", "gone"))
+    for pool in (kept, gone):
+        pool.directory.mkdir(parents=True)  # the test driver makes no directories
+        pool.names()
+    gone.directory.rmdir()
+    forgotten = forget_gone_pools(conn, "lab-test")
+    assert gone.name in forgotten and kept.name not in forgotten
+    assert kept.name in conn.listStoragePools() and gone.name not in conn.listStoragePools()
