@@ -12,9 +12,19 @@ import libvirt
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-# What the console shows at milestones of a boot.
+# When a (re)boot gets where: the first line of each stage on the console, in order.
+BOOT_TIMELINE = {
+    "shut_down": re.compile(r"reboot: (Restarting system|Power down)"),
+    "firmware": re.compile(r"SeaBIOS|iPXE|Booting from "),
+    "grub": re.compile(r"GNU GRUB|Booting `|Loading Linux"),
+    "kernel": re.compile(r"Linux version \d"),
+    "systemd": re.compile(r"Welcome to .*Linux"),
+    "sshd": re.compile(r"Started ssh\.service|OpenBSD Secure Shell server"),
+}
+# What the console shows at milestones of a cold boot.
 MILESTONES = {
     "first_console_output": re.compile(r"\S"),
+    **{name: pattern for name, pattern in BOOT_TIMELINE.items() if name != "shut_down"},
     "cloud_init_finished": re.compile(r"Cloud-init v\. \S+ finished at"),
 }
 
@@ -93,12 +103,12 @@ class ConsoleWatcher:
     """Polls a console file and records when each milestone first appears."""
 
     def __init__(self, path: Path, start: float, patterns: dict[str, re.Pattern[str]] = MILESTONES,
-                 interval: float = 0.2) -> None:
+                 interval: float = 0.2, *, since: int = 0) -> None:
         self.path, self.start, self.patterns, self.interval = path, start, patterns, interval
         self.seen: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"console:{path.name}", daemon=True)
-        self._offset = 0
+        self._offset = since
         self._buffer = ""
 
     def __enter__(self) -> ConsoleWatcher:

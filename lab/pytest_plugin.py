@@ -137,7 +137,7 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         request = RunRequest(self.scenario, dict(self.scenario.params), image=self.image,
                              cold=self.config.getoption("--lab-cold"))
-        run = Run(Config.from_env(), request, Log())
+        run = Run(Config.from_env(), request, _run_log(self.config))
         try:
             with run.session() as ctx:
                 self.scenario.func(ctx)
@@ -166,7 +166,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[ScenarioContext]:
     doc = (request.function.__doc__ or "").strip().splitlines()
     spec = declare(name, doc[0] if doc else name, request.function, image=image, **shape)
     run = Run(Config.from_env(), RunRequest(spec, {}, image=image, cold=request.config.getoption("--lab-cold")),
-              Log())
+              _run_log(request.config))
     try:
         with run.session() as ctx:
             yield ctx
@@ -193,6 +193,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None],
     if call.when == "call" and report.failed and call.excinfo is not None:
         item.stash[_CALL_FAILED] = call.excinfo.value
     return report
+
+
+def _run_log(config: pytest.Config) -> Log:
+    """A run's log goes to its transcript; to the terminal too only under `-s`, where it shows live. A
+    failure's report is then the run's own: step, command, cause, console tail and the artifacts path,
+    without the run's whole log captured beside it."""
+    return Log() if config.getoption("capture") == "no" else Log(None)
 
 
 def _record(item: pytest.Item, run: Run) -> None:

@@ -1,15 +1,14 @@
 """Print the lab's timings as tables (make bench); asserts nothing.
 
-0. Boots of each image side by side: cold boot to the first command, warm start (a saved guest restored)
-   to the first command, and a reboot of each to ready, with systemd-analyze's phases of every boot
-   (`BENCH_IMAGES` picks the images: default lab-bookworm, lab-atomic, lab-ostree).
-1. Time from `lab run smoke` to its first scenario command: cold boot vs warm
-   start (a saved guest restored), with each run's phases.
+1. Boots of each image side by side: a cold boot and a warm start (a saved guest restored) to the first
+   command, and a reboot of each to ready, with when each stage (shutdown, firmware, GRUB, kernel, systemd,
+   sshd, cloud-init) showed on the console and systemd-analyze's line of every boot (`BENCH_IMAGES` picks
+   the images: default lab-bookworm, lab-atomic, lab-ostree).
 2. Wall time of four scenarios run with -j 1 and with -j 2.
 3. Cold time to the first command on libvirt here vs a "remote" libvirt host over qemu+ssh:// (a
    local sshd on 127.0.0.1 plays it: scripts/loopback-remote.sh).
-4. lab-atomic: warm time to the first command of `atomic-host`, and with BENCH_BUILD=1 the cold build
-   time of the image (`lab images build lab-atomic`: mmdebstrap, builder VM, upload; some minutes).
+4. With BENCH_BUILD=1, the cold build time of lab-atomic (`lab images build lab-atomic`: mmdebstrap,
+   builder VM, upload; some minutes).
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import Config
+from lab.console import BOOT_TIMELINE, ConsoleWatcher
 from lab.context import ScenarioContext
 from lab.log import Log
 from lab.runner import Run, RunRequest
@@ -48,29 +48,6 @@ def single(args: list[str], runs: Path, **env: str) -> dict[str, Any]:
     # from typing `lab run` to the first scenario command: process start-up plus the run's own mark
     result["to_first_command"] = wall - result["wall_seconds"] + result["marks"]["ssh_ready"]
     return result
-
-
-MILESTONES = (("image", "image_ready"), ("domain", "domain_started"), ("console", "first_console_output"),
-              ("cloud-init", "cloud_init_finished"), ("SSH", "ssh_ready"))
-
-
-def start_table(runs: Path) -> None:
-    single(["smoke"], runs)  # makes sure a saved guest exists for the warm runs
-    rows = [("cold", single(["smoke", "--cold"], runs)), ("warm", single(["smoke"], runs)),
-            ("warm again", single(["smoke"], runs))]
-    accel = rows[0][1].get("accelerator")
-    print(f"\nsmoke: seconds from `lab run` to each milestone (accelerator {accel}; '-': not seen on a restore)")
-    print(f"{'start':<11}" + "".join(f"{label:>11}" for label, _ in MILESTONES) + f"{'1st cmd':>9}{'whole':>8}")
-    for label, result in rows:
-        marks = result["marks"]
-        cells = "".join(f"{marks[key]:>11.1f}" if key in marks else f"{'-':>11}" for _, key in MILESTONES)
-        print(f"{label:<11}{cells}{result['to_first_command']:>9.1f}{result['wall_seconds']:>8.1f}")
-    cold, warm = rows[0][1], rows[1][1]
-    ratio = cold["to_first_command"] / warm["to_first_command"]
-    print(f"cold: SSH ready {cold['marks']['ssh_ready'] - cold['marks']['domain_started']:.1f} s after the domain "
-          f"started; time to the first command, cold / warm: {ratio:.1f}x")
-    for label, result in rows:
-        print(f"phases ({label}): " + " ".join(f"{k}={v:g}" for k, v in result["phases"].items()))
 
 
 def parallel_table(runs: Path) -> None:
@@ -101,35 +78,33 @@ def remote_table(runs: Path) -> None:
               f"{result['wall_seconds']:>8.1f}  {phases}")
 
 
-def atomic_table(runs: Path) -> None:
-    print("\nlab-atomic (firmware + GRUB boot, LVM, xfs root)")
-    if os.environ.get("BENCH_BUILD") == "1":
-        start = time.monotonic()
-        proc = subprocess.run([*LAB, "images", "build", "lab-atomic"], capture_output=True, text=True, check=False)
-        print(f"cold build: {time.monotonic() - start:.1f} s (exit {proc.returncode})")
-    else:
-        print("cold build: not measured (BENCH_BUILD=1 rebuilds the image and times it)")
-    single(["atomic-host"], runs)  # makes sure a saved guest exists
-    warm = single(["atomic-host"], runs)
-    print(f"warm: first command {warm['to_first_command']:.1f} s after `lab run` (start: {warm['start']}); "
-          f"whole scenario {warm['wall_seconds']:.1f} s")
+def build_table() -> None:
+    if os.environ.get("BENCH_BUILD") != "1":
+        print("\nlab-atomic cold build: not measured (BENCH_BUILD=1 rebuilds the image and times it)")
+        return
+    start = time.monotonic()
+    proc = subprocess.run([*LAB, "images", "build", "lab-atomic"], capture_output=True, text=True, check=False)
+    print(f"\nlab-atomic cold build: {time.monotonic() - start:.1f} s (exit {proc.returncode})")
 
 
 ANALYZE = "systemd-analyze 2>/dev/null | head -n 1 | sed 's/^Startup finished in //'"
+STAGES = ("shut_down", "firmware", "grub", "kernel", "systemd", "sshd", "cloud_init_finished", "ready")
 
 
 def boot(image: str, cold: bool, runs: Path) -> dict[str, Any]:
-    """One run of `image` that reboots its guest once: seconds to the first command, to ready after the
-    reboot, and systemd-analyze's line for each boot."""
+    """One run of `image` that reboots its guest once: when each stage of the first boot (cold) and of the
+    reboot showed on the console, seconds after the domain started / the reboot was asked for, and
+    systemd-analyze's line for each boot."""
     seen: dict[str, Any] = {}
 
     def body(lab: ScenarioContext) -> None:
         vm = lab.machine
-        seen["first boot"] = vm.succeed(ANALYZE).strip() or "(restored: no boot)"
+        seen["analyze first"] = vm.succeed(ANALYZE).strip() or "(restored: no boot)"
         start = time.monotonic()
-        vm.reboot()
-        seen["reboot"] = time.monotonic() - start
-        seen["after reboot"] = vm.succeed(ANALYZE).strip()
+        with ConsoleWatcher(vm.console_path, start, BOOT_TIMELINE, since=vm.console_size()) as watcher:
+            vm.reboot()
+        seen["reboot"] = {**watcher.seen, "ready": time.monotonic() - start}
+        seen["analyze reboot"] = vm.succeed(ANALYZE).strip()
 
     spec = declare("bench-boot", "boot timings", body, image=image)
     os.environ["LAB_RUNS_DIR"] = str(runs)
@@ -138,8 +113,9 @@ def boot(image: str, cold: bool, runs: Path) -> dict[str, Any]:
         body(ctx)
     result: dict[str, Any] = json.loads((run.artifacts / "result.json").read_text())  # type: ignore[operator]
     marks = result["marks"]
+    origin = marks.get("domain_started", marks["image_ready"])
+    seen["first"] = {k: marks[k] - origin for k in STAGES if k in marks} | {"ready": marks["ssh_ready"] - origin}
     seen["first command"] = marks["ssh_ready"] - marks["image_ready"]
-    seen["start"] = result["start"]
     return seen
 
 
@@ -149,19 +125,22 @@ def boot_table(runs: Path) -> None:
     for image in images:
         boot(image, False, runs)  # makes sure a saved guest exists
         rows += [(image, "cold", boot(image, True, runs)), (image, "warm", boot(image, False, runs))]
-    print("\nboots: seconds from the image being ready to the first command, and for a reboot to be ready "
-          "(TCG or KVM as the run chose); systemd-analyze of each boot")
-    print(f"{'image':<14}{'start':<6}{'1st cmd':>9}{'reboot':>9}  first boot / after the reboot")
+    print("\nboots: seconds until each stage showed on the console, from the domain's start (cold boot) or "
+          "the reboot's request ('-': not shown; a restore shows none); 'ready' = the first command can run")
+    print(f"{'image':<13}{'boot':<12}" + "".join(f"{stage.split('_')[0]:>10}" for stage in STAGES))
     for image, label, seen in rows:
-        print(f"{image:<14}{label:<6}{seen['first command']:>9.1f}{seen['reboot']:>9.1f}  {seen['first boot']}")
-        print(f"{'':<38}{seen['after reboot']}")
+        for boot_label, key in ((label, "first"), (f"{label} reboot", "reboot")):
+            cells = "".join(f"{seen[key][s]:>10.1f}" if s in seen[key] else f"{'-':>10}" for s in STAGES)
+            print(f"{image:<13}{boot_label:<12}{cells}")
+    print("systemd-analyze, first boot | after the reboot:")
+    for image, label, seen in rows:
+        print(f"  {image} {label}: {seen['analyze first']} | {seen['analyze reboot']}")
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
         boot_table(Path(tmp))
-        atomic_table(Path(tmp))
-        start_table(Path(tmp))
+        build_table()
         parallel_table(Path(tmp))
         remote_table(Path(tmp))
 
