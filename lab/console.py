@@ -19,7 +19,7 @@ BOOT_TIMELINE = {
     "grub": re.compile(r"GNU GRUB|Booting `|Loading Linux"),
     "kernel": re.compile(r"Linux version \d"),
     "systemd": re.compile(r"Welcome to .*Linux"),
-    "sshd": re.compile(r"Started ssh\.service|OpenBSD Secure Shell server"),
+    "sshd": re.compile(r"Started ssh\.service"),
 }
 # What the console shows at milestones of a cold boot.
 MILESTONES = {
@@ -69,7 +69,7 @@ _PHASES = (
     ("initramfs", re.compile(r"Loading, please wait|Begin: |dracut|ostree-prepare-root")),
     ("systemd", re.compile(r"Welcome to .*Linux|\[  OK  \] |systemd\[1\]")),
     ("cloud-init", re.compile(r"cloud-init\[\d+\]|Cloud-init v\. ")),
-    ("sshd and login", re.compile(r"Started ssh\.service|OpenBSD Secure Shell server| login: ")),
+    ("sshd and login", re.compile(r"Started ssh\.service| login: ")),
 )
 
 
