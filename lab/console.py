@@ -50,11 +50,12 @@ def panic_line(text: str) -> str | None:
 
 # A boot that ends here never reaches SSH: waiting longer cannot help.
 _DEAD_END = re.compile(r"Kernel panic - not syncing.*|You are in emergency mode.*|Entering emergency mode.*|"
-                       r"Give root password for maintenance.*|Dropping to a shell!.*")
+                       r"Give root password for maintenance.*|Dropping to a shell!.*|No bootable device.*")
 
 
 def dead_end(text: str) -> str | None:
-    """The console line of a boot that went where no login can follow (panic, emergency or initramfs shell)."""
+    """The console line of a boot that went where no login can follow (panic, emergency or initramfs shell,
+    a firmware that found nothing to boot)."""
     match = _DEAD_END.search(strip_ansi(text))
     return match.group(0).strip() if match else None
 

@@ -116,7 +116,7 @@ class Machine:
             self._require_running("waiting for SSH")
             stop = console.dead_end(self.console_text(self._boot_offset))
             if stop:
-                raise self._stuck(f"the boot cannot reach SSH: the console shows {stop!r}")
+                raise self._stuck(f"guest never answered SSH: its boot cannot go on, the console shows {stop!r}")
             self.ssh.connect()
             return True
 
@@ -124,7 +124,7 @@ class Machine:
             try:
                 wait_until(connected, what=f"SSH on 127.0.0.1:{self.ssh.port}", timeout=limit, interval=2.0)
             except WaitTimeout as exc:
-                raise self._stuck(f"never answered SSH: {exc}") from exc
+                raise self._stuck(f"guest never answered SSH: {exc}") from exc
 
     def _stuck(self, what: str) -> BootTimeout:
         """A boot that ran out of time, saying which phase the console shows it stuck in."""

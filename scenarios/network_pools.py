@@ -51,7 +51,9 @@ def network_pools(lab: ScenarioContext) -> None:
         lab.record("why", f"{default_pool_count()} default pools (fifteen /16 in 172.17-172.31, sixteen /20 in "
                           "192.168.0.0/16), one taken by docker0")
         assert created == expected, f"{created} networks fit, the default pools explain {expected}"
-        assert int(vm.succeed("docker network ls -q | wc -l")) == created + 3  # + bridge, host, none
+        listed = int(vm.succeed("docker network ls -q | wc -l"))  # the blog's own count
+        lab.record("docker_network_ls_count", listed)
+        assert listed == created + 3  # + bridge, host, none
 
     with lab.step("fix 1: docker network prune frees the pools of unused networks"):
         out = vm.succeed("docker network prune --force")

@@ -43,7 +43,7 @@ def pool_inactive_at_boot(lab: ScenarioContext) -> None:
         journal = docker_fails(vm, start=False)
         lab.evidence("docker-journal.txt", journal)
         failure = [line for line in journal.splitlines() if "failed to start daemon" in line]
-        assert failure and POOL_DEV.rsplit("/", 1)[1] in failure[-1], journal
+        assert failure and f"devicemapper: Non existing device {POOL_DEV.rsplit('/', 1)[1]}" in failure[-1], journal
         lab.record("docker_failure", failure[-1])
 
     with lab.step("the wiki's fix: activate the pool (lvchange -ay), restart docker; the stored image runs"):
