@@ -26,10 +26,6 @@ class RunDir:
     def transcript(self) -> Path:
         return self.path / "transcript.log"
 
-    @property
-    def key(self) -> Path:
-        return self.path / "id_ed25519"
-
     def write_evidence(self, name: str, text: str) -> Path:
         target = self.evidence_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)

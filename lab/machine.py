@@ -110,7 +110,7 @@ class Machine:
             return False
 
     def wait_for_ssh(self, *, timeout: float | None = None) -> None:
-        limit = timeout or self.timeouts(self.timeouts.boot)
+        limit = self._limit(timeout, self.timeouts.boot)
 
         def connected(last: bool) -> bool | None:
             self._require_running("waiting for SSH")
@@ -133,7 +133,7 @@ class Machine:
 
     def wait_for_boot(self, *, timeout: float | None = None) -> None:
         """Ready: SSH login works, cloud-init is done, systemd is up, boot id recorded."""
-        limit = timeout or self.timeouts(self.timeouts.boot)
+        limit = self._limit(timeout, self.timeouts.boot)
         self.wait_for_ssh(timeout=limit)
         with self.log.nested(f"{self.name}: waiting for cloud-init and systemd"):
             try:
@@ -234,7 +234,7 @@ class Machine:
         old = self.boot_id
         with self.log.nested(f"{self.name}: rebooting"):
             self.start_reboot()
-            limit = timeout or self.timeouts(self.timeouts.boot)
+            limit = self._limit(timeout, self.timeouts.boot)
 
             def new_boot(last: bool) -> str | None:
                 self._require_running("rebooting")
@@ -265,7 +265,7 @@ class Machine:
                 dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 0, [KEY_DOWN], 1, 0)
                 return True if GRUB_MENU in self.console_text(offset) else None
 
-            limit = timeout or self.timeouts(self.timeouts.boot)
+            limit = self._limit(timeout, self.timeouts.boot)
             self._wait(menu, "GRUB's menu", limit)
             for key in [KEY_HOME, *[KEY_DOWN] * index, KEY_ENTER]:
                 dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 0, [key], 1, 0)
@@ -290,7 +290,7 @@ class Machine:
         """Press the reset button (for a guest that cannot reboot itself) and wait until it is ready."""
         with self.log.nested(f"{self.name}: reset"):
             self._press_reset()
-            self.wait_for_boot(timeout=timeout or self.timeouts(self.timeouts.boot))
+            self.wait_for_boot(timeout=self._limit(timeout, self.timeouts.boot))
 
     def _systemctl_soon(self, verb: str) -> None:
         """`systemctl VERB` a second from now, so this command returns first. The timer's accuracy
@@ -310,7 +310,7 @@ class Machine:
             self._systemctl_soon("poweroff")
             self.ssh.close()
             wait_until(lambda last: True if not self.is_running() else None,
-                       what=f"{self.name} to power off", timeout=timeout or self.timeouts(self.timeouts.shutdown))
+                       what=f"{self.name} to power off", timeout=self._limit(timeout, self.timeouts.shutdown))
 
     def destroy(self) -> None:
         self.ssh.close()
@@ -324,7 +324,7 @@ class Machine:
     # --- commands --------------------------------------------------------
 
     def execute(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> CommandResult:
-        limit = timeout or self.timeouts(self.timeouts.command)
+        limit = self._limit(timeout, self.timeouts.command)
         self.log.info(f"$ {command}", prefix=self.name)
         if self.gone:
             raise GuestGone(f"{self.name}: {self.gone}; not running {command!r}")
@@ -400,7 +400,7 @@ class Machine:
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def _wait(self, predicate: Callable[[bool], object], what: str, timeout: float | None) -> object:
-        limit = timeout or self.timeouts(self.timeouts.wait)
+        limit = self._limit(timeout, self.timeouts.wait)
         with self.log.nested(f"{self.name}: waiting for {what}"):
             return wait_until(predicate, what=what, timeout=limit)
 
@@ -423,10 +423,6 @@ class Machine:
         """Write `text` to `remote` as `user`, creating its directory."""
         path = shlex.quote(remote)
         self.succeed(f"mkdir -p \"$(dirname {path})\" && printf %s {shlex.quote(text)} > {path}", user=user)
-
-    def copy_from(self, remote: str, local: Path) -> None:
-        self.log.info(f"copy {remote} -> {local}", prefix=self.name)
-        self.ssh.get(remote, local)
 
     def spawn(self, command: str, *, name: str) -> None:
         """Start `command` as root in the background; `wait_for_spawned(name)` collects it."""
@@ -491,6 +487,10 @@ class Machine:
 
     def console_tail(self, lines: int = 30) -> str:
         return console.tail(self.console_path, lines)
+
+    def _limit(self, timeout: float | None, base: float) -> float:
+        """A caller's limit as given (0 included), else the base limit scaled for the accelerator."""
+        return self.timeouts(base) if timeout is None else timeout
 
     def _lookup(self) -> libvirt.virDomain | None:
         try:
