@@ -108,7 +108,7 @@ class Run:
         (the body included), is written to result.json and raised as RunFailed."""
         image_ref = resolve_image_ref(self.request, self.config)
         conn = connect(self.config.libvirt_uri)
-        pool = Pool(conn, self.config.pool_name, self.config.pool_dir)
+        pool = Pool(conn, self.config.pool_name, self.config.pool_dir).open()  # a pool elsewhere fails here
         lock = RunLock(self.config.state_dir, self.run_id)
         reaped = reap(conn, pool, self.config.state_dir, self.log)
         if reaped:

@@ -50,6 +50,11 @@ class Pool:
         self.conn, self.name, self.directory = conn, name, directory
         self._pool: libvirt.virStoragePool | None = None
 
+    def open(self) -> Pool:
+        """Define, start or check the pool now (it is otherwise done on first use)."""
+        _ = self.pool
+        return self
+
     @property
     def pool(self) -> libvirt.virStoragePool:
         if self._pool is None:

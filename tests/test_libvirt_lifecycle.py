@@ -161,7 +161,7 @@ def test_a_pool_name_that_lives_in_another_directory_is_refused(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"{tmp_path}/old/pool" in err and f"{tmp_path}/new/pool" in err and "LAB_POOL" in err
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "new").exists()
 
 
 def test_pools_of_cache_directories_that_are_gone_are_forgotten(tmp_path: Path) -> None:
