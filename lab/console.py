@@ -21,6 +21,12 @@ BOOT_TIMELINE = {
     "systemd": re.compile(r"Welcome to .*Linux"),
     "sshd": re.compile(r"Started ssh\.service"),
 }
+def booting(text: str) -> bool:
+    """Whether console output (since a reboot was asked for) shows the next boot begun: firmware or a kernel."""
+    clean = strip_ansi(text)
+    return any(BOOT_TIMELINE[stage].search(clean) for stage in ("firmware", "kernel"))
+
+
 # What the console shows at milestones of a cold boot.
 MILESTONES = {
     "first_console_output": re.compile(r"\S"),
@@ -134,8 +140,9 @@ class ConsoleWatcher:
             return
         self._buffer = (self._buffer + chunk)[-65536:]
         now = round(time.monotonic() - self.start, 2)
+        text = strip_ansi(self._buffer)  # systemd colours the unit names in its status lines
         for name, pattern in self.patterns.items():
-            if name not in self.seen and pattern.search(self._buffer):
+            if name not in self.seen and pattern.search(text):
                 self.seen[name] = now
 
 

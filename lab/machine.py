@@ -31,7 +31,11 @@ from lab.ssh import CommandResult, KeyPair, SshSession
 ROOT = "root"
 GRUB_MENU = "GNU GRUB"  # the header of GRUB's menu on the serial console
 KEY_ENTER, KEY_HOME, KEY_DOWN = 28, 102, 108  # Linux input keycodes, for libvirt's sendKey
+# Base seconds a reboot may go without its console showing firmware or a kernel before the lab polls SSH
+# anyway (an image whose console stays quiet).
+QUIET_CONSOLE = 60.0
 STOP_WAIT = 15.0  # seconds a guest gets to finish stopping after its SSH connection dropped
+BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
 STOPPED = "the guest stopped (powered off, crashed or destroyed)"
 JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
 # cloud-init runs its four stages at the first boot only, as Atomic operators set it up: later boots skip
@@ -147,7 +151,7 @@ class Machine:
                 raise BootTimeout(f"{self.name}: systemd reports {state!r} after boot")
             if state == "degraded":
                 self._note_degraded()
-        self.boot_id = self.succeed(f"{self._first_boot_only()}cat /proc/sys/kernel/random/boot_id").strip()
+        self.boot_id = self.succeed(f"{self._first_boot_only()}{BOOT_ID}").strip()
         self.boots += 1
         self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
         if not self.ssh.pinned:
@@ -212,7 +216,7 @@ class Machine:
         out = self.succeed(f"date -u -s @{time.time():.3f} >/dev/null; "
                            f"printf '%s\\n' {shlex.quote(run_key.public_line)} >\"{home}/.ssh/authorized_keys\"; "
                            f"udevadm settle; {self._first_boot_only()}"
-                           "cat /proc/sys/kernel/random/boot_id; systemctl is-system-running || true")
+                           f"{BOOT_ID}; systemctl is-system-running || true")
         self.ssh.key = run_key
         self.boot_id, state = out.split()[:2]
         if state not in ("running", "degraded"):
@@ -235,11 +239,19 @@ class Machine:
         with self.log.nested(f"{self.name}: rebooting"):
             self.start_reboot()
             limit = self._limit(timeout, self.timeouts.boot)
+            quiet_until = time.monotonic() + self.timeouts(QUIET_CONSOLE)
 
             def new_boot(last: bool) -> str | None:
                 self._require_running("rebooting")
+                begun = console.booting(self.console_text(self._boot_offset))
+                if not (begun or last or time.monotonic() > quiet_until):
+                    return None  # still shutting down: the old boot's sshd may take a connection and then die
                 self.ssh.connect()
-                boot_id = self.ssh.run("cat /proc/sys/kernel/random/boot_id", timeout=self.timeouts(30)).stdout.strip()
+                try:
+                    boot_id = self.ssh.run(BOOT_ID, timeout=self.timeouts(10)).stdout.strip()
+                except CommandTimeout:  # a connection that a dying sshd took
+                    self.ssh.close()
+                    return None
                 if boot_id == old:
                     self.ssh.close()
                     if last:
