@@ -21,6 +21,8 @@ BOOT_TIMELINE = {
     "systemd": re.compile(r"Welcome to .*Linux"),
     "sshd": re.compile(r"Started ssh\.service"),
 }
+
+
 def booting(text: str) -> bool:
     """Whether console output (since a reboot was asked for) shows the next boot begun: firmware or a kernel."""
     clean = strip_ansi(text)
@@ -70,13 +72,13 @@ def dead_end(text: str) -> str | None:
 _PHASES = (
     ("still shutting down", re.compile(r"Reached target .*(Reboot|Power-Off|Shutdown)|systemd-shutdown|"
                                        r"reboot: (Restarting system|Power down)")),
-    ("firmware", re.compile(r"SeaBIOS|iPXE|Booting from ")),
-    ("bootloader (GRUB)", re.compile(r"GNU GRUB|Booting `|Loading Linux")),
-    ("kernel", re.compile(r"Linux version \d")),
+    ("firmware", BOOT_TIMELINE["firmware"]),
+    ("bootloader (GRUB)", BOOT_TIMELINE["grub"]),
+    ("kernel", BOOT_TIMELINE["kernel"]),
     ("initramfs", re.compile(r"Loading, please wait|Begin: |dracut|ostree-prepare-root")),
     ("systemd", re.compile(r"Welcome to .*Linux|\[  OK  \] |systemd\[1\]")),
     ("cloud-init", re.compile(r"cloud-init\[\d+\]|Cloud-init v\. ")),
-    ("sshd and login", re.compile(r"Started ssh\.service| login: ")),
+    ("sshd and login", re.compile(rf"{BOOT_TIMELINE['sshd'].pattern}| login: ")),
 )
 
 

@@ -1,0 +1,27 @@
+"""What the lab reads from a guest's serial console: where a boot is, and boots that cannot go on."""
+
+from lab import console
+
+GRUB_BOOT = ("\x1b[2JSeaBIOS (version 1.16.2)\nBooting from Hard Disk...\nGNU GRUB  version 2.06\n"
+             "[    0.000000] Linux version 6.1.0-57-cloud-amd64\nBegin: Loading essential drivers ... done.\n")
+
+
+def test_the_phase_is_the_latest_milestone_with_the_last_line() -> None:
+    assert console.boot_phase(GRUB_BOOT) == "initramfs; last console line: 'Begin: Loading essential drivers ... done.'"
+    colored = GRUB_BOOT + "\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39mssh.service\x1b[0m - OpenBSD Secure Shell.\n"
+    assert console.boot_phase(colored).startswith("sshd and login;")
+    assert console.boot_phase("[  OK  ] Reached target reboot.target - System Reboot.\n").startswith("still shutting")
+    assert console.boot_phase("") == "nothing yet (no console output since the boot began)"
+
+
+def test_a_reboot_has_begun_once_firmware_or_a_kernel_shows() -> None:
+    assert not console.booting("[  OK  ] Stopped ssh.service - OpenBSD Secure Shell server.\n")
+    assert console.booting("reboot: Restarting system\nSeaBIOS (version 1.16.2)\n")
+    assert console.booting("[    0.000000] Linux version 6.1.0-57-cloud-amd64\n")
+
+
+def test_dead_ends_are_recognised() -> None:
+    assert console.dead_end("Boot failed: not a bootable disk\nNo bootable device.\n") == "No bootable device."
+    assert console.dead_end("You are in emergency mode. After logging in, ...") is not None
+    assert console.dead_end("(initramfs) Dropping to a shell!") == "Dropping to a shell!"
+    assert console.dead_end(GRUB_BOOT) is None
