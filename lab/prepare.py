@@ -15,7 +15,7 @@ from lab.builder import ImageBuilder
 from lab.cleanup import RunLock
 from lab.config import Config
 from lab.hypervisor import connect
-from lab.image import DEFAULT_IMAGE, Image, ImageCache
+from lab.image import DEFAULT_IMAGE, Image, ImageCache, load_recipes
 from lab.log import Log
 from lab.provision import Provisioner
 from lab.signals import ignore_sigterm, trap_signals
@@ -69,8 +69,7 @@ def prepare_images(config: Config, log: Log, names: list[str], turn: int = 0) ->
     """Build the images among `names` the cache lacks. Builder images come first; the rest start at
     `turn` (a test worker's number), so two workers build two images at once and then wait for each
     other's (each image has a lock), instead of a build running beside a test."""
-    recipes = ImageCache(config, Pool(connect(config.libvirt_uri), config.pool_name, config.pool_dir),
-                         log).recipes()
+    recipes = load_recipes(config.images_dir)
     wanted = [name for name in dict.fromkeys(names) if name in recipes]
     builders = [name for name in dict.fromkeys(recipes[n].build.get("builder_image", "") for n in wanted) if name]
     rest = [name for name in wanted if name not in builders]
