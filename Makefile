@@ -50,6 +50,7 @@ soak: setup
 lint: setup
 	$(VENV)/bin/ruff check lab scenarios tests scripts conftest.py
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	$(LAB) cleanup

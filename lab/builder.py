@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab.disks import Disk, parse_size
 from lab.errors import ImageError
 from lab.image import Image, ImageCache, Recipe
 from lab.log import Log
 from lab.provision import MachineRequest, Provisioner
-from lab.scenario import Disk, parse_size
 
 ASSEMBLE_TIMEOUT = 1800.0  # seconds, before the TCG scale factor
 

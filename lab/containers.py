@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from lab.machine import ROOT, Machine
+from lab.guest_shell import ROOT
+from lab.machine import Machine
 
 ROOTFS_TAR = "/var/tmp/lab-busybox-rootfs.tar"
 BUSYBOX = "localhost/lab/busybox"

@@ -30,8 +30,6 @@ def collect_failure_evidence(machine: Machine, run_dir: RunDir, log: Log) -> lis
     with log.nested(f"collecting failure evidence from {machine.name}"):
         for name, command in FAILURE_EVIDENCE.items():
             try:
-                if not machine.ssh.connected:
-                    machine.ssh.connect()
                 result = machine.execute(command, timeout=60)
             except LabError as exc:
                 log.info(f"could not collect {name}: {exc}")

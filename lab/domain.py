@@ -185,3 +185,24 @@ def _text(parent: ET.Element, path: str) -> ET.Element:
     if element is None:
         raise ValueError(f"saved domain XML has no <{path}>")
     return element
+
+
+def render_probe_xml(name: str, kernel_path: str, console_path: str | None) -> str:
+    """A tiny KVM domain that boots `kernel_path` to no root: whether KVM runs a kernel here at all."""
+    root = ET.Element("domain", type="kvm")
+    ET.SubElement(root, "name").text = name
+    ET.SubElement(root, "memory", unit="MiB").text = "256"
+    os_el = ET.SubElement(root, "os")
+    ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
+    ET.SubElement(os_el, "kernel").text = kernel_path
+    ET.SubElement(os_el, "cmdline").text = "console=ttyS0 root=/dev/lab-no-such-disk"
+    features = ET.SubElement(root, "features")
+    ET.SubElement(features, "acpi")
+    ET.SubElement(features, "apic")
+    ET.SubElement(root, "cpu", mode="host-passthrough")
+    devices = ET.SubElement(root, "devices")
+    if console_path is None:
+        ET.SubElement(devices, "serial", type="pty")
+    else:
+        ET.SubElement(ET.SubElement(devices, "serial", type="file"), "source", path=console_path)
+    return ET.tostring(root, encoding="unicode")

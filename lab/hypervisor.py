@@ -18,7 +18,7 @@ import libvirt
 
 from lab.config import Config, LibvirtHost
 from lab.console import ConsoleStream, run_event_loop
-from lab.domain import LAB_NS
+from lab.domain import LAB_NS, render_probe_xml
 from lab.errors import LibvirtUnavailable, UsageError
 from lab.storage import RUN_PREFIX
 
@@ -170,7 +170,7 @@ class AccelProbe:
         console = self.config.state_dir / f"{RUN_PREFIX}{run_id}-kvm-probe.log"
         console.unlink(missing_ok=True)
         remote = self.config.libvirt_host is not None
-        xml = _probe_xml(f"{RUN_PREFIX}{run_id}-kvm-probe", kernel_path, None if remote else str(console))
+        xml = render_probe_xml(f"{RUN_PREFIX}{run_id}-kvm-probe", kernel_path, None if remote else str(console))
         dom, stream = create_domain(self.conn, xml, libvirt.VIR_DOMAIN_START_AUTODESTROY, console if remote else None)
         try:
             deadline = time.monotonic() + KVM_PROBE_SECONDS
@@ -185,26 +185,6 @@ class AccelProbe:
             if stream:
                 stream.stop()
             console.unlink(missing_ok=True)
-
-
-def _probe_xml(name: str, kernel_path: str, console_path: str | None) -> str:
-    root = ET.Element("domain", type="kvm")
-    ET.SubElement(root, "name").text = name
-    ET.SubElement(root, "memory", unit="MiB").text = "256"
-    os_el = ET.SubElement(root, "os")
-    ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
-    ET.SubElement(os_el, "kernel").text = kernel_path
-    ET.SubElement(os_el, "cmdline").text = "console=ttyS0 root=/dev/lab-no-such-disk"
-    features = ET.SubElement(root, "features")
-    ET.SubElement(features, "acpi")
-    ET.SubElement(features, "apic")
-    ET.SubElement(root, "cpu", mode="host-passthrough")
-    devices = ET.SubElement(root, "devices")
-    if console_path is None:
-        ET.SubElement(devices, "serial", type="pty")
-    else:
-        ET.SubElement(ET.SubElement(devices, "serial", type="file"), "source", path=console_path)
-    return ET.tostring(root, encoding="unicode")
 
 
 def require_lab_domain(conn: libvirt.virConnect, run_id: str) -> list[LabDomain]:

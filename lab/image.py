@@ -89,6 +89,8 @@ class Recipe:
     def load(cls, path: Path) -> Recipe:
         data = tomllib.loads(path.read_text())
         build, boot = data["build"], data["boot"]
+        if "overlay" in build:  # a directory of files shared by several recipes; the recipe's own files win
+            build = {**build, "files": {**_overlay_files(path.with_name(build["overlay"])), **build.get("files", {})}}
         recipe = cls(path=path, name=data["name"], description=data["description"],
                      disk_size=data["disk_size"], method=build.get("method", "host"),
                      boot=boot["method"], cmdline=boot.get("cmdline", ""),
@@ -104,6 +106,8 @@ class Recipe:
     def files(self) -> list[Path]:
         """Every file the image is made from."""
         extra = [self.path.with_name(self.build["assemble"])] if "assemble" in self.build else []
+        if "overlay" in self.build:
+            extra += _tree(self.path.with_name(self.build["overlay"]))
         return [self.path, *extra, _BUILD_CODE]
 
     @property
@@ -119,6 +123,17 @@ class Recipe:
             return Image(self.name, f"{stem}.qcow2", "qcow2", self.profile, f"{stem}.vmlinuz",
                          f"{stem}.initrd", self.cmdline, self.boot_timeout)
         return Image(self.name, f"{stem}.qcow2", "qcow2", self.profile, boot_timeout=self.boot_timeout)
+
+
+def _tree(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise ImageError(f"recipe overlay {directory} is not a directory")
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def _overlay_files(directory: Path) -> dict[str, str]:
+    """The overlay's files by their path in the guest (written root-owned, whoever owns the checkout)."""
+    return {"/" + str(p.relative_to(directory)): p.read_text() for p in _tree(directory)}
 
 
 def load_recipes(images_dir: Path) -> dict[str, Recipe]:

@@ -1,9 +1,10 @@
 """Several runs side by side: `lab run A B C -j N`, `lab run --all -j N [--shard K/N]`.
 
-Each run is its own `lab run NAME --run-id ID` process, so it has its own VM,
-port, artifacts directory and signal handling, exactly as when run alone. This
-module picks the jobs, starts the longest-known first, prefixes each run's
-output with its name, forwards SIGTERM, and prints one summary table.
+Each run is its own `lab run NAME --run-id ID` process, so it has its own VM, port, artifacts
+directory and signal handling, exactly as when run alone: this module sits with the front doors
+(the CLI and the pytest plugin, see `[tool.importlinter]` in pyproject.toml), above the runner. It
+picks the jobs, starts the longest-known first, prefixes each run's output with its name, forwards
+SIGTERM, and prints one summary table.
 """
 
 from __future__ import annotations

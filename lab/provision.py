@@ -17,13 +17,14 @@ import libvirt
 from lab import cloudinit
 from lab.cleanup import RunObjects, remove_run
 from lab.config import Config
+from lab.disks import Disk
 from lab.domain import DiskSpec, DomainSpec, KernelBoot, retarget_saved_xml
 from lab.errors import HarnessError, Interrupted
+from lab.guest_shell import Timeouts
 from lab.hypervisor import AccelProbe
 from lab.image import BOOT_TIMEOUT, Image
 from lab.log import Log
-from lab.machine import Machine, Timeouts
-from lab.scenario import Disk
+from lab.machine import Machine
 from lab.ssh import JumpHost, KeyPair, SshSession
 from lab.storage import Pool, run_prefix
 from lab.warm import SaveFile, Shape, WarmStore, WarmUnusable

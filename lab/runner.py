@@ -7,7 +7,6 @@ import secrets
 import threading
 import time
 import traceback
-import xml.etree.ElementTree as ET
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -23,7 +22,6 @@ from lab.cleanup import RunLock, inventory, reap
 from lab.config import Config
 from lab.context import ScenarioContext
 from lab.diagnose import collect_failure_evidence
-from lab.domain import LAB_NS
 from lab.errors import HarnessError, Interrupted, LabError, RunFailed, ScenarioFailed, UsageError
 from lab.external import Imports, imported, not_imported
 from lab.hypervisor import connect
@@ -285,7 +283,7 @@ class Run:
         text = f"{where}{exc}"
         if self.machine is not None:
             text += f"\n  console (last 30 lines of {self.machine.console_path}):\n"
-            text += "\n".join(f"    {line}" for line in self.machine.console_tail(30).splitlines())
+            text += "\n".join(f"    {line}" for line in self.machine.get_console_tail(30).splitlines())
         frame = _scenario_frame(exc, self.request.scenario)
         if frame:
             text += f"\n  !!! at {frame}"
@@ -308,14 +306,10 @@ class Run:
         run_dir.write_result(result)
 
     def _mark_kept(self, result: dict[str, Any]) -> None:
-        assert self.machine is not None and self.machine._dom is not None
+        assert self.machine is not None
         spec = self.machine.spec
-        element = ET.Element("run", {"id": self.run_id, "kept": "yes", **spec.metadata})
-        self.machine._dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, ET.tostring(element, "unicode"),
-                                      "lab", LAB_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        self.machine.ssh.close()
-        result["ssh"] = {"user": self.machine.ssh.user, "port": spec.ssh_port,
-                         "key": str(self.machine.ssh.key.private_path)}
+        self.machine.domain.mark({"id": self.run_id, "kept": "yes"})
+        result["ssh"] = self.machine.hand_over()
         self.log.info(f"kept {spec.name}; enter it with: lab ssh {self.run_id}  (console: lab console "
                       f"{self.run_id})\nremove it with: lab destroy {self.run_id}")
 

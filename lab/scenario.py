@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.disks import SIZE_RE, Disk, parse_size
 from lab.errors import UsageError
 
 if TYPE_CHECKING:
@@ -22,29 +23,7 @@ if TYPE_CHECKING:
 
 TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow", "catalog"})  # catalog: nightly only
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-_SIZE_RE = re.compile(r"^(\d+)([KMGT]?)$")
 ATTR = "__lab_scenario__"
-
-
-def parse_size(text: str) -> int:
-    """'512M', '2G' -> bytes (binary units)."""
-    match = _SIZE_RE.match(text.strip().upper())
-    if not match:
-        raise ValueError(f"bad size {text!r}: use a number with K, M, G or T")
-    exponent = " KMGT".index(match.group(2) or " ")
-    return int(match.group(1)) * int(1024**exponent)
-
-
-@dataclass(frozen=True)
-class Disk:
-    """An extra blank virtio disk; its serial names it in /dev/disk/by-id/virtio-<serial>."""
-
-    size: str
-    serial: str
-
-    @property
-    def bytes(self) -> int:
-        return parse_size(self.size)
 
 
 @dataclass(frozen=True)
@@ -86,7 +65,7 @@ def _convert(key: str, raw: str, default: Any) -> Any:
             return raw.lower() in ("true", "yes", "1")
         if isinstance(default, int | float):
             return type(default)(raw)
-        if _SIZE_RE.match(str(default).upper()):  # a size parameter takes a size, as its default is one
+        if SIZE_RE.match(str(default).upper()):  # a size parameter takes a size, as its default is one
             parse_size(raw)
     except ValueError as exc:
         raise UsageError(f"--set {key}={raw}: {exc}") from exc

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from lab.containers import busybox_image, start_docker
 from lab.context import ScenarioContext
+from lab.lvm import create_thin_pool, root_vg
 from lab.scenario import scenario
 
-VG = "atomicos"
-POOL_DEV = f"/dev/mapper/{VG}-docker--pool"
 LOOP_FILES = "/var/lib/docker/devicemapper/devicemapper"
 DAEMON_WARNING = "Usage of loopback devices is strongly discouraged for production use."
 INFO_WARNING = "WARNING: devicemapper: usage of loopback devices is strongly discouraged for production use."
@@ -29,10 +28,10 @@ INFO_WARNING = "WARNING: devicemapper: usage of loopback devices is strongly dis
     timeout=1200,
 )
 def loop_fallback(lab: ScenarioContext) -> None:
-    vm = lab.machine
-    with lab.step(f"no free space left in VG {VG}; docker on devicemapper without a pool"):
-        vm.succeed(f"lvcreate -y -l 100%FREE -n taken {VG}")
-        assert vm.succeed(f"vgs --noheadings --units b --nosuffix -o vg_free {VG}").strip() == "0"
+    vm, vg = lab.machine, root_vg(lab.profile)
+    with lab.step(f"no free space left in VG {vg}; docker on devicemapper without a pool"):
+        vm.succeed(f"lvcreate -y -l 100%FREE -n taken {vg}")
+        assert vm.succeed(f"vgs --noheadings --units b --nosuffix -o vg_free {vg}").strip() == "0"
         info = start_docker(vm, {"storage-driver": "devicemapper"})
         lab.evidence("loop/docker-info.txt", info)
 
@@ -47,11 +46,11 @@ def loop_fallback(lab: ScenarioContext) -> None:
         lab.record("loop_devices", vm.succeed("losetup -n -O NAME,BACK-FILE").splitlines())
 
     with lab.step("the fix: free the VG, make a thin pool, point dm.thinpooldev at it"):
-        vm.succeed(f"systemctl stop docker.service docker.socket && rm -rf /var/lib/docker && lvremove -y {VG}/taken")
-        vm.succeed(f"lvcreate -y --type thin-pool -L {lab.params['pool_size']} -n docker-pool {VG}")
-        info = start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={POOL_DEV}"]})
+        vm.succeed(f"systemctl stop docker.service docker.socket && rm -rf /var/lib/docker && lvremove -y {vg}/taken")
+        pool = create_thin_pool(vm, vg, lab.params["pool_size"])
+        info = start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]})
         lab.evidence("pool/docker-info.txt", info)
-        assert f"Pool Name: {VG}-docker--pool" in info, info
+        assert f"Pool Name: {pool.dm_name}" in info, info
         assert "loop file" not in info and "loopback" not in info, info
         assert vm.succeed(f"docker run --rm {busybox_image(vm)} echo on-pool").strip() == "on-pool"
 

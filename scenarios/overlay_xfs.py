@@ -73,7 +73,7 @@ def overlay_xfs(lab: ScenarioContext) -> None:
         vm.succeed(f"mkdir -p /var/tmp/lower {STORAGE}/ovl/upper {STORAGE}/ovl/work /mnt/ovl && mount -t overlay "
                    f"overlay -o lowerdir=/var/tmp/lower,upperdir={STORAGE}/ovl/upper,workdir={STORAGE}/ovl/work "
                    "/mnt/ovl")
-        kernel = "\n".join(text for _, text in vm.kernel_log_since(marker))
+        kernel = "\n".join(text for _, text in vm.get_kernel_log_since(marker))
         lab.evidence("ftype0/kernel.txt", kernel)
         assert KERNEL_D_TYPE in kernel, kernel
         vm.succeed(f"umount /mnt/ovl && rm -rf {STORAGE}/ovl")
@@ -94,7 +94,7 @@ def overlay_xfs(lab: ScenarioContext) -> None:
         journal = docker_fails(vm)
         lab.evidence("ftype0/docker-journal.txt", journal)
         assert DOCKER_D_TYPE in journal, journal
-        lab.record("docker_restarts", int(vm.unit_properties("docker.service", "NRestarts")["NRestarts"]))
+        lab.record("docker_restarts", int(vm.get_unit_properties("docker.service", "NRestarts")["NRestarts"]))
 
     with lab.step("with fuse-overlayfs installed, podman silently runs on ftype=0 through it"):
         vm.succeed(f"dpkg-divert --local --rename --remove {FUSE} && rm -rf {RUNROOT}")

@@ -9,6 +9,7 @@ XFS bug (only grows if mounted)", a swap LV, and /etc/lvm/archive filling up unt
 from __future__ import annotations
 
 from lab.context import ScenarioContext
+from lab.lvm import create_thin_pool, root_vg
 from lab.machine import Machine
 from lab.scenario import Disk, parse_size, scenario
 
@@ -26,7 +27,7 @@ EXTRA = "/dev/disk/by-id/virtio-extra"
 )
 def partition_v2(lab: ScenarioContext) -> None:
     vm, p = lab.machine, lab.params
-    vg = lab.profile.root_vg or "atomicos"
+    vg = root_vg(lab.profile)
 
     with lab.step("extend atomicos with the second disk"):
         archives_before = archive_count(vm)
@@ -53,7 +54,7 @@ def partition_v2(lab: ScenarioContext) -> None:
                    f" && echo '/dev/mapper/{vg}-swap none swap sw 0 0' >> /etc/fstab && swapon -a")
 
     with lab.step("the thin pool from the remainder"):
-        vm.succeed(f"lvcreate -y --type thin-pool -l 90%FREE -n docker-pool {vg}")
+        create_thin_pool(vm, vg, "90%FREE")
 
     with lab.step("every reconfiguration added LVM metadata archives; archive = 0 stops it"):
         grown_to = archive_count(vm)

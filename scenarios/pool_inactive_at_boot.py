@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from lab.containers import busybox_image, docker_fails, start_docker
 from lab.context import ScenarioContext
+from lab.lvm import create_thin_pool, root_vg
 from lab.scenario import scenario
-
-VG = "atomicos"
-POOL = f"{VG}/docker-pool"
-POOL_DEV = f"/dev/mapper/{VG}-docker--pool"
 
 
 @scenario(
@@ -31,23 +28,23 @@ POOL_DEV = f"/dev/mapper/{VG}-docker--pool"
 def pool_inactive_at_boot(lab: ScenarioContext) -> None:
     vm = lab.machine
     with lab.step("docker on a devicemapper thin pool, enabled at boot, with an image stored"):
-        vm.succeed(f"lvcreate -y --type thin-pool -L {lab.params['pool_size']} -n docker-pool {VG}")
-        start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={POOL_DEV}"]})
+        pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"])
+        start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]})
         image = busybox_image(vm)
         vm.succeed("systemctl enable docker.service")
 
     with lab.step("the pool flagged to skip activation; after a reboot it is inactive and docker fails"):
-        vm.succeed(f"lvchange --setactivationskip y {POOL}")
+        vm.succeed(f"lvchange --setactivationskip y {pool.lv}")
         vm.reboot()
-        assert vm.succeed(f"lvs --noheadings -o lv_active {POOL}").strip() == "", "the pool was activated"
+        assert vm.succeed(f"lvs --noheadings -o lv_active {pool.lv}").strip() == "", "the pool was activated"
         journal = docker_fails(vm, start=False)
         lab.evidence("docker-journal.txt", journal)
         failure = [line for line in journal.splitlines() if "failed to start daemon" in line]
-        assert failure and f"devicemapper: Non existing device {POOL_DEV.rsplit('/', 1)[1]}" in failure[-1], journal
+        assert failure and f"devicemapper: Non existing device {pool.dm_name}" in failure[-1], journal
         lab.record("docker_failure", failure[-1])
 
     with lab.step("the wiki's fix: activate the pool (lvchange -ay), restart docker; the stored image runs"):
-        vm.succeed(f"lvchange --setactivationskip n {POOL} && lvchange -ay {POOL}")
+        vm.succeed(f"lvchange --setactivationskip n {pool.lv} && lvchange -ay {pool.lv}")
         vm.succeed("systemctl reset-failed docker.service")
         vm.succeed("systemctl start docker.service", timeout=300)
         assert vm.succeed(f"docker run --rm {image} echo back").strip() == "back"

@@ -13,13 +13,13 @@ the host boots without it.
 from __future__ import annotations
 
 from lab.context import ScenarioContext
+from lab.lvm import root_vg
 from lab.scenario import Disk, scenario
 
-VG = "atomicos"
 SERIAL = "extra"
 DISK = f"/dev/disk/by-id/virtio-{SERIAL}"
 FIELD_WORDING = "Device for PV {uuid} not found or rejected by a filter"
-NO_ROOT = rf"ALERT!  /dev/mapper/{VG}-root does not exist"
+NO_ROOT = r"ALERT!  /dev/mapper/{}-root does not exist"
 
 
 @scenario(
@@ -33,10 +33,10 @@ NO_ROOT = rf"ALERT!  /dev/mapper/{VG}-root does not exist"
     timeout=1200,
 )
 def pv_lost(lab: ScenarioContext) -> None:
-    vm = lab.machine
-    with lab.step(f"VG {VG} extended over a second disk, an LV on it; data on root"):
-        vm.succeed(f"pvcreate -y {DISK} && vgextend {VG} {DISK}")
-        vm.succeed(f"lvcreate -y -L 512M -n data {VG} {DISK} && mkfs.xfs -q /dev/{VG}/data")
+    vm, vg = lab.machine, root_vg(lab.profile)
+    with lab.step(f"VG {vg} extended over a second disk, an LV on it; data on root"):
+        vm.succeed(f"pvcreate -y {DISK} && vgextend {vg} {DISK}")
+        vm.succeed(f"lvcreate -y -L 512M -n data {vg} {DISK} && mkfs.xfs -q /dev/{vg}/data")
         vm.succeed("head -c 8M /dev/urandom > /root/keep && sha256sum /root/keep > /root/keep.sha256")
         uuid = vm.succeed(f"pvs --noheadings -o pv_uuid {DISK}").strip()
         lab.record("lost_pv_uuid", uuid)
@@ -48,20 +48,20 @@ def pv_lost(lab: ScenarioContext) -> None:
         pvs = vm.execute("pvs 2>&1").stdout
         lab.evidence("unplugged/pvs.txt", pvs)
         assert f"WARNING: Couldn't find device with uuid {uuid}." in pvs, pvs
-        assert f"WARNING: VG {VG} is missing PV {uuid}" in pvs, pvs
+        assert f"WARNING: VG {vg} is missing PV {uuid}" in pvs, pvs
         lab.record("field_wording", FIELD_WORDING.format(uuid=uuid))
         vm.succeed("sha256sum -c /root/keep.sha256")
 
     with lab.step("reboot without the disk: the initramfs never finds root"):
-        start = vm.console_size()
+        start = vm.get_console_size()
         vm.start_reboot()
-        lab.record("initramfs", vm.wait_for_console(NO_ROOT, since=start).strip())
-        lab.evidence("rebooted/console.txt", vm.console_text(start))
+        lab.record("initramfs", vm.wait_for_console(NO_ROOT.format(vg), since=start).strip())
+        lab.evidence("rebooted/console.txt", vm.get_console_text(start))
 
     with lab.step("the disk plugged back and the host reset: it boots, the VG is whole"):
         vm.attach_disk(SERIAL)
         vm.reset()
-        assert vm.succeed(f"vgs --noheadings -o vg_attr {VG}").strip()[3] == "-"
+        assert vm.succeed(f"vgs --noheadings -o vg_attr {vg}").strip()[3] == "-"
         vm.succeed("sha256sum -c /root/keep.sha256")
 
     with lab.step("unplugged again while running"):
@@ -69,20 +69,20 @@ def pv_lost(lab: ScenarioContext) -> None:
         vm.wait_until_succeeds(f"! test -e {DISK}", timeout=120)
 
     with lab.step("vgreduce --removemissing: refused while an LV lives on the lost PV, then --force"):
-        out = vm.fail(f"vgreduce --removemissing {VG}")
+        out = vm.fail(f"vgreduce --removemissing {vg}")
         lab.evidence("repair/vgreduce.txt", out)
         assert "WARNING: Partial LV data needs to be repaired or removed." in out, out
-        forced = vm.succeed(f"vgreduce --removemissing --force {VG} 2>&1")
+        forced = vm.succeed(f"vgreduce --removemissing --force {vg} 2>&1")
         lab.evidence("repair/vgreduce-force.txt", forced)
-        assert f"WARNING: Removing partial LV {VG}/data." in forced, forced
-        assert f"Wrote out consistent volume group {VG}." in forced, forced
+        assert f"WARNING: Removing partial LV {vg}/data." in forced, forced
+        assert f"Wrote out consistent volume group {vg}." in forced, forced
 
     with lab.step("the VG is consistent again: vgck clean, no missing PV; it boots without the disk"):
-        check = vm.succeed(f"vgck {VG} 2>&1")
+        check = vm.succeed(f"vgck {vg} 2>&1")
         assert "WARNING" not in check, check
-        assert vm.succeed(f"vgs --noheadings -o vg_attr,pv_count {VG}").split()[1] == "1"
+        assert vm.succeed(f"vgs --noheadings -o vg_attr,pv_count {vg}").split()[1] == "1"
         assert "missing" not in vm.succeed("pvs --noheadings -o pv_name,pv_missing 2>&1")
-        vm.fail(f"lvs {VG}/data")
+        vm.fail(f"lvs {vg}/data")
         vm.reboot()
         vm.succeed("sha256sum -c /root/keep.sha256")
-        assert vm.succeed(f"vgs --noheadings -o vg_attr {VG}").strip()[3] == "-"
+        assert vm.succeed(f"vgs --noheadings -o vg_attr {vg}").strip()[3] == "-"

@@ -4,7 +4,8 @@ containers-storage-slides.txt, "COW file systems have some problems": every devi
 reads its image through its own thin snapshot, so the kernel caches the same file once per
 container; overlay2 containers read the one lower file and share its pages. N containers of one
 image each read the same large file while `Cached` in /proc/meminfo is watched (caches dropped
-first); write throughput into a container's root filesystem is recorded as a figure only.
+first): overlay2's growth is about one file, devicemapper's about N files. Write throughput into a
+container's root filesystem is recorded as a figure only.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import re
 
 from lab.containers import busybox_image, start_docker
 from lab.context import ScenarioContext
+from lab.lvm import ThinPool, create_thin_pool, root_vg
 from lab.machine import Machine
 from lab.scenario import scenario
 
-VG = "atomicos"
-POOL_DEV = f"/dev/mapper/{VG}-docker--pool"
 IMAGE = "localhost/lab/bigfile"
 
 
@@ -34,14 +34,15 @@ IMAGE = "localhost/lab/bigfile"
 def storage_drivers(lab: ScenarioContext) -> None:
     vm, n, size = lab.machine, lab.params["containers"], lab.params["file_mib"]
     growth: dict[str, int] = {}
+    pool = ThinPool(root_vg(lab.profile), "docker-pool")  # made before docker's devicemapper run
     for driver, daemon_json in (
         ("overlay2", {"storage-driver": "overlay2"}),
-        ("devicemapper", {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={POOL_DEV}"]}),
+        ("devicemapper", {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]}),
     ):
         with lab.step(f"{driver}: {n} containers each read the image's {size} MiB file"):
             if driver == "devicemapper":
-                vm.succeed("systemctl stop docker.service docker.socket && rm -rf /var/lib/docker && "
-                           f"lvcreate -y --type thin-pool -L 3G -n docker-pool {VG}")
+                vm.succeed("systemctl stop docker.service docker.socket && rm -rf /var/lib/docker")
+                create_thin_pool(vm, pool.vg, "3G", pool.name)
             info = start_docker(vm, daemon_json)
             assert f"Storage Driver: {driver}" in info, info
             build_image(vm, size)
@@ -49,10 +50,15 @@ def storage_drivers(lab: ScenarioContext) -> None:
             lab.record(f"{driver}_cached_growth_mib", growth[driver])
             lab.record(f"{driver}_write_mib_per_s", write_rate(vm))
             vm.succeed("docker rm -f $(docker ps -aq)")
-    with lab.step("devicemapper's page-cache growth is at least twice overlay2's"):
-        ratio = growth["devicemapper"] / max(growth["overlay2"], 1)
-        lab.record("cache_growth_ratio", round(ratio, 2))
-        assert ratio >= 2, f"cache growth in MiB: {growth}"
+    with lab.step(f"overlay2 cached the {size} MiB file once, devicemapper once per container ({n})"):
+        lab.record("cache_growth_ratio", round(growth["devicemapper"] / max(growth["overlay2"], 1), 2))
+        # Both runs also cache what starting containers reads (docker's binaries, busybox): the same
+        # for both drivers, so it cancels out in the difference.
+        assert growth["overlay2"] >= 0.9 * size, f"overlay2 never read the file: cache growth in MiB {growth}"
+        assert growth["devicemapper"] >= 0.9 * n * size, f"devicemapper cached fewer than {n} copies: {growth}"
+        extra_copies = (growth["devicemapper"] - growth["overlay2"]) / size
+        lab.record("devicemapper_extra_copies", round(extra_copies, 2))
+        assert extra_copies >= 0.8 * (n - 1), f"overlay2 did not share the file's pages: cache growth in MiB {growth}"
 
 
 def build_image(vm: Machine, size_mib: int) -> None:

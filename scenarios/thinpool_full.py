@@ -2,160 +2,215 @@
 
 The design card's own example (fedora-atomic-wiki.txt: thin-pool monitoring,
 `dm.min_free_space`). What dm-thin, LVM and docker print is taken from
-ground-truth.md §1-3 and asserted as the guest prints it.
+ground-truth.md §1-3 and asserted as the guest prints it. One function per mode:
+- queue: writes queue, then fail after no_space_timeout; the pool is extended from free VG space.
+- error: `--errorwhenfull y`: writes fail at once.
+- recover: the field's recovery: the VG has no free space, writes stay queued (no_space_timeout=0)
+  while a new disk is plugged in, added to the VG and the pool grown onto it; the queued write completes.
+- autoextend: dmeventd grows the pool as it fills.
+- docker: docker's own `dm.min_free_space` floor refuses the next container.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from lab.containers import busybox_image, start_docker
 from lab.context import ScenarioContext
+from lab.lvm import ThinPool, create_thin_pool, root_vg
 from lab.machine import Machine
-from lab.scenario import scenario
+from lab.scenario import Disk, scenario
 
-VG = "atomicos"
-POOL = f"{VG}/lab-pool"
-THIN = f"/dev/{VG}/lab-thin"
+SPARE = "spare"  # the disk `recover` plugs in while writes are queued
 QUEUE = "switching pool to out-of-data-space (queue IO) mode"
 ERROR = "switching pool to out-of-data-space (error IO) mode"
 RESUMED = "switching pool to write mode"
 NOSPACE = "No space left on device"
-MODES = ("queue", "error", "autoextend", "docker", "recover")
 
 
 @scenario(
     "thinpool-full",
-    "Fill a thin pool through xfs until dm-thin runs out of data space (modes: queue, error, autoextend, "
-    "docker, recover)",
+    "Fill a thin pool through xfs until dm-thin runs out of data space (modes: queue, error, recover, "
+    "autoextend, docker)",
     image="lab-atomic",
     memory=1024,
+    disks=(Disk("2G", SPARE),),
     params={"mode": "queue", "pool_size": "1G", "thin_size": "3G", "no_space_timeout": 10, "extend": "1G"},
-    choices={"mode": MODES},
+    choices={"mode": ("queue", "error", "recover", "autoextend", "docker")},
     tags=("storage",),
     timeout=1200,
 )
 def thinpool_full(lab: ScenarioContext) -> None:
-    vm, mode = lab.machine, lab.params["mode"]
-    if mode == "docker":
-        docker_min_free_space(lab)
-        return
+    MODES[lab.params["mode"]](lab)
 
+
+def queue(lab: ScenarioContext) -> None:
+    pool = make_pool(lab)
+    log = fill_until_error(lab, pool, queued=True)
+    assert_queued_for_timeout(lab, log)
+    vm = lab.machine
+    with lab.step(f"extend the pool by {lab.params['extend']} from free VG space: the pool takes writes again"):
+        marker = vm.mark_kernel_log("extend")
+        vm.succeed(f"lvextend -L +{lab.params['extend']} {pool.lv}")
+        wait_for_kernel(vm, marker, RESUMED)
+        assert health(vm, pool) == "", f"pool health after extending: {health(vm, pool)!r}"
+        if vm.execute("touch /mnt/thin/probe").rc != 0:
+            lab.record("xfs_needed_remount", True)  # xfs shut itself down on the failed writes
+            vm.succeed(f"umount /mnt/thin && mount {thin(pool)} /mnt/thin")
+        vm.succeed("dd if=/dev/zero of=/mnt/thin/after bs=1M count=64 oflag=direct")
+        lab.evidence("lvs-after.txt", lvs(vm))
+    files_intact(lab)
+
+
+def error(lab: ScenarioContext) -> None:
+    pool = make_pool(lab, error_when_full=True)
+    log = fill_until_error(lab, pool, queued=False)
+    assert first(log, QUEUE) is None, "--errorwhenfull y must not queue"
+
+
+def recover(lab: ScenarioContext) -> None:
+    vm = lab.machine
+    spare = f"/dev/disk/by-id/virtio-{SPARE}"
+    vm.detach_disk(SPARE)  # not there yet: the operator brings it when the pool is full
+    pool = make_pool(lab)
+    with lab.step(f"the rest of VG {pool.vg} is taken: the pool cannot grow from it"):
+        vm.succeed(f"lvcreate -y -l 100%FREE -n lab-other {pool.vg}")
+        refused = vm.fail(f"lvextend -L +{lab.params['extend']} {pool.lv}")
+        assert "Insufficient free space" in refused, refused
+    with lab.step("a write larger than the pool, queued for as long as it takes (no_space_timeout=0)"):
+        vm.succeed("echo 0 > /sys/module/dm_thin_pool/parameters/no_space_timeout")
+        marker = vm.mark_kernel_log("fill begins")
+        count = (pool_bytes(vm, pool) >> 20) * 3 // 2
+        vm.spawn(f"dd if=/dev/zero of=/mnt/thin/fill bs=1M count={count} oflag=direct", name="fill")
+        wait_for_kernel(vm, marker, QUEUE)
+        assert health(vm, pool) == "out_of_data", f"pool health {health(vm, pool)!r}"
+        vm.succeed("pgrep -x dd")  # still blocked, not failed
+    with lab.step("plug in a disk, add it to the VG and grow the pool onto it: the queued write completes"):
+        vm.attach_disk(SPARE)
+        vm.wait_until_succeeds(f"test -b {spare}")
+        vm.succeed(f"pvcreate -y {spare} && vgextend {pool.vg} {spare}")
+        vm.succeed(f"lvextend -L +{lab.params['extend']} {pool.lv} $(readlink -f {spare})")
+        dd = vm.wait_for_spawned("fill", timeout=600)
+        lab.evidence("dd.txt", dd.stdout)
+        assert dd.rc == 0, f"the queued write failed instead of resuming: rc={dd.rc} {dd.stdout}"
+        assert int(vm.succeed("stat -c %s /mnt/thin/fill")) >> 20 == count
+        log = vm.get_kernel_log_since(marker)
+        lab.evidence("kernel-fill.txt", "\n".join(f"[{t:12.6f}] {text}" for t, text in log))
+        assert first(log, RESUMED) is not None, f"no {RESUMED!r} in the kernel log"
+        assert first(log, ERROR) is None, "the pool errored writes instead of queueing them"
+        assert health(vm, pool) == "", f"pool health after growing: {health(vm, pool)!r}"
+        devices = vm.succeed(f"lvs -a --noheadings -o devices {pool.lv}_tdata")
+        lab.record("pool_data_devices", devices.split())
+        assert vm.succeed(f"readlink -f {spare}").strip() in devices, f"the pool did not grow onto {spare}: {devices}"
+        lab.evidence("lvs-after.txt", lvs(vm))
+    files_intact(lab)
+
+
+def make_pool(lab: ScenarioContext, *, error_when_full: bool = False) -> ThinPool:
+    vm = lab.machine
     with lab.step("thin pool with a thin LV, xfs, and files written before the fill"):
-        if mode == "autoextend":
-            vm.succeed("printf 'activation {\\n thin_pool_autoextend_threshold = 50\\n"
-                       " thin_pool_autoextend_percent = 100\\n}\\n' > /etc/lvm/lvmlocal.conf")
-        vm.succeed(f"lvcreate -y --type thin-pool -L {lab.params['pool_size']} -n lab-pool {VG}")
-        if mode == "error":  # lvcreate refuses --errorwhenfull for thin pools in lvm2 2.03.16; lvchange takes it
-            vm.succeed(f"lvchange --errorwhenfull y {POOL}")
-        vm.succeed(f"lvcreate -y -V {lab.params['thin_size']} -T {POOL} -n lab-thin")
-        vm.succeed(f"mkfs.xfs -q {THIN} && mkdir -p /mnt/thin && mount {THIN} /mnt/thin")
+        pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"], "lab-pool")
+        if error_when_full:  # lvcreate refuses --errorwhenfull for thin pools in lvm2 2.03.16; lvchange takes it
+            vm.succeed(f"lvchange --errorwhenfull y {pool.lv}")
+        vm.succeed(f"lvcreate -y -V {lab.params['thin_size']} -T {pool.lv} -n lab-thin")
+        vm.succeed(f"mkfs.xfs -q {thin(pool)} && mkdir -p /mnt/thin && mount {thin(pool)} /mnt/thin")
         vm.succeed("for i in 1 2 3; do head -c 32M /dev/urandom > /mnt/thin/before-$i; done; sync;"
                    " sha256sum /mnt/thin/before-* > /root/before.sha256")
         lab.evidence("lvs-before.txt", lvs(vm))
-        when_full = vm.succeed(f"lvs --noheadings -o lv_when_full {POOL}").strip()
-        assert when_full == ("error" if mode == "error" else "queue"), when_full
+        when_full = vm.succeed(f"lvs --noheadings -o lv_when_full {pool.lv}").strip()
+        assert when_full == ("error" if error_when_full else "queue"), when_full
+    return pool
 
-    if mode == "autoextend":
-        autoextend(lab)
-        return
 
-    timeout = lab.params["no_space_timeout"]
+def fill_until_error(lab: ScenarioContext, pool: ThinPool, *, queued: bool) -> list[tuple[float, str]]:
+    """Write until the writer fails with ENOSPC; the kernel's messages since the fill began."""
+    vm, timeout = lab.machine, lab.params["no_space_timeout"]
     with lab.step(f"fill the pool (no_space_timeout={timeout} s)"):
         vm.succeed(f"echo {timeout} > /sys/module/dm_thin_pool/parameters/no_space_timeout")
         lab.record("no_space_timeout", int(vm.succeed("cat /sys/module/dm_thin_pool/parameters/no_space_timeout")))
         marker = vm.mark_kernel_log("fill begins")
         vm.spawn("dd if=/dev/zero of=/mnt/thin/fill bs=1M oflag=direct", name="fill")
-        if mode != "error":
+        if queued:
             wait_for_kernel(vm, marker, QUEUE)
-            assert health(vm) == "out_of_data", f"pool health {health(vm)!r}"
+            assert health(vm, pool) == "out_of_data", f"pool health {health(vm, pool)!r}"
         dd = vm.wait_for_spawned("fill", timeout=timeout + 300)
         lab.evidence("dd.txt", dd.stdout)
         assert dd.rc != 0 and NOSPACE in dd.stdout, f"the writer should fail with ENOSPC: rc={dd.rc} {dd.stdout}"
-        assert health(vm) == "out_of_data", f"pool health {health(vm)!r}"
+        assert health(vm, pool) == "out_of_data", f"pool health {health(vm, pool)!r}"
 
-    with lab.step("the kernel's messages and their timing"):
-        log = vm.kernel_log_since(marker)
+    with lab.step("the kernel switched the pool to erroring writes"):
+        log = vm.get_kernel_log_since(marker)
         lab.evidence("kernel-fill.txt", "\n".join(f"[{t:12.6f}] {text}" for t, text in log))
         lab.evidence("lvs-full.txt", lvs(vm))
-        start = log[0][0] if log else 0.0
-        queued, errored = first(log, QUEUE), first(log, ERROR)
+        errored = first(log, ERROR)
         assert errored is not None, f"no {ERROR!r} in the kernel log"
         fill_mib = int(vm.succeed("stat -c %s /mnt/thin/fill")) >> 20
         lab.record("fill_reached_mib", fill_mib)
-        lab.record("seconds_to_error_mode", round(errored - start, 2))
-        if mode == "error":
-            assert queued is None, "--errorwhenfull y must not queue"
-        else:
-            assert queued is not None, f"no {QUEUE!r} in the kernel log"
-            lab.record("seconds_to_queue_mode", round(queued - start, 2))
-            waited = errored - queued
-            lab.record("seconds_queued", round(waited, 2))
-            assert timeout - 1 <= waited <= timeout + 30, f"queued {waited:.1f} s, timeout is {timeout} s"
+        lab.record("seconds_to_error_mode", round(errored - (log[0][0] if log else 0.0), 2))
         assert fill_mib >= 512, f"only {fill_mib} MiB written before the pool ran out"
-
-    if mode in ("queue", "recover"):
-        recover(lab)
+    return log
 
 
-def recover(lab: ScenarioContext) -> None:
-    vm = lab.machine
-    with lab.step(f"extend the pool by {lab.params['extend']} from free VG space: IO resumes"):
-        marker = vm.mark_kernel_log("extend")
-        vm.succeed(f"lvextend -L +{lab.params['extend']} {POOL}")
-        wait_for_kernel(vm, marker, RESUMED)
-        assert health(vm) == "", f"pool health after extending: {health(vm)!r}"
-        if vm.execute("touch /mnt/thin/probe").rc != 0:
-            lab.record("xfs_needed_remount", True)  # xfs shut itself down on the failed writes
-            vm.succeed(f"umount /mnt/thin && mount {THIN} /mnt/thin")
-        vm.succeed("dd if=/dev/zero of=/mnt/thin/after bs=1M count=64 oflag=direct")
-        lab.evidence("lvs-after.txt", lvs(vm))
+def assert_queued_for_timeout(lab: ScenarioContext, log: list[tuple[float, str]]) -> None:
+    timeout = lab.params["no_space_timeout"]
+    with lab.step(f"writes were queued for no_space_timeout ({timeout} s) before they failed"):
+        queued, errored = first(log, QUEUE), first(log, ERROR)
+        assert queued is not None and errored is not None, f"no {QUEUE!r} before {ERROR!r} in the kernel log"
+        lab.record("seconds_to_queue_mode", round(queued - log[0][0], 2))
+        waited = errored - queued
+        lab.record("seconds_queued", round(waited, 2))
+        assert timeout - 1 <= waited <= timeout + 30, f"queued {waited:.1f} s, timeout is {timeout} s"
 
+
+def files_intact(lab: ScenarioContext) -> None:
     with lab.step("files written before the exhaustion keep their checksums"):
-        vm.succeed("echo 3 > /proc/sys/vm/drop_caches; sha256sum -c /root/before.sha256")
+        lab.machine.succeed("echo 3 > /proc/sys/vm/drop_caches; sha256sum -c /root/before.sha256")
 
 
 def autoextend(lab: ScenarioContext) -> None:
     vm = lab.machine
+    vm.succeed("printf 'activation {\\n thin_pool_autoextend_threshold = 50\\n"
+               " thin_pool_autoextend_percent = 100\\n}\\n' > /etc/lvm/lvmlocal.conf")
+    pool = make_pool(lab)
     with lab.step("dmeventd monitors the pool"):
-        assert vm.succeed(f"lvs --noheadings -o seg_monitor {POOL}").strip() == "monitored"
+        assert vm.succeed(f"lvs --noheadings -o seg_monitor {pool.lv}").strip() == "monitored"
         lab.record("autoextend", vm.succeed("lvmconfig --type full activation/thin_pool_autoextend_threshold "
                                             "activation/thin_pool_autoextend_percent").split())
     with lab.step("a write larger than the pool completes while the pool grows"):
-        before = pool_bytes(vm)
+        before = pool_bytes(vm, pool)
         marker = vm.mark_kernel_log("autoextend fill")
         count = int(before * 1.5) >> 20
         vm.succeed(f"dd if=/dev/zero of=/mnt/thin/fill bs=1M count={count} oflag=direct", timeout=900)
-        after = pool_bytes(vm)
+        after = pool_bytes(vm, pool)
         lab.record("pool_bytes", {"before": before, "after": after})
         assert after > before, "the pool did not grow"
-        kernel = "\n".join(text for _, text in vm.kernel_log_since(marker))
+        kernel = "\n".join(text for _, text in vm.get_kernel_log_since(marker))
         assert "out-of-data-space" not in kernel, kernel
         journal = vm.succeed("journalctl -b --no-pager -t dmeventd -t lvm")
         lab.evidence("dmeventd.txt", journal)
-        assert re.search(rf"Size of logical volume {POOL}_tdata changed from", journal), journal
-        assert f"Logical volume {POOL} successfully resized" in journal, journal
+        assert re.search(rf"Size of logical volume {pool.lv}_tdata changed from", journal), journal
+        assert f"Logical volume {pool.lv} successfully resized" in journal, journal
 
 
-def docker_min_free_space(lab: ScenarioContext) -> None:
+def docker(lab: ScenarioContext) -> None:
     vm = lab.machine
-    pool = f"/dev/mapper/{VG}-docker--pool"
     with lab.step("docker on devicemapper with a thin pool and dm.min_free_space=10%"):
-        vm.succeed(f"lvcreate -y --type thin-pool -L {lab.params['pool_size']} -n docker-pool {VG}")
+        pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"])
         info = start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [
-            f"dm.thinpooldev={pool}", "dm.min_free_space=10%", "dm.use_deferred_removal=true"]})
+            f"dm.thinpooldev={pool.device}", "dm.min_free_space=10%", "dm.use_deferred_removal=true"]})
         lab.evidence("docker-info.txt", info)
-        assert "Storage Driver: devicemapper" in info and f"Pool Name: {VG}-docker--pool" in info, info
+        assert "Storage Driver: devicemapper" in info and f"Pool Name: {pool.dm_name}" in info, info
         image = busybox_image(vm)
 
     with lab.step("a container fills the pool past docker's 10% free-space floor, short of full"):
         total, used = (int(x) for x in vm.succeed(
-            f"lvs --noheadings --units m --nosuffix -o lv_size,data_percent {VG}/docker-pool"
+            f"lvs --noheadings --units m --nosuffix -o lv_size,data_percent {pool.lv}"
             " | awk '{printf \"%d %d\", $1, $1*$2/100}'").split())
         fill = int(total * 0.94) - used
         lab.record("pool", {"total_mib": total, "used_mib": used, "fill_mib": fill})
         vm.succeed(f"docker run --name filler {image} dd if=/dev/zero of=/fill bs=1M count={fill}", timeout=600)
-        assert health(vm, f"{VG}/docker-pool") == "", "the pool itself must not run out"
+        assert health(vm, pool) == "", "the pool itself must not run out"
 
     with lab.step("the next container is refused by docker's free-space check"):
         vm.succeed("sync")
@@ -174,13 +229,23 @@ def first(log: list[tuple[float, str]], text: str) -> float | None:
     return next((t for t, line in log if text in line), None)
 
 
-def health(vm: Machine, pool: str = POOL) -> str:
-    return vm.succeed(f"lvs --noheadings -o lv_health_status {pool}").strip()
+def health(vm: Machine, pool: ThinPool) -> str:
+    return vm.succeed(f"lvs --noheadings -o lv_health_status {pool.lv}").strip()
 
 
-def pool_bytes(vm: Machine) -> int:
-    return int(vm.succeed(f"lvs --noheadings --units b --nosuffix -o lv_size {POOL}"))
+def pool_bytes(vm: Machine, pool: ThinPool) -> int:
+    return int(vm.succeed(f"lvs --noheadings --units b --nosuffix -o lv_size {pool.lv}"))
+
+
+def thin(pool: ThinPool) -> str:
+    """The thin LV's device, on which xfs is made."""
+    return f"/dev/{pool.vg}/lab-thin"
 
 
 def lvs(vm: Machine) -> str:
     return vm.succeed("lvs -a -o+lv_health_status,lv_when_full,seg_monitor,data_percent,metadata_percent")
+
+
+MODES: dict[str, Callable[[ScenarioContext], None]] = {
+    "queue": queue, "error": error, "recover": recover, "autoextend": autoextend, "docker": docker}
+

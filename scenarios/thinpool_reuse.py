@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from lab.containers import busybox_image, docker_fails, start_docker
 from lab.context import ScenarioContext
+from lab.lvm import ThinPool, create_thin_pool, root_vg
 from lab.machine import Machine
 from lab.scenario import scenario
 
-VG = "atomicos"
-POOL = f"{VG}/docker-pool"
-DM_NAME = f"{VG}-docker--pool"
-POOL_DEV = f"/dev/mapper/{DM_NAME}"
 REFUSED = ("failed to start daemon: error initializing graphdriver: devmapper: Unable to take ownership of "
-           f"thin-pool ({DM_NAME}) that already has used data blocks")
+           "thin-pool ({}) that already has used data blocks")
 
 
 @scenario(
@@ -33,12 +30,12 @@ REFUSED = ("failed to start daemon: error initializing graphdriver: devmapper: U
     timeout=1200,
 )
 def thinpool_reuse(lab: ScenarioContext) -> None:
-    vm = lab.machine
+    vm, vg, size = lab.machine, root_vg(lab.profile), lab.params["pool_size"]
     with lab.step("docker on devicemapper with its own thin pool; a container writes to it"):
-        create_pool(vm, lab.params["pool_size"])
-        start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={POOL_DEV}"]})
+        pool = create_thin_pool(vm, vg, size)
+        start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]})
         vm.succeed(f"docker run --rm {busybox_image(vm)} dd if=/dev/zero of=/data bs=1M count=64", timeout=300)
-        used = pool_data_percent(vm)
+        used = pool_data_percent(vm, pool)
         lab.record("pool_data_percent_used", used)
         assert used > 0, "the pool holds no data"
 
@@ -46,22 +43,19 @@ def thinpool_reuse(lab: ScenarioContext) -> None:
         vm.succeed("systemctl stop docker.service docker.socket && rm -rf /var/lib/docker")
         journal = docker_fails(vm)
         lab.evidence("docker-journal.txt", journal)
-        assert REFUSED in journal, journal
-        lab.record("refusal", REFUSED)
+        refused = REFUSED.format(pool.dm_name)
+        assert refused in journal, journal
+        lab.record("refusal", refused)
 
     with lab.step("the wiki's fix: remove and recreate the pool; docker starts and runs a container"):
-        vm.succeed(f"rm -rf /var/lib/docker && lvremove -y {POOL} && systemctl reset-failed docker.service")
-        create_pool(vm, lab.params["pool_size"])
+        vm.succeed(f"rm -rf /var/lib/docker && lvremove -y {pool.lv} && systemctl reset-failed docker.service")
+        create_thin_pool(vm, vg, size)
         vm.succeed("systemctl start docker.service", timeout=300)  # daemon.json as before
         info = vm.succeed("docker info 2>&1")
         lab.evidence("docker-info.txt", info)
-        assert f"Pool Name: {DM_NAME}" in info, info
+        assert f"Pool Name: {pool.dm_name}" in info, info
         assert vm.succeed(f"docker run --rm {busybox_image(vm)} echo recovered").strip() == "recovered"
 
 
-def create_pool(vm: Machine, size: str) -> None:
-    vm.succeed(f"lvcreate -y --type thin-pool -L {size} -n docker-pool {VG}")
-
-
-def pool_data_percent(vm: Machine) -> float:
-    return float(vm.succeed(f"lvs --noheadings -o data_percent {POOL}").strip())
+def pool_data_percent(vm: Machine, pool: ThinPool) -> float:
+    return float(vm.succeed(f"lvs --noheadings -o data_percent {pool.lv}").strip())

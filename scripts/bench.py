@@ -101,7 +101,7 @@ def boot(image: str, cold: bool, runs: Path) -> dict[str, Any]:
         vm = lab.machine
         seen["analyze first"] = vm.succeed(ANALYZE).strip() or "(restored: no boot)"
         start = time.monotonic()
-        with ConsoleWatcher(vm.console_path, start, BOOT_TIMELINE, since=vm.console_size()) as watcher:
+        with ConsoleWatcher(vm.console_path, start, BOOT_TIMELINE, since=vm.get_console_size()) as watcher:
             vm.reboot()
         seen["reboot"] = {**watcher.seen, "ready": time.monotonic() - start}
         seen["analyze reboot"] = vm.succeed(ANALYZE).strip()

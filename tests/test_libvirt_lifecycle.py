@@ -13,10 +13,11 @@ import pytest
 from lab.cleanup import RunLock, inventory, reap, run_alive
 from lab.config import Config
 from lab.domain import DiskSpec, DomainSpec
+from lab.guest_shell import Timeouts
 from lab.hypervisor import connect, lab_domains
 from lab.image import ImageCache
 from lab.log import Log
-from lab.machine import Machine, Timeouts
+from lab.machine import Machine
 from lab.ssh import KeyPair, SshSession
 from lab.storage import Pool, run_prefix
 
@@ -70,10 +71,7 @@ def test_reap_removes_dead_runs_only(pool: Pool, tmp_path: Path) -> None:
     for machine in machines.values():
         machine.start()
     lock = RunLock(state, live)
-    dom = machines[kept]._dom
-    assert dom is not None
-    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, f'<run id="{kept}" kept="yes"/>', "lab",
-                    "https://atomic-lab.invalid/xmlns/run/1", libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    machines[kept].domain.mark({"id": kept, "kept": "yes"})
 
     reaped = {r.run_id for r in reap(pool.conn, pool, state, Log(None))}
     assert dead in reaped and live not in reaped and kept not in reaped

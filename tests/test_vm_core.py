@@ -178,3 +178,11 @@ def test_readiness_waits_for_a_slow_cloud_init(tmp_path: Path) -> None:
                 LAB_SCENARIOS_DIR=str(Path(__file__).parent / "scenarios"), LAB_CLOUDINIT_DIR=str(templates))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _result(tmp_path / "runs")["facts"] == {"late": "done"}
+
+
+def test_a_reset_keeps_the_journal_of_the_boot_it_ended(tmp_path: Path) -> None:
+    proc = _lab(["run", "reset-journal"], tmp_path, LAB_SCENARIOS_DIR=str(Path(__file__).parent / "scenarios"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evidence = tmp_path / "latest" / "evidence"
+    assert "lab-test[" in (evidence / "journal-boot-1.txt").read_text()  # journald's own line, read back
+    assert "lab-test[" not in (evidence / "journal.txt").read_text()

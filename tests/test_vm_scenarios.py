@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.vm
 VARIANTS = [("thinpool-full", f"mode={mode}") for mode in ("error", "autoextend", "docker", "recover")] + [
-    ("system-containers", "ordering=broken"), ("ostree-rollback", "break=upgrade")]
+    ("system-containers", "ordering=broken"), ("ostree-rollback", "break=upgrade"), ("partition-v1", "reboots=8")]
 
 
 def _passes(name: str, sets: list[str], runs: Path) -> None:

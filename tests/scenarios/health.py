@@ -40,3 +40,10 @@ def poweroff_mid(lab: ScenarioContext) -> None:
 def panic_mid(lab: ScenarioContext) -> None:
     lab.machine.succeed("echo 1 > /proc/sys/kernel/sysrq; (sleep 1; echo c > /proc/sysrq-trigger) & sleep 600",
                         timeout=900)
+
+
+@scenario("reset-journal", "Logs a line, has journald write it to disk and presses reset: the boot's journal must "
+          "be kept", memory=768)
+def reset_journal(lab: ScenarioContext) -> None:
+    lab.machine.succeed("logger -t lab-test 'the boot before the reset' && journalctl --flush --sync")
+    lab.machine.reset()

@@ -1,0 +1,28 @@
+"""Image recipes: the shared guest overlay goes into every image that names it, and into its digest."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from lab.image import Recipe, load_recipes
+
+IMAGES = Path(__file__).resolve().parents[1] / "images"
+
+
+def test_every_lab_image_carries_the_shared_guest_files() -> None:
+    for recipe in load_recipes(IMAGES).values():
+        files = recipe.build["files"]
+        cloud_cfg = files["/etc/cloud/cloud.cfg.d/90-lab.cfg"]
+        assert "cloud_final_modules: [scripts-user, keys-to-console, final-message]" in cloud_cfg
+        assert files["/etc/ssh/sshd_config.d/lab.conf"].strip().endswith("PasswordAuthentication no")
+
+
+def test_a_change_in_the_overlay_changes_the_image(tmp_path: Path) -> None:
+    shutil.copytree(IMAGES, tmp_path / "images")
+    recipe = tmp_path / "images" / "lab-bookworm.toml"
+    before = Recipe.load(recipe).digest
+    (tmp_path / "images" / "guest" / "etc" / "motd").write_text("changed\n")
+    after = Recipe.load(recipe)
+    assert after.digest != before
+    assert after.build["files"]["/etc/motd"] == "changed\n"
