@@ -48,7 +48,9 @@ class Machine(GuestShell):
         self.boots = 0
         self.degraded: list[str] = []  # "boot N: unit" for each unit failed when a boot was ready
         self.journals: list[str] = []  # the journals of boots that ended in a reboot
-        self._journaled: set[str] = set()  # boot ids (journal form) whose journal is kept, or older than the run
+        self._journaled: set[str] = set()  # boot ids (journal form) whose journal is kept
+        self._plugged = False  # disks were hot-plugged at the restore: udev must have made their links
+        self._first_boot = ""  # the run's first boot id (journal form): the journal's boots before it are not the run's
         self._boot_offset = 0  # where the console output of the current boot (or shutdown) begins
         self.cloud_init_every_boot = False  # set by a scenario that tests cloud-init on later boots
 
@@ -119,15 +121,19 @@ class Machine(GuestShell):
         self._journaled.add(self.boot_id.replace("-", ""))
 
     def _keep_lost_journals(self) -> None:
-        """The journals of boots that ended without the lab asking (a reset, a boot that failed and
-        rebooted itself), from the guest's persistent journal, oldest first. A boot that died before
-        journald flushed to disk has only its console (console.log). At the first boot: what is there."""
+        """The journals of this run's boots that ended without the lab asking (a reset, a boot that failed
+        and rebooted itself), from the guest's persistent journal, oldest first. A boot that died before
+        journald wrote to disk has only its console (console.log)."""
         current = self.boot_id.replace("-", "")
-        earlier = [b for b in re.findall(r"\b[0-9a-f]{32}\b", self.execute(LIST_BOOTS).stdout) if b != current]
-        for boot in (b for b in earlier if b not in self._journaled) if self.boots else ():
+        if not self._first_boot:
+            self._first_boot = current
+            return
+        listed = re.findall(r"\b[0-9a-f]{32}\b", self.execute(LIST_BOOTS).stdout)
+        run_boots = listed[listed.index(self._first_boot):] if self._first_boot in listed else []
+        for boot in (b for b in run_boots if b not in self._journaled and b != current):
             journal = self.execute(f"journalctl -b {boot} --no-pager -o short-monotonic", timeout=60)
             self.journals.append(journal.stdout)
-        self._journaled.update(earlier)
+            self._journaled.add(boot)
 
     def _pin_host_key(self) -> None:
         """Accept from now on only the host keys cloud-init announced on the console, which the
@@ -153,6 +159,7 @@ class Machine(GuestShell):
             self.domain.restore(save_file)
         for serial in extra_disks:
             self.attach_disk(serial)
+        self._plugged = bool(extra_disks)
 
     def wait_for_restore(self, run_key: KeyPair) -> None:
         """Ready after a restore: log in with the saved guest's key, set the clock from the host's
@@ -161,7 +168,7 @@ class Machine(GuestShell):
         home = f"$(getent passwd {shlex.quote(self.ssh.user)} | cut -d: -f6)"
         out = self.succeed(f"date -u -s @{time.time():.3f} >/dev/null; "
                            f"printf '%s\\n' {shlex.quote(run_key.public_line)} >\"{home}/.ssh/authorized_keys\"; "
-                           f"udevadm settle; {self._first_boot_only()}"
+                           f"{'udevadm settle; ' if self._plugged else ''}{self._first_boot_only()}"  # their links
                            f"{BOOT_ID}; systemctl is-system-running || true")
         self.ssh.key = run_key
         self.boot_id, state = out.split()[:2]
