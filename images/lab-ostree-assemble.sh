@@ -2,6 +2,7 @@
 # Assemble lab-ostree on a blank disk; runs as root inside the builder VM (which has ostree).
 # usage: lab-ostree-assemble.sh TARGET_DISK ROOTFS_TAR_DISK VG ROOT_SIZE BOOT_SIZE OSNAME REF
 set -euxo pipefail
+PS4='+ [${SECONDS}s] '  # each traced command with the seconds since the start: where a build's time goes
 target=$1 tarball=$2 vg=$3 root_size=$4 boot_size=$5 osname=$6 ref=$7
 sysroot=/mnt/sysroot tree=/var/tmp/tree var=/var/tmp/var
 
@@ -45,6 +46,9 @@ mkdir "$tree/sysroot" && ln -s sysroot/ostree "$tree/ostree"
 ostree admin init-fs "$sysroot"
 ostree admin os-init --sysroot="$sysroot" "$osname"
 repo=$sysroot/ostree/repo
+# No fsync per object while the image is made (one sync at the end); the image's repository keeps
+# ostree's default, so the guest's own commits and deploys fsync as on a real host.
+ostree config --repo="$repo" set core.fsync false
 ostree commit --repo="$repo" --branch="$ref" --subject="lab-ostree 1" --add-metadata-string=version=1 \
     --tree=dir="$tree"
 rm -rf "$tree"
@@ -71,6 +75,7 @@ chroot "$deployment" grub-mkconfig -o /boot/loader/grub.cfg
 ln -s ../loader/grub.cfg "$sysroot/boot/grub/grub.cfg"
 grep "ostree=/ostree/boot" "$sysroot/boot/loader/grub.cfg"
 ostree admin status --sysroot="$sysroot"
+ostree config --repo="$repo" unset core.fsync
 
 sync
 umount -R "$deployment/dev" "$deployment/proc" "$deployment/sys" "$deployment/boot" "$deployment/sysroot"
