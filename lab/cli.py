@@ -24,7 +24,8 @@ from lab.image import ImageCache
 from lab.log import Log
 from lab.parallel import Job, ParallelRuns, exit_code, shard
 from lab.prepare import build_image
-from lab.runner import RUN_ID, RunRequest, run_with_reruns
+from lab.reruns import run_with_reruns
+from lab.runner import RUN_ID, RunRequest
 from lab.scenario import Registry
 from lab.storage import Pool, forget_gone_pools
 from lab.warm import WarmStore

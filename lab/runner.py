@@ -9,14 +9,14 @@ import time
 import traceback
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import libvirt
 
 from lab import checks, console
-from lab.artifacts import RunDir, mark_flaky
+from lab.artifacts import RunDir
 from lab.builder import ImageBuilder
 from lab.cleanup import RunLock, inventory, reap
 from lab.config import Config
@@ -312,29 +312,6 @@ class Run:
         result["ssh"] = self.machine.hand_over()
         self.log.info(f"kept {spec.name}; enter it with: lab ssh {self.run_id}  (console: lab console "
                       f"{self.run_id})\nremove it with: lab destroy {self.run_id}")
-
-
-def run_with_reruns(config: Config, request: RunRequest, log: Log, reruns: int) -> int:
-    """Run; after a failure (exit 1 or 2) run again in a fresh VM, up to `reruns` times. A pass after a
-    failure is marked flaky in its result.json. Every attempt has the run's id (each removes what it made
-    before the next starts), so the newest artifacts of that id are the final attempt's; only the last
-    attempt may keep its VM."""
-    request = replace(request, run_id=request.run_id or secrets.token_hex(4))
-    attempts: list[dict[str, Any]] = []
-    for attempt in range(reruns + 1):
-        last = attempt == reruns
-        run = Run(config, replace(request, keep_on_failure=request.keep_on_failure and last), log)
-        code = run.execute()
-        attempts.append({"run_id": run.run_id, "exit_code": code, "artifacts": str(run.artifacts)})
-        if code not in (1, 2):
-            break
-        if not last:
-            log.warning(f"{request.scenario.name} failed (exit {code}); re-running in a fresh VM "
-                        f"({attempt + 1} of {reruns})")
-    if code == 0 and len(attempts) > 1 and run.artifacts is not None:
-        mark_flaky(run.artifacts, attempts)
-        log.warning(f"FLAKY {request.scenario.name}: passed on attempt {len(attempts)} after failing")
-    return code
 
 
 def _scenario_frame(exc: BaseException, scenario: Scenario) -> str:

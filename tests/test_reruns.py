@@ -11,7 +11,8 @@ import pytest
 from lab import runner
 from lab.config import Config
 from lab.log import Log
-from lab.runner import RunRequest, run_with_reruns
+from lab.reruns import run_with_reruns
+from lab.runner import RunRequest
 from lab.scenario import declare
 
 
