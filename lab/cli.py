@@ -32,13 +32,22 @@ from lab.warm import WarmStore
 
 
 def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
-    for item in Registry.load(config.scenarios_dir).all():
+    for item in Registry.load(config.scenarios_dirs).all():
         print(f"{item.name:<20} {item.description}")
     return 0
 
 
+def cmd_config(args: argparse.Namespace, config: Config, log: Log) -> int:
+    """Every setting's effective value and where it came from (default, pyproject.toml, environment)."""
+    rows = config.describe()
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        print(f"{name:<{width}}  {value}  ({source})")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
-    registry = Registry.load(config.scenarios_dir)
+    registry = Registry.load(config.scenarios_dirs)
     names = registry.names() if args.all else args.names
     if not names:
         raise UsageError("name a scenario (see `lab list`) or use --all")
@@ -224,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
                                      "disposable libvirt VMs.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list scenarios").set_defaults(func=cmd_list)
+    sub.add_parser("config", help="print the settings and where each came from").set_defaults(func=cmd_config)
     run = sub.add_parser("run", help="run scenarios, each in a fresh VM")
     run.add_argument("names", nargs="*", metavar="NAME", help="scenario(s) to run (see `lab list`)")
     run.add_argument("--all", action="store_true", help="run every scenario")

@@ -33,7 +33,9 @@ def booting(text: str) -> bool:
 MILESTONES = {
     "first_console_output": re.compile(r"\S"),
     **{name: pattern for name, pattern in BOOT_TIMELINE.items() if name != "shut_down"},
-    "cloud_init_finished": re.compile(r"Cloud-init v\. \S+ finished at"),
+    # the final stage's message, or (lab images, whose final stage runs only for scripts) the host keys
+    # the init stage announces last
+    "cloud_init_finished": re.compile(r"Cloud-init v\. \S+ finished at|-----END SSH HOST KEY FINGERPRINTS-----"),
 }
 
 

@@ -44,8 +44,8 @@ class Manifest:
                    Profile.from_dict(data.get("profile", {})))
 
 
-def load_manifests(images_dir: Path) -> dict[str, Manifest]:
-    manifests = (Manifest.load(p) for p in sorted((images_dir / "external").glob("*.toml")))
+def load_manifests(images_dirs: tuple[Path, ...]) -> dict[str, Manifest]:
+    manifests = (Manifest.load(p) for d in images_dirs for p in sorted((d / "external").glob("*.toml")))
     return {m.name: m for m in manifests}
 
 
@@ -74,7 +74,7 @@ def imported(config: Config, name: str) -> Imported | None:
 
 def not_imported(config: Config, name: str) -> str:
     """Why `--image name` cannot run yet ("" if it can, or if the name is no external image)."""
-    if name in load_manifests(config.images_dir) and imported(config, name) is None:
+    if name in load_manifests(config.images_dirs) and imported(config, name) is None:
         return (f"image {name} is not imported: `lab images fetch {name}` downloads it, or "
                 f"`lab images import PATH --as {name}` takes a copy you have")
     return ""
@@ -86,7 +86,7 @@ class Imports:
     def __init__(self, config: Config, cache: ImageCache) -> None:
         self.config, self.cache = config, cache
         self.directory = config.state_dir / "imports"
-        self.manifests = load_manifests(config.images_dir)
+        self.manifests = load_manifests(config.images_dirs)
 
     def get(self, name: str) -> Imported | None:
         record = imported(self.config, name)
@@ -98,7 +98,7 @@ class Imports:
 
     def add(self, path: Path, name: str, profile_from: str | None = None, source: str = "") -> Imported:
         """Import a local qcow2/raw file as `name`; refuses a non-disk file and a checksum mismatch."""
-        if name in load_recipes(self.config.images_dir):
+        if name in load_recipes(self.config.images_dirs):
             raise UsageError(f"{name!r} is a lab image built from a recipe; import under another name")
         fmt = probe_disk_image(path)
         manifest = self.manifests.get(name)
@@ -124,7 +124,8 @@ class Imports:
         manifest = self.manifests.get(name)
         if manifest is None:
             known = ", ".join(sorted(self.manifests)) or "none"
-            raise UsageError(f"no manifest for {name!r} in {self.config.images_dir / 'external'} (known: {known})")
+            where = ", ".join(str(d / "external") for d in self.config.images_dirs)
+            raise UsageError(f"no manifest for {name!r} in {where} (known: {known})")
         self.config.build_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.config.build_dir, prefix=f"fetch-{name}-") as tmp:
             target = Path(tmp) / manifest.file
@@ -135,7 +136,7 @@ class Imports:
         source = profile_from or name
         if source in self.manifests:
             return self.manifests[source].profile
-        recipes = load_recipes(self.config.images_dir)
+        recipes = load_recipes(self.config.images_dirs)
         if source in recipes:
             return recipes[source].profile
         if profile_from:

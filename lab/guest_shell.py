@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lab import console
 from lab.domain import DomainSpec
-from lab.errors import CommandFailed, GuestGone, HarnessError, SshUnavailable, WaitTimeout
+from lab.errors import CommandFailed, GuestGone, HarnessError, ScenarioFailed, SshUnavailable, WaitTimeout
 from lab.guest_domain import GuestDomain
 from lab.log import Log
 from lab.retry import wait_until
@@ -151,6 +151,29 @@ class GuestShell:
         props = " ".join(f"-p {name}" for name in names)
         out = self.succeed(f"systemctl show {props} {shlex.quote(unit)}")
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    # --- checks that assert at once (no polling) ---------------------------
+
+    def require_unit_state(self, unit: str, state: str) -> None:
+        """Fail the scenario unless systemd reports `unit`'s ActiveState as `state` now."""
+        now = self.get_unit_properties(unit, "ActiveState")["ActiveState"]
+        if now != state:
+            status = self.execute(f"systemctl status --no-pager -n 20 {shlex.quote(unit)}").stdout
+            raise ScenarioFailed(f"{self.name}: unit {unit} is {now}, expected {state}\n{status}")
+
+    def require_mount(self, path: str, source: str, fstype: str) -> None:
+        """Fail the scenario unless `path` is a mount point of `source` with filesystem `fstype` now."""
+        found = self.execute(f"findmnt -n -o SOURCE,FSTYPE --mountpoint {shlex.quote(path)}").stdout.split()
+        if found != [source, fstype]:
+            table = self.execute("findmnt -l -o TARGET,SOURCE,FSTYPE").stdout
+            raise ScenarioFailed(f"{self.name}: {path} is mounted from {' '.join(found) or 'nothing'}, "
+                                 f"expected {source} ({fstype})\n{table}")
+
+    def require_absent(self, path: str) -> None:
+        """Fail the scenario if `path` exists in the guest now."""
+        found = self.execute(f"ls -ld {shlex.quote(path)}")
+        if found.rc == 0:
+            raise ScenarioFailed(f"{self.name}: {path} exists, expected none: {found.stdout.strip()}")
 
     def _wait(self, predicate: Callable[[bool], object], what: str, timeout: float | None) -> object:
         limit = self._limit(timeout, self.timeouts.wait)

@@ -23,7 +23,7 @@ from lab.errors import ImageError, UsageError
 from lab.log import Log
 from lab.storage import Pool
 
-DEFAULT_IMAGE = "lab-bookworm"
+KERNEL_IMAGE = "lab-bookworm"  # the lab's own image whose kernel the KVM probe boots
 BOOT_TIMEOUT = 120.0  # base seconds a boot (or reboot) may take to be ready, unless the recipe says otherwise
 # Code whose change must rebuild images (recipes add their own files).
 _BUILD_CODE = Path(__file__).with_name("builder.py")
@@ -136,8 +136,9 @@ def _overlay_files(directory: Path) -> dict[str, str]:
     return {"/" + str(p.relative_to(directory)): p.read_text() for p in _tree(directory)}
 
 
-def load_recipes(images_dir: Path) -> dict[str, Recipe]:
-    recipes = (Recipe.load(p) for p in sorted(images_dir.glob("*.toml")))
+def load_recipes(images_dirs: tuple[Path, ...]) -> dict[str, Recipe]:
+    """The recipes of every directory, by name: a later directory's recipe replaces an earlier one's."""
+    recipes = (Recipe.load(p) for d in images_dirs for p in sorted(d.glob("*.toml")))
     return {r.name: r for r in recipes}
 
 
@@ -148,7 +149,7 @@ class ImageCache:
         self.config, self.pool, self.log = config, pool, log
 
     def recipes(self) -> dict[str, Recipe]:
-        return load_recipes(self.config.images_dir)
+        return load_recipes(self.config.images_dirs)
 
     def recipe(self, name: str) -> Recipe:
         recipes = self.recipes()

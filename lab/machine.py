@@ -33,12 +33,15 @@ LIST_BOOTS = "journalctl --list-boots --no-pager"
 # cloud-init runs its four stages at the first boot only, as Atomic operators set it up: later boots skip
 # them (its systemd generator leaves cloud-init.target out while this file exists).
 CLOUD_INIT_OFF = "/etc/cloud/cloud-init.disabled"
-# Done when its last stage wrote its result (or a stage's unit failed); a shell loop, because
+# Done when no cloud-init unit has a job queued or running (the final stage runs only when the seed
+# brought scripts, see images/guest); then no stage failed or reported errors. A shell loop, because
 # `cloud-init status --wait` is a Python process that costs seconds under TCG beside the stages.
-_RESULT = "/run/cloud-init/result.json"
-CLOUD_INIT_DONE = (f"test -e {CLOUD_INIT_OFF} || {{ until test -e {_RESULT} || systemctl -q is-failed cloud-init-local "
-                   f"cloud-init cloud-config cloud-final; do sleep 0.2; done; grep -q '\"errors\": \\[\\]' {_RESULT} "
-                   "2>/dev/null || { cloud-init status --long; exit 1; }; }")
+_STATUS, _RESULT = "/run/cloud-init/status.json", "/run/cloud-init/result.json"
+CLOUD_INIT_DONE = (f"test -e {CLOUD_INIT_OFF} || {{ "
+                   "while [ -n \"$(systemctl list-jobs --no-legend | grep ' cloud-')\" ]; do sleep 0.2; done; "
+                   "! systemctl -q is-failed cloud-init-local cloud-init cloud-config cloud-final "
+                   f"&& test -e {_STATUS} && ! grep -qs '\"errors\": \\[$' {_STATUS} {_RESULT} "
+                   "|| { cloud-init status --long; exit 1; }; }")
 
 
 class Machine(GuestShell):
@@ -51,6 +54,7 @@ class Machine(GuestShell):
         self._journaled: set[str] = set()  # boot ids (journal form) whose journal is kept
         self._plugged = False  # disks were hot-plugged at the restore: udev must have made their links
         self._first_boot = ""  # the run's first boot id (journal form): the journal's boots before it are not the run's
+        self._unplanned = False  # boots may have come and gone unwatched (a reset, a reboot the lab did not wait on)
         self._boot_offset = 0  # where the console output of the current boot (or shutdown) begins
         self.cloud_init_every_boot = False  # set by a scenario that tests cloud-init on later boots
 
@@ -127,7 +131,9 @@ class Machine(GuestShell):
         current = self.boot_id.replace("-", "")
         if not self._first_boot:
             self._first_boot = current
+        if not self._unplanned:
             return
+        self._unplanned = False
         listed = re.findall(r"\b[0-9a-f]{32}\b", self.execute(LIST_BOOTS).stdout)
         run_boots = listed[listed.index(self._first_boot):] if self._first_boot in listed else []
         for boot in (b for b in run_boots if b not in self._journaled and b != current):
@@ -186,12 +192,14 @@ class Machine(GuestShell):
         self._boot_offset = self.get_console_size()  # the shutdown, then the next boot
         self._systemctl_soon("reboot")
         self.ssh.close()
+        self._unplanned = True
 
     def reboot(self, *, timeout: float | None = None) -> None:
         """Reboot and wait until the guest is ready under a new boot id."""
         old = self.boot_id
         with self.log.nested(f"{self.name}: rebooting"):
             self.start_reboot()
+            self._unplanned = False  # the lab watches this one through to the next boot
             limit = self._limit(timeout, self.timeouts.boot)
             quiet_until = time.monotonic() + self.timeouts(QUIET_CONSOLE)
 
@@ -262,6 +270,7 @@ class Machine(GuestShell):
         self.ssh.close()  # the connection dies with the boot
         self.gone = ""
         self._boot_offset = self.get_console_size()
+        self._unplanned = True
         self.domain.reset()
 
     def shutdown(self, *, timeout: float | None = None) -> None:

@@ -15,7 +15,7 @@ from lab.builder import ImageBuilder
 from lab.cleanup import RunLock
 from lab.config import Config
 from lab.hypervisor import connect
-from lab.image import DEFAULT_IMAGE, Image, ImageCache, load_recipes
+from lab.image import KERNEL_IMAGE, Image, ImageCache, load_recipes
 from lab.log import Log
 from lab.provision import Provisioner
 from lab.signals import ignore_sigterm, trap_signals
@@ -24,9 +24,9 @@ from lab.storage import Pool
 
 def open_provisioner(conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
                      builder: ImageBuilder) -> Provisioner:
-    """A provisioner for one run id; a KVM probe, if needed, boots the default image's kernel."""
+    """A provisioner for one run id; a KVM probe, if needed, boots the lab image's kernel."""
     provisioner = Provisioner.open(conn, pool, config, log, run_id,
-                                   probe_kernel=lambda: builder.ensure(DEFAULT_IMAGE).kernel_volume)
+                                   probe_kernel=lambda: builder.ensure(KERNEL_IMAGE).kernel_volume)
     log.info(f"accelerator: {provisioner.accel} ({provisioner.accel_reason}); "
              f"timeouts x{provisioner.timeouts.scale:g}")
     return provisioner
@@ -69,7 +69,7 @@ def prepare_images(config: Config, log: Log, names: list[str], turn: int = 0) ->
     """Build the images among `names` the cache lacks. Builder images come first; the rest start at
     `turn` (a test worker's number), so two workers build two images at once and then wait for each
     other's (each image has a lock), instead of a build running beside a test."""
-    recipes = load_recipes(config.images_dir)
+    recipes = load_recipes(config.images_dirs)
     wanted = [name for name in dict.fromkeys(names) if name in recipes]
     builders = [name for name in dict.fromkeys(recipes[n].build.get("builder_image", "") for n in wanted) if name]
     rest = [name for name in wanted if name not in builders]

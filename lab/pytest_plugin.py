@@ -7,6 +7,9 @@
   guest shaped by `@pytest.mark.lab(image=..., memory=..., disks=[Disk(...)], ...)` and runs
   exactly like a scenario: warm start, artifacts, health check, evidence on failure, teardown.
 - `--lab-report DIR` writes summary.md/.json and junit.xml of all lab runs (xdist-safe).
+- Its rules, in any repository: tests marked `nightly` run only with `--nightly`; a VM test skips when
+  there is no hypervisor, except under `CI`, where a VM test that skips fails (nightly-only items and
+  absent external images excepted); the longest VM tests start first (pytest -n).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Generator, Iterator
@@ -27,20 +31,21 @@ from lab.config import Config, vcpu_share
 from lab.context import ScenarioContext
 from lab.errors import LabError, RunFailed
 from lab.external import load_manifests, not_imported
-from lab.image import DEFAULT_IMAGE
 from lab.log import Log
 from lab.machine import Machine
 from lab.parallel import Job, Outcome
 from lab.prepare import prepare_images
 from lab.report import write
 from lab.runner import Run, RunRequest
-from lab.scenario import TAGS, Scenario, declare, load_file
+from lab.scenario import TAGS, Registry, Scenario, declare, load_file
 
+NIGHTLY_ONLY = "nightly only (make nightly)"  # the skip reason of nightly items without --nightly
 EXTERNAL_ABSENT = "external image absent"  # the skip reason's start (CI lets these skips pass)
 RESULT = "lab_result"  # user property: the run's result.json, read by the report
 _CALL_FAILED = pytest.StashKey[BaseException]()  # a test's own failure, for the run it used
 _REPORT = pytest.StashKey[list[Path]]()
 _IMAGES = pytest.StashKey[list[str]]()  # the images the selected VM tests boot
+_TIMEOUTS = pytest.StashKey[dict[str, float]]()
 EXIT_CODES = {"passed": 0, "failed": 1}  # anything else is an error (2)
 
 
@@ -53,14 +58,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "are skipped, saying how to get them")
     group.addoption("--lab-cold", action="store_true", help="boot every guest instead of restoring a saved one")
     group.addoption("--lab-report", metavar="DIR", help="write summary.md, summary.json and junit.xml of the runs")
+    group.addoption("--nightly", action="store_true", help="also run the tests marked nightly")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vm: boots a real guest under libvirt (TCG or KVM)")
+    config.addinivalue_line("markers", "nightly: variants and soak, only with --nightly (make nightly)")
     config.addinivalue_line("markers", "lab(image=None, memory=1024, cpus=2, disks=(), timeout=900, expected=()): "
                                        "the guest the `machine` and `lab` fixtures boot")
     for tag in sorted(TAGS):
-        config.addinivalue_line("markers", f"{tag}: scenarios tagged {tag!r}")
+        _add_tag(config, tag)
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in pytest -n workers
     if workers:
         os.environ["LAB_MAX_VCPUS"] = vcpu_share(int(workers))  # each VM gets its share of the cores
@@ -68,12 +75,67 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Reporter(Path(config.getoption("--lab-report"))), "lab-reporter")
 
 
-# --- images, built before the first test ---------------------------------------------------------
+def _add_tag(config: pytest.Config, tag: str) -> None:
+    """A scenario tag as a marker (-m TAG), a user's own tags included (registered as they are collected)."""
+    config.addinivalue_line("markers", f"{tag}: scenarios tagged {tag!r}")
 
 
-@pytest.hookimpl(trylast=True)  # after the skips of nightly-only and external-image items are marked
+def _timeouts(config: pytest.Config) -> dict[str, float]:
+    """Scenario time limits by name, loaded once a session."""
+    if _TIMEOUTS not in config.stash:
+        config.stash[_TIMEOUTS] = {s.name: s.timeout for s in Registry.load(Config.from_env().scenarios_dirs).all()}
+    return config.stash[_TIMEOUTS]
+
+
+# --- the rules: nightly, no hypervisor, CI, longest first ------------------------------------------
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A test that boots a guest is a VM test (-m vm, and the rules below), marked or not."""
+    if item.get_closest_marker("lab") or {"lab", "machine"} & set(getattr(item, "fixturenames", ())):
+        item.add_marker("vm")
+
+
+@pytest.hookimpl(trylast=True)  # after a project's own conftest marked its skips
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    nightly, missing = config.getoption("--nightly"), None
+    for item in items:
+        if "nightly" in item.keywords and not nightly:
+            item.add_marker(pytest.mark.skip(reason=NIGHTLY_ONLY))
+        if "vm" in item.keywords:
+            missing = _hypervisor_missing() if missing is None else missing
+            if missing:
+                item.add_marker(pytest.mark.skip(reason=missing))
+    items.sort(key=_cost, reverse=True)
     config.stash[_IMAGES] = [image for item in items if (image := _image_of(item))]
+
+
+def _hypervisor_missing() -> str:
+    if shutil.which("qemu-system-x86_64") is None:
+        return "qemu-system-x86_64 is not installed (make setup)"
+    try:
+        import libvirt
+
+        libvirt.open(Config.from_env().libvirt_uri).close()
+    except Exception as exc:
+        return f"libvirt unreachable: {exc}"
+    return ""
+
+
+def _cost(item: pytest.Item) -> float:
+    """Rough seconds (a scenario's time limit, a lab marker's), to start the longest tests first under -n."""
+    if "vm" not in item.keywords:
+        return 0.0
+    if isinstance(item, ScenarioItem):
+        return float(item.scenario.timeout)
+    marker = item.get_closest_marker("lab")
+    if marker and "timeout" in marker.kwargs:
+        return float(marker.kwargs["timeout"])
+    callspec = getattr(item, "callspec", None)  # a test parametrized by scenario name
+    return _timeouts(item.config).get(str(callspec.params.get("name")) if callspec else "", 300.0)
+
+
+# --- images, built before the first test ---------------------------------------------------------
 
 
 def _image_of(item: pytest.Item) -> str | None:
@@ -83,7 +145,7 @@ def _image_of(item: pytest.Item) -> str | None:
     if isinstance(item, ScenarioItem):
         return item.image
     marker = item.get_closest_marker("lab")
-    return (marker.kwargs.get("image") if marker else None) or DEFAULT_IMAGE
+    return (marker.kwargs.get("image") if marker else None) or Config.from_env().default_image
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -106,8 +168,8 @@ def pytest_runtestloop(session: pytest.Session) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
-    scenarios = Config.from_env().scenarios_dir.resolve()
-    if file_path.suffix == ".py" and not file_path.name.startswith("_") and file_path.parent.resolve() == scenarios:
+    scenarios = Config.from_env().scenarios_dirs
+    if file_path.suffix == ".py" and not file_path.name.startswith("_") and file_path.parent.resolve() in scenarios:
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
 
@@ -117,9 +179,9 @@ class ScenarioFile(pytest.File):
         config = Config.from_env()
         extra = list(self.config.getoption("--lab-image"))
         if self.config.getoption("--lab-external"):
-            extra += sorted(load_manifests(config.images_dir))
+            extra += sorted(load_manifests(config.images_dirs))
         for item in load_file(self.path):
-            for image in dict.fromkeys([item.image or DEFAULT_IMAGE, *extra]):
+            for image in dict.fromkeys([item.image or config.default_image, *extra]):
                 node = ScenarioItem.from_parent(self, name=f"{item.name}[{image}]", scenario=item, image=image)
                 absent = not_imported(config, image)
                 if absent:
@@ -131,6 +193,8 @@ class ScenarioItem(pytest.Item):
     def __init__(self, *, scenario: Scenario, image: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario, self.image = scenario, image
+        for tag in scenario.tags - TAGS:
+            _add_tag(self.config, tag)
         for mark in ("vm", *sorted(scenario.tags)):
             self.add_marker(mark)
 
@@ -192,6 +256,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None],
     report = yield
     if call.when == "call" and report.failed and call.excinfo is not None:
         item.stash[_CALL_FAILED] = call.excinfo.value
+    if os.environ.get("CI") and "vm" in item.keywords and report.skipped \
+            and not any(ok in str(report.longrepr) for ok in (NIGHTLY_ONLY, EXTERNAL_ABSENT)):
+        report.outcome = "failed"  # under CI a VM test must run
+        report.longrepr = f"VM test skipped under CI: {report.longrepr}"
     return report
 
 

@@ -25,7 +25,7 @@ from lab.diagnose import collect_failure_evidence
 from lab.errors import HarnessError, Interrupted, LabError, RunFailed, ScenarioFailed, UsageError
 from lab.external import Imports, imported, not_imported
 from lab.hypervisor import connect
-from lab.image import DEFAULT_IMAGE, Image, ImageCache, load_recipes, probe_disk_image
+from lab.image import Image, ImageCache, load_recipes, probe_disk_image
 from lab.log import Log
 from lab.machine import JOURNAL, Machine
 from lab.prepare import open_provisioner
@@ -53,8 +53,8 @@ class RunRequest:
 def resolve_image_ref(request: RunRequest, config: Config) -> str:
     """The image a run boots: a recipe's name, an imported image's name or a disk file's path. A
     reason it cannot be booted fails the run here, in one line, before anything is created."""
-    ref = request.image or request.scenario.image or DEFAULT_IMAGE
-    if ref in load_recipes(config.images_dir) or imported(config, ref):
+    ref = request.image or request.scenario.image or config.default_image
+    if ref in load_recipes(config.images_dirs) or imported(config, ref):
         return ref
     reason = not_imported(config, ref)
     if reason:

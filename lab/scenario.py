@@ -7,6 +7,7 @@ functions of each module it loads (no module-global registry).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import re
 import sys
@@ -16,12 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.disks import SIZE_RE, Disk, parse_size
+from lab.errors import ScenarioFailed as ScenarioFailed  # what a scenario raises, and require_ checks
 from lab.errors import UsageError
 
 if TYPE_CHECKING:
     from lab.context import ScenarioContext
 
-TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow", "catalog"})  # catalog: nightly only
+# The built-in scenarios' tags (catalog: nightly only); a user's scenarios may add their own.
+TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow", "catalog"})
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 ATTR = "__lab_scenario__"
 
@@ -81,9 +84,9 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
         raise ValueError(f"scenario name {name!r} must be lower-case words joined by '-'")
     if not description.strip() or "\n" in description:
         raise ValueError(f"scenario {name}: description must be one non-empty line")
-    unknown = set(tags) - TAGS
-    if unknown:
-        raise ValueError(f"scenario {name}: unknown tags {sorted(unknown)} (known: {sorted(TAGS)})")
+    bad = sorted(t for t in tags if not NAME_RE.match(t))
+    if bad:
+        raise ValueError(f"scenario {name}: tags must be lowercase words (a pytest marker each): {bad}")
     serials = [d.serial for d in disks]
     if len(set(serials)) != len(serials):
         raise ValueError(f"scenario {name}: disk serials must be unique")
@@ -117,12 +120,15 @@ class Registry:
         self._scenarios[item.name] = item
 
     @classmethod
-    def load(cls, directory: Path) -> Registry:
+    def load(cls, directories: tuple[Path, ...]) -> Registry:
+        """The scenarios of every `*.py` file (not `_*.py`) of these directories."""
         registry = cls()
-        for path in sorted(directory.glob("*.py")):
-            if not path.name.startswith("_"):
-                for item in load_file(path):
-                    registry.add(item)
+        missing = [str(d) for d in directories if not d.is_dir()]
+        if missing:
+            raise UsageError(f"no scenario directory {', '.join(missing)} (see `lab config`)")
+        for path in (p for d in directories for p in sorted(d.glob("*.py")) if not p.name.startswith("_")):
+            for item in load_file(path):
+                registry.add(item)
         return registry
 
     def names(self) -> list[str]:
@@ -139,7 +145,8 @@ class Registry:
 
 def load_file(path: Path) -> list[Scenario]:
     """The scenarios one file declares, in the order it declares them."""
-    spec = importlib.util.spec_from_file_location(f"lab_scenarios.{path.stem}", path)
+    tag = hashlib.sha256(str(path.resolve().parent).encode()).hexdigest()[:8]  # two directories, one file name
+    spec = importlib.util.spec_from_file_location(f"lab_scenarios.{path.stem}_{tag}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name

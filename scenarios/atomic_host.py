@@ -37,7 +37,7 @@ def atomic_host(lab: ScenarioContext) -> None:
         assert list(sizes) == ["root"] and int(sizes["root"]) == 3 << 30, sizes
         free = int(vm.succeed("vgs --noheadings --units b --nosuffix -o vg_free atomicos"))
         assert free > 5 << 30, f"only {free} bytes free in atomicos"
-        assert vm.succeed("findmnt -n -o SOURCE,FSTYPE /").split() == ["/dev/mapper/atomicos-root", "xfs"]
+        vm.require_mount("/", "/dev/mapper/atomicos-root", "xfs")
         assert "ftype=1" in vm.succeed("xfs_info /")
         lab.record("vg_free_bytes", free)
 
@@ -46,4 +46,4 @@ def atomic_host(lab: ScenarioContext) -> None:
                     for tool in ("docker", "podman", "runc", "crun", "skopeo", "etcd", "ostree")}
         lab.record("versions", versions)
         for unit in ("docker", "containerd", "etcd"):
-            assert vm.execute(f"systemctl is-active {unit}").stdout.strip() == "inactive", unit
+            vm.require_unit_state(f"{unit}.service", "inactive")

@@ -73,7 +73,7 @@ def check_layout(lab: ScenarioContext, vm: Machine, pool: ThinPool, root: str, r
     geometry = vm.succeed("xfs_info / | sed -n 's/^data *= *bsize=\\([0-9]*\\) *blocks=\\([0-9]*\\).*/\\1 \\2/p'")
     bsize, blocks = (int(x) for x in geometry.split())
     assert bsize * blocks == parse_size(root_size), f"xfs root is {bsize * blocks} bytes, not {root_size}"
-    assert vm.succeed("findmnt -n -o SOURCE,FSTYPE /var/srv").split() == ["/dev/mapper/srv-srv", "xfs"]
+    vm.require_mount("/var/srv", "/dev/mapper/srv-srv", "xfs")
     info = vm.succeed("docker info 2>&1")
     lab.evidence(f"docker-info-{when}.txt", info)
     assert "Storage Driver: devicemapper" in info, info

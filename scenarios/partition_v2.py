@@ -90,6 +90,6 @@ def check_layout(lab: ScenarioContext, vm: Machine, vg: str, when: str) -> None:
     assert int(sizes["srv"]) == parse_size(p["srv_size"]), sizes
     assert int(sizes["swap"]) == parse_size(p["swap_size"]), sizes
     assert "docker-pool" in sizes, sizes
-    assert vm.succeed("findmnt -n -o SOURCE,FSTYPE /var/srv").split() == [f"/dev/mapper/{vg}-srv", "xfs"]
+    vm.require_mount("/var/srv", f"/dev/mapper/{vg}-srv", "xfs")
     swap = vm.succeed(f"readlink -f /dev/{vg}/swap").strip()
     assert vm.succeed("swapon --noheadings --show=NAME").split() == [swap], "swap LV not active"

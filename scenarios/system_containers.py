@@ -125,7 +125,7 @@ def system_containers(lab: ScenarioContext) -> None:
                      "/etc/tmpfiles.d/flannel.conf", "/etc/tmpfiles.d/etcd.conf",
                      "/etc/systemd/system/docker.service.d/flannel.conf",
                      f"{CHECKOUTS}/flannel", f"{CHECKOUTS}/flannel.0", f"{CHECKOUTS}/etcd.0"):
-            vm.fail(f"test -e {path}")
+            vm.require_absent(path)
         containers = vm.succeed("runc list")
         assert "flannel" not in containers and "etcd" not in containers, containers
         vm.fail("systemctl cat flannel.service")

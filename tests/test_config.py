@@ -1,8 +1,11 @@
-"""Where libvirt runs: here, or a remote host reached over SSH."""
+"""Where libvirt runs (here, or a remote host reached over SSH), and where each setting comes from: default,
+the user's pyproject.toml, the environment."""
+
+from pathlib import Path
 
 import pytest
 
-from lab.config import LibvirtHost
+from lab.config import Config, LibvirtHost, builtin_dir
 from lab.errors import UsageError
 
 
@@ -21,3 +24,36 @@ def test_a_remote_host_over_ssh_with_its_key_and_port() -> None:
 def test_a_remote_host_without_ssh_is_refused() -> None:
     with pytest.raises(UsageError, match="qemu\\+ssh://"):
         LibvirtHost.from_uri("qemu+tls://kvm7.example/system")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "pyproject.toml").write_text('[tool.atomic-lab]\nscenarios = ["lab", "more"]\nruns-dir = "out"\n'
+                                             'default-image = "lab-atomic"\n')
+    for name in ("LAB_SCENARIOS_DIR", "LAB_RUNS_DIR", "LAB_DEFAULT_IMAGE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "deep" / "er")  # found from a subdirectory too
+    return tmp_path
+
+
+def test_a_projects_settings_are_relative_to_its_pyproject(project: Path) -> None:
+    config = Config.from_env()
+    assert config.scenarios_dirs == (builtin_dir("scenarios").resolve(), project / "lab", project / "more")
+    assert config.runs_dir == project / "out"
+    assert config.default_image == "lab-atomic"
+    assert config.sources["runs_dir"] == str(project / "pyproject.toml")
+    assert config.sources["cache_dir"] == "default"
+
+
+def test_the_environment_overrides_the_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_RUNS_DIR", "/srv/runs")
+    config = Config.from_env()
+    assert config.runs_dir == Path("/srv/runs")
+    assert ("runs-dir", "/srv/runs", "LAB_RUNS_DIR") in config.describe()
+
+
+def test_an_unknown_key_is_one_line(project: Path) -> None:
+    (project / "pyproject.toml").write_text('[tool.atomic-lab]\nscenario-dir = "lab"\n')
+    with pytest.raises(UsageError, match=r"unknown key 'scenario-dir'.*known: .*scenarios"):
+        Config.from_env()

@@ -22,6 +22,11 @@ def pool_thing(lab):
 @scenario("engine-thing", "A containers scenario", tags=("containers",))
 def engine_thing(lab):
     pass
+
+
+@scenario("user-thing", "A scenario with its user's own tag", tags=("mine",))
+def user_thing(lab):
+    pass
 '''
 
 
@@ -40,16 +45,19 @@ def _collected(pytester: pytest.Pytester, *args: str) -> list[str]:
 
 def test_every_scenario_is_an_item_per_image(pytester: pytest.Pytester, scenarios: Path) -> None:
     assert _collected(pytester) == ["scenarios/things.py::pool-thing[lab-atomic]",
-                                    "scenarios/things.py::engine-thing[lab-bookworm]"]
-    assert _collected(pytester, "--lab-image", "lab-ostree") == [
+                                    "scenarios/things.py::engine-thing[lab-bookworm]",
+                                    "scenarios/things.py::user-thing[lab-bookworm]"]
+    assert _collected(pytester, "--lab-image", "lab-ostree", "-m", "not mine") == [
         "scenarios/things.py::pool-thing[lab-atomic]", "scenarios/things.py::pool-thing[lab-ostree]",
         "scenarios/things.py::engine-thing[lab-bookworm]", "scenarios/things.py::engine-thing[lab-ostree]"]
 
 
 def test_tags_are_markers_and_names_select(pytester: pytest.Pytester, scenarios: Path) -> None:
     assert _collected(pytester, "-m", "storage") == ["scenarios/things.py::pool-thing[lab-atomic]"]
-    assert _collected(pytester, "-m", "vm and not slow") == ["scenarios/things.py::engine-thing[lab-bookworm]"]
-    assert _collected(pytester, "-k", "lab-bookworm") == ["scenarios/things.py::engine-thing[lab-bookworm]"]
+    assert _collected(pytester, "-m", "vm and not slow and not mine") == [
+        "scenarios/things.py::engine-thing[lab-bookworm]"]
+    assert _collected(pytester, "-k", "engine and lab-bookworm") == ["scenarios/things.py::engine-thing[lab-bookworm]"]
+    assert _collected(pytester, "--strict-markers", "-m", "mine") == ["scenarios/things.py::user-thing[lab-bookworm]"]
 
 
 def test_files_outside_the_scenarios_directory_are_left_alone(pytester: pytest.Pytester, scenarios: Path) -> None:
@@ -67,9 +75,38 @@ def test_external_images_not_imported_are_skipped_saying_how_to_get_them(
         '[source]\nfile = "ghost.qcow2"\nurl = "http://127.0.0.1:1/ghost.qcow2"\n')
     monkeypatch.setenv("LAB_IMAGES_DIR", str(images))
     result = pytester.runpytest_inprocess("scenarios", "--lab-external", "-k", "ghost-host", "-rs")
-    result.assert_outcomes(skipped=2)
+    result.assert_outcomes(skipped=3)
     result.stdout.fnmatch_lines(["*external image absent: image ghost-host is not imported: "
                                  "`lab images fetch ghost-host`*"])
+
+
+VM_TESTS = '''
+import pytest
+
+
+@pytest.mark.vm
+def test_needs_a_guest():
+    pass
+
+
+@pytest.mark.vm
+@pytest.mark.nightly
+def test_only_at_night():
+    pass
+'''
+
+
+def test_without_a_hypervisor_vm_tests_skip_but_fail_under_ci(pytester: pytest.Pytester,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plugin's own rule, so that any repository gets it (this checkout's conftest has none)."""
+    pytester.makepyfile(test_vm=VM_TESTS)
+    monkeypatch.setenv("LAB_LIBVIRT_URI", "qemu+unix:///system?socket=/nonexistent/libvirt-sock")
+    monkeypatch.delenv("CI", raising=False)
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(skipped=2)
+    monkeypatch.setenv("CI", "1")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(errors=1, skipped=1)  # its setup fails; the nightly-only one may skip
+    result.stdout.fnmatch_lines(["*VM test skipped under CI: *libvirt unreachable*"])
 
 
 REPRODUCTION = '''

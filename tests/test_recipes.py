@@ -11,10 +11,12 @@ IMAGES = Path(__file__).resolve().parents[1] / "images"
 
 
 def test_every_lab_image_carries_the_shared_guest_files() -> None:
-    for recipe in load_recipes(IMAGES).values():
+    for recipe in load_recipes((IMAGES,)).values():
         files = recipe.build["files"]
         cloud_cfg = files["/etc/cloud/cloud.cfg.d/90-lab.cfg"]
-        assert "cloud_final_modules: [runcmd, scripts-user, keys-to-console, final-message]" in cloud_cfg
+        assert "cloud_final_modules: [scripts-user, final-message]" in cloud_cfg
+        assert "ConditionPathExists=/etc/cloud/lab-local-stage" in \
+            files["/etc/systemd/system/cloud-init-local.service.d/lab.conf"]
         assert files["/etc/ssh/sshd_config.d/lab.conf"].strip().endswith("PasswordAuthentication no")
 
 

@@ -51,7 +51,7 @@ def test_bad_sets_are_usage_errors(sets: list[str], message: str) -> None:
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"name": "Bad_Name"}, "lower-case"),
     ({"description": ""}, "description"),
-    ({"tags": ("storage", "fast")}, "unknown tags"),
+    ({"tags": ("storage", "Fast one")}, "tags must be lowercase words"),
     ({"disks": (Disk("1G", "a"), Disk("2G", "a"))}, "serials must be unique"),
     ({"disks": (Disk("lots", "a"),)}, "bad size"),
 ])
@@ -66,11 +66,11 @@ def test_registry_rejects_duplicate_names(tmp_path: Path) -> None:
             '@scenario("twin", "second")\ndef b(lab): ...\n')
     (tmp_path / "twins.py").write_text(body)
     with pytest.raises(ValueError, match=r"duplicate scenario name 'twin'"):
-        Registry.load(tmp_path)
+        Registry.load((tmp_path,))
 
 
 def test_the_shipped_registry_loads_and_unknown_names_list_the_valid_ones() -> None:
-    registry = Registry.load(REPO_ROOT / "scenarios")
+    registry = Registry.load((REPO_ROOT / "scenarios",))
     assert "smoke" in registry.names()
     smoke = registry.get("smoke")
     assert [d.serial for d in smoke.disks] == ["data1", "data2"]

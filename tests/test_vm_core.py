@@ -186,3 +186,13 @@ def test_a_reset_keeps_the_journal_of_the_boot_it_ended(tmp_path: Path) -> None:
     evidence = tmp_path / "latest" / "evidence"
     assert "lab-test[" in (evidence / "journal-boot-1.txt").read_text()  # journald's own line, read back
     assert "lab-test[" not in (evidence / "journal.txt").read_text()
+
+
+def test_require_checks_fail_on_the_guests_state(tmp_path: Path) -> None:
+    proc = _lab(["run", "require-verbs"], tmp_path, LAB_SCENARIOS_DIR=str(Path(__file__).parent / "scenarios"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    facts = _result(tmp_path)["facts"]
+    assert facts == {"mount": "vm1: /run is mounted from tmpfs tmpfs, expected /dev/vda1 (xfs)",
+                     "unit": "vm1: unit ssh.service is active, expected inactive",
+                     "absent": facts["absent"]}, facts  # type: ignore[index]
+    assert str(facts["absent"]).startswith("vm1: /run/lab-there exists, expected none: drwx")  # type: ignore[index]

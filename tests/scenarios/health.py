@@ -1,7 +1,7 @@
 """Scenarios for the lab's own tests: the health check must catch the kernel's own call trace, unless declared."""
 
 from lab.context import ScenarioContext
-from lab.scenario import scenario
+from lab.scenario import ScenarioFailed, scenario
 
 # SysRq-l: the kernel itself prints a backtrace of every CPU, "Call Trace:" lines included. The command
 # line (which sudo logs) holds no such text, so only the kernel's own lines can be caught.
@@ -47,3 +47,20 @@ def panic_mid(lab: ScenarioContext) -> None:
 def reset_journal(lab: ScenarioContext) -> None:
     lab.machine.succeed("logger -t lab-test 'the boot before the reset' && journalctl --flush --sync")
     lab.machine.reset()
+
+
+@scenario("require-verbs", "The require_ checks pass on the guest's true state and fail the run on a false one",
+          memory=768)
+def require_verbs(lab: ScenarioContext) -> None:
+    vm = lab.machine
+    vm.require_mount("/run", "tmpfs", "tmpfs")
+    vm.require_unit_state("ssh.service", "active")
+    vm.require_absent("/etc/lab-nothing-here")
+    vm.succeed("mkdir -p /run/lab-there")
+    for check, call in (("mount", lambda: vm.require_mount("/run", "/dev/vda1", "xfs")),
+                        ("unit", lambda: vm.require_unit_state("ssh.service", "inactive")),
+                        ("absent", lambda: vm.require_absent("/run/lab-there"))):
+        try:
+            call()
+        except ScenarioFailed as failed:
+            lab.record(check, str(failed).splitlines()[0])
