@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import report
+from lab import replay, report
 from lab.artifacts import find_run_dir
 from lab.cleanup import inventory, reap, run_alive
 from lab.config import DEFAULT_POOL, Config
@@ -44,6 +44,15 @@ def cmd_config(args: argparse.Namespace, config: Config, log: Log) -> int:
     for name, value, source in rows:
         print(f"{name:<{width}}  {value}  ({source})")
     return 0
+
+
+def cmd_replay(args: argparse.Namespace, config: Config, log: Log) -> int:
+    """Boot a guest whose storage is the host's in SOSREPORT, compare, and run --scenario on it if asked."""
+    then = Registry.load(config.scenarios_dirs).get(args.scenario) if args.scenario else None
+    layout, the_plan = replay.prepare(Path(args.sosreport), args.scale)
+    spec = replay.replay_scenario(layout, the_plan, then)
+    request = RunRequest(spec, dict(then.params) if then else {}, image=args.image, keep=args.keep)
+    return run_with_reruns(config, request, log, 0)
 
 
 def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
@@ -234,6 +243,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list scenarios").set_defaults(func=cmd_list)
     sub.add_parser("config", help="print the settings and where each came from").set_defaults(func=cmd_config)
+    rep = sub.add_parser("replay", help="boot a guest with a host's storage, from the host's sosreport")
+    rep.add_argument("sosreport", help="an sos archive (sosreport-*.tar.xz/.gz) or its extracted directory")
+    rep.add_argument("--scale", type=float, help="size factor (default: the host's disks fit the lab's budget)")
+    rep.add_argument("--keep", action="store_true", help="leave the replayed host running")
+    rep.add_argument("--scenario", metavar="NAME", help="then run this scenario on the replayed host")
+    rep.add_argument("--image", help=f"the guest's image (default {replay.REPLAY_IMAGE}; its root must not be LVM)")
+    rep.set_defaults(func=cmd_replay)
     run = sub.add_parser("run", help="run scenarios, each in a fresh VM")
     run.add_argument("names", nargs="*", metavar="NAME", help="scenario(s) to run (see `lab list`)")
     run.add_argument("--all", action="store_true", help="run every scenario")

@@ -43,6 +43,13 @@ class ScenarioContext:
         """Keep guest output in the run's artifacts (evidence/<name>)."""
         self.run_dir.write_evidence(name, text)
 
+    def fetch_evidence(self, remote: str, name: str) -> Path:
+        """Copy a file the guest made (an archive, a dump) into the run's artifacts (evidence/<name>)."""
+        local = self.run_dir.evidence_dir / name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        self.machine.copy_from(remote, local)
+        return local
+
     def record(self, key: str, value: Any) -> None:
         """A fact for result.json (a size reached, a message seen, a timing)."""
         self.facts[key] = value

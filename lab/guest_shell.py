@@ -184,6 +184,14 @@ class GuestShell:
         self.log.info(f"copy {local} -> {remote}", prefix=self.name)
         self.ssh.put(local, remote)
 
+    def copy_from(self, remote: str, local: Path) -> None:
+        """Copy a file the guest made (readable by root) to `local` on the host."""
+        staging = f"/tmp/lab-copy-{os.getpid()}-{Path(remote).name}"
+        self.succeed(f"install -m 0644 {shlex.quote(remote)} {staging} && chown {shlex.quote(self.user)} {staging}")
+        self.log.info(f"copy {remote} -> {local}", prefix=self.name)
+        self.ssh.get(staging, local)
+        self.succeed(f"rm -f {staging}")
+
     def copy_tree_to(self, local: Path, remote: str) -> None:
         """Copy directory `local` to `remote` (created, owned by root) as one archive."""
         with tempfile.TemporaryDirectory() as tmp:

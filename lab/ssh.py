@@ -267,6 +267,13 @@ class SshSession:
         finally:
             sftp.close()
 
+    def get(self, remote: str, local: Path) -> None:
+        sftp = self._client.open_sftp()  # type: ignore[union-attr]
+        try:
+            sftp.get(remote, str(local))
+        finally:
+            sftp.close()
+
 
 def _drain(channel: paramiko.Channel, deadline: float, abandon: Callable[[], str | None]) -> tuple[bytes, bytes]:
     stdout, stderr = bytearray(), bytearray()

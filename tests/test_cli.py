@@ -87,3 +87,8 @@ def test_several_scenarios_check_every_name_first(capsys: pytest.CaptureFixture[
 
 def test_bad_shard(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert "expected K/N" in _fails(capsys, ["run", "--all", "--shard", "3/2"], tmp_path)
+
+
+def test_replay_of_what_is_no_sos_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not an archive\n")
+    assert "not an sos report" in _fails(capsys, ["replay", str(tmp_path / "notes.txt")], tmp_path)

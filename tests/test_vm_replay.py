@@ -1,0 +1,35 @@
+"""lab replay on a real sos report: a lab-atomic guest with a known layout writes one with bookworm's
+`sos report`, and a fresh guest replays it within the tolerances, item by item."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vm
+LAB = [sys.executable, "-m", "lab.cli"]
+HERE = Path(__file__).parent
+
+
+def _lab(args: list[str], runs: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LAB_RUNS_DIR": str(runs), "LAB_SCENARIOS_DIR": str(HERE / "scenarios")}
+    return subprocess.run([*LAB, *args], capture_output=True, text=True, timeout=3600, env=env, check=False)
+
+
+def test_a_hosts_sos_report_replays_into_a_fresh_guest(tmp_path: Path) -> None:
+    source = _lab(["run", "sos-source"], tmp_path / "source")
+    assert source.returncode == 0, source.stderr[-3000:]
+    archive = next((tmp_path / "source" / "latest" / "evidence").glob("sosreport.tar.*"))
+
+    replay = _lab(["replay", str(archive)], tmp_path / "replay")
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    result = json.loads((tmp_path / "replay" / "latest" / "result.json").read_text())
+    figures = result["facts"]["replay"]
+    assert figures["items"] >= 15 and figures["matched"] == figures["items"], figures
+    table = (tmp_path / "replay" / "latest" / "evidence" / "replay.md").read_text()
+    assert "| atomicos/docker-pool | data% |" in table and "| /srv/old | mount |" in table
