@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import replay, report
+from lab import bundle, replay, report
 from lab.artifacts import find_run_dir
 from lab.cleanup import inventory, reap, run_alive
 from lab.config import DEFAULT_POOL, Config
@@ -53,6 +54,29 @@ def cmd_replay(args: argparse.Namespace, config: Config, log: Log) -> int:
     spec = replay.replay_scenario(layout, the_plan, then)
     request = RunRequest(spec, dict(then.params) if then else {}, image=args.image, keep=args.keep)
     return run_with_reruns(config, request, log, 0)
+
+
+def cmd_bundle(args: argparse.Namespace, config: Config, log: Log) -> int:
+    """One archive of a run for a colleague: artifacts, scenario source, image recipe, cloud-init templates."""
+    latest = config.runs_dir / "latest"
+    run_dir = latest.resolve() if args.run_id == "latest" and latest.exists() else find_run_dir(config.runs_dir,
+                                                                                               args.run_id)
+    if run_dir is None:
+        raise UsageError(f"no run {args.run_id!r} in {config.runs_dir}")
+    out = Path(args.output or f"lab-bundle-{run_dir.name}.tar.gz")
+    print(f"wrote {bundle.pack(run_dir, out)}")
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace, config: Config, log: Log) -> int:
+    """The bundle's scenario, params and image recipe, run here; first, where this checkout differs."""
+    with bundle.opened(Path(args.bundle)) as run_dir:
+        for line in bundle.differences(run_dir, config) or ["this checkout's scenario source and recipe are "
+                                                            "the bundle's"]:
+            print(line)
+        scenario, params, image, recipes = bundle.bundled_scenario(run_dir)
+        here = dataclasses.replace(config, images_dirs=config.images_dirs + recipes)
+        return run_with_reruns(here, RunRequest(scenario, params, image=image), log, 0)
 
 
 def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
@@ -243,6 +267,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list scenarios").set_defaults(func=cmd_list)
     sub.add_parser("config", help="print the settings and where each came from").set_defaults(func=cmd_config)
+    pack = sub.add_parser("bundle", help="pack a run for a colleague (artifacts, scenario source, image recipe)")
+    pack.add_argument("run_id", help="a run id or 'latest'")
+    pack.add_argument("-o", "--output", help="the archive to write (default lab-bundle-<run>.tar.gz)")
+    pack.set_defaults(func=cmd_bundle)
+    again = sub.add_parser("rerun", help="rerun a bundle's scenario with its params on its image recipe")
+    again.add_argument("bundle", help="an archive lab bundle wrote")
+    again.set_defaults(func=cmd_rerun)
     rep = sub.add_parser("replay", help="boot a guest with a host's storage, from the host's sosreport")
     rep.add_argument("sosreport", help="an sos archive (sosreport-*.tar.xz/.gz) or its extracted directory")
     rep.add_argument("--scale", type=float, help="size factor (default: the host's disks fit the lab's budget)")

@@ -15,7 +15,7 @@ from typing import Any
 
 import libvirt
 
-from lab import checks, console
+from lab import bundle, checks, console
 from lab.artifacts import RunDir
 from lab.builder import ImageBuilder
 from lab.cleanup import RunLock, inventory, reap
@@ -118,6 +118,7 @@ class Run:
         self.artifacts = run_dir.path
         self.log.open_transcript(run_dir.transcript)
         self.log.info(f"run {self.run_id}: {self.request.scenario.name} on {image_ref}; artifacts {run_dir.path}")
+        bundle.record(run_dir.path, self.request.scenario, image_ref, self.config)
         result: dict[str, Any] = {
             "run_id": self.run_id, "scenario": self.request.scenario.name, "image": image_ref,
             "params": self.request.params, "status": "error", "artifacts": str(run_dir.path),
