@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import Config, LibvirtHost, builtin_dir
+from lab.config import SETTINGS, Config, LibvirtHost, builtin_dir
 from lab.errors import UsageError
 
 
@@ -30,8 +30,8 @@ def test_a_remote_host_without_ssh_is_refused() -> None:
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "pyproject.toml").write_text('[tool.atomic-lab]\nscenarios = ["lab", "more"]\nruns-dir = "out"\n'
                                              'default-image = "lab-atomic"\n')
-    for name in ("LAB_SCENARIOS_DIR", "LAB_RUNS_DIR", "LAB_DEFAULT_IMAGE"):
-        monkeypatch.delenv(name, raising=False)
+    for setting in SETTINGS:  # CI sets some (LAB_CACHE_DIR, LAB_POOL)
+        monkeypatch.delenv(setting.env, raising=False)
     (tmp_path / "deep" / "er").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "deep" / "er")  # found from a subdirectory too
     return tmp_path
