@@ -21,7 +21,7 @@ from lab.config import DEFAULT_POOL, Config
 from lab.errors import LabError, UsageError
 from lab.external import Imports
 from lab.hypervisor import connect, kvm_available, require_lab_domain
-from lab.image import ImageCache
+from lab.image import ImageCache, load_recipes
 from lab.log import Log
 from lab.parallel import Job, ParallelRuns, exit_code, shard
 from lab.prepare import build_image
@@ -51,8 +51,11 @@ def cmd_replay(args: argparse.Namespace, config: Config, log: Log) -> int:
     """Boot a guest whose storage is the host's in SOSREPORT, compare, and run --scenario on it if asked."""
     then = Registry.load(config.scenarios_dirs).get(args.scenario) if args.scenario else None
     layout, the_plan = replay.prepare(Path(args.sosreport), args.scale)
+    image = args.image or replay.REPLAY_IMAGE
+    recipe = load_recipes(config.images_dirs).get(image)
+    replay.check_image(layout, recipe.profile.root_vg if recipe else None, image)
     spec = replay.replay_scenario(layout, the_plan, then)
-    request = RunRequest(spec, dict(then.params) if then else {}, image=args.image, keep=args.keep)
+    request = RunRequest(spec, dict(then.params) if then else {}, image=image, keep=args.keep)
     return run_with_reruns(config, request, log, 0)
 
 

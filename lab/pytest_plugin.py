@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from lab import replay
 from lab.config import Config, vcpu_share
 from lab.context import ScenarioContext
 from lab.errors import LabError, RunFailed
@@ -64,8 +65,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vm: boots a real guest under libvirt (TCG or KVM)")
     config.addinivalue_line("markers", "nightly: variants and soak, only with --nightly (make nightly)")
-    config.addinivalue_line("markers", "lab(image=None, memory=1024, cpus=2, disks=(), timeout=900, expected=()): "
-                                       "the guest the `machine` and `lab` fixtures boot")
+    config.addinivalue_line("markers", "lab(image=None, memory=1024, cpus=2, disks=(), timeout=900, expected=(), "
+                                       "host=None): the guest the `machine` and `lab` fixtures boot; host: an "
+                                       "sosreport whose storage it gets first")
     for tag in sorted(TAGS):
         _add_tag(config, tag)
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in pytest -n workers
@@ -145,7 +147,9 @@ def _image_of(item: pytest.Item) -> str | None:
     if isinstance(item, ScenarioItem):
         return item.image
     marker = item.get_closest_marker("lab")
-    return (marker.kwargs.get("image") if marker else None) or Config.from_env().default_image
+    if marker and marker.kwargs.get("image"):
+        return str(marker.kwargs["image"])
+    return replay.REPLAY_IMAGE if marker and marker.kwargs.get("host") else Config.from_env().default_image
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -225,7 +229,11 @@ def lab(request: pytest.FixtureRequest) -> Iterator[ScenarioContext]:
     """A booted guest for this test, as a scenario would get it (shape: @pytest.mark.lab(...))."""
     marker = request.node.get_closest_marker("lab")
     shape = dict(marker.kwargs) if marker else {}
-    image = shape.pop("image", None)
+    host = shape.pop("host", None)  # an sosreport: the guest gets that host's storage first (lab replay)
+    replayed = replay.prepare(Path(host), None) if host else None
+    image = shape.pop("image", None) or (replay.REPLAY_IMAGE if replayed else None)
+    if replayed:
+        shape["disks"] = (*shape.get("disks", ()), *replayed[1].disks)
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
     doc = (request.function.__doc__ or "").strip().splitlines()
     spec = declare(name, doc[0] if doc else name, request.function, image=image, **shape)
@@ -233,6 +241,8 @@ def lab(request: pytest.FixtureRequest) -> Iterator[ScenarioContext]:
               _run_log(request.config))
     try:
         with run.session() as ctx:
+            if replayed:
+                replay.recreate(ctx, *replayed)
             yield ctx
             failure = request.node.stash.get(_CALL_FAILED, None)
             if failure is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lab import sosreport
 from lab.context import ScenarioContext
-from lab.errors import ScenarioFailed
+from lab.errors import ScenarioFailed, UsageError
 from lab.machine import Machine
 from lab.replay_plan import Plan, plan
 from lab.scenario import Scenario, declare
@@ -43,27 +43,40 @@ def replay_scenario(layout: HostLayout, the_plan: Plan, then: Scenario | None = 
     """A scenario that recreates the host's storage in its guest, compares, then runs `then` if given."""
 
     def replay(lab: ScenarioContext) -> None:
-        vm = lab.machine
-        with lab.step(f"recreate {layout.hostname}'s storage at scale {the_plan.scale:.3g}"):
-            for command in the_plan.commands:
-                vm.succeed(command, timeout=1800)
-        with lab.step("compare the replayed layout with the host's"):
-            rows = compare(layout, the_plan, vm)
-            table = render(layout, the_plan, rows)
-            lab.evidence("replay.md", table)
-            lab.log.info(table)
-            lab.record("replay", {"scale": the_plan.scale, "items": len(rows), "matched": sum(r.ok for r in rows),
-                                  "not_replayed": list(the_plan.notes)})
-            wrong = [f"{r.item} ({r.kind}): host {r.host}, lab {r.lab}" for r in rows if not r.ok]
-            if wrong:
-                raise ScenarioFailed("the replayed layout differs from the host's:\n  " + "\n  ".join(wrong))
+        recreate(lab, layout, the_plan)
         if then is not None:
             then.func(lab)
 
     name = "replay-" + re.sub(r"[^a-z0-9]+", "-", layout.hostname.lower()).strip("-")
     return declare(name if len(name) > 7 else "replay-host", f"{layout.hostname}'s storage, from its sosreport",
-                   replay, image=then.image if then and then.image else REPLAY_IMAGE, memory=1024,
-                   disks=the_plan.disks, timeout=3600 + (then.timeout if then else 0))
+                   replay, image=REPLAY_IMAGE, memory=1024, disks=the_plan.disks,
+                   timeout=3600 + (then.timeout if then else 0))
+
+
+def recreate(lab: ScenarioContext, layout: HostLayout, the_plan: Plan) -> None:
+    """The host's storage in this guest, then the table (printed, kept as evidence/replay.md); a
+    mismatch fails the run."""
+    vm = lab.machine
+    with lab.step(f"recreate {layout.hostname}'s storage at scale {the_plan.scale:.3g}"):
+        for command in the_plan.commands:
+            vm.succeed(command, timeout=1800)
+    with lab.step("compare the replayed layout with the host's"):
+        rows = compare(layout, the_plan, vm)
+        table = render(layout, the_plan, rows)
+        lab.evidence("replay.md", table)
+        lab.log.info(table)
+        lab.record("replay", {"scale": the_plan.scale, "items": len(rows), "matched": sum(r.ok for r in rows),
+                              "not_replayed": list(the_plan.notes)})
+        wrong = [f"{r.item} ({r.kind}): host {r.host}, lab {r.lab}" for r in rows if not r.ok]
+        if wrong:
+            raise ScenarioFailed("the replayed layout differs from the host's:\n  " + "\n  ".join(wrong))
+
+
+def check_image(layout: HostLayout, root_vg: str | None, image: str) -> None:
+    """Refuse, before any boot, an image whose own root VG has the name of one of the host's VGs."""
+    if root_vg and root_vg in {vg.name for vg in layout.vgs}:
+        raise UsageError(f"image {image} has its root on VG {root_vg}, a VG the host has too: replay it on an "
+                         f"image without LVM root (default {REPLAY_IMAGE})")
 
 
 def compare(layout: HostLayout, the_plan: Plan, vm: Machine) -> list[Row]:

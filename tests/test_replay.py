@@ -81,3 +81,11 @@ def test_bad_input_is_one_line(tmp_path: Path, layout) -> None:  # type: ignore[
         read(no_lvm)
     with pytest.raises(UsageError, match="does not fit the lab's disk budget"):
         plan(layout, budget=1 << 30)
+
+
+def test_an_image_whose_root_vg_is_one_of_the_hosts_is_refused(layout) -> None:  # type: ignore[no-untyped-def]
+    from lab.replay import check_image
+
+    with pytest.raises(UsageError, match="image lab-atomic has its root on VG atomicos"):
+        check_image(layout, "atomicos", "lab-atomic")
+    check_image(layout, None, "lab-bookworm")

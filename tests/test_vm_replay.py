@@ -33,3 +33,24 @@ def test_a_hosts_sos_report_replays_into_a_fresh_guest(tmp_path: Path) -> None:
     assert figures["items"] >= 15 and figures["matched"] == figures["items"], figures
     table = (tmp_path / "replay" / "latest" / "evidence" / "replay.md").read_text()
     assert "| atomicos/docker-pool | data% |" in table and "| /srv/old | mount |" in table
+
+
+REPRODUCTION = """
+import pytest
+
+
+@pytest.mark.lab(host={archive!r})
+def test_the_pool_is_there(machine):
+    assert machine.succeed("lvs --noheadings -o lv_attr atomicos/docker-pool").strip().startswith("twi")
+"""
+
+
+def test_a_pytest_reproduction_runs_on_the_replayed_host(tmp_path: Path) -> None:
+    archive = HERE / "data" / "sosreport-lab-atomic"
+    (tmp_path / "test_repro.py").write_text(REPRODUCTION.format(archive=str(archive)))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=1800, check=False,
+                          env={**os.environ, "LAB_RUNS_DIR": str(tmp_path / "runs")})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    table = next((tmp_path / "runs").glob("*/evidence/replay.md")).read_text()
+    assert "| atomicos/docker-pool | data% |" in table
