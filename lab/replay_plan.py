@@ -207,15 +207,19 @@ def _settings(layout: HostLayout) -> list[str]:
     if activation:  # lvmlocal.conf: the guest's lvm.conf stays Debian's
         text = "activation {\n" + "".join(f"\t{line}\n" for line in activation) + "}\n"
         commands.append(f"printf '%s' {shlex.quote(text)} > /etc/lvm/lvmlocal.conf")
-    if layout.docker_storage:
+    if layout.containers_storage:
+        commands.append(f"mkdir -p /etc/containers && printf '%s' {shlex.quote(layout.containers_storage)} "
+                        "> /etc/containers/storage.conf")
+    if layout.docker_storage or layout.docker_daemon:
         commands.append(f"mkdir -p /etc/docker && printf '%s\\n' {shlex.quote(daemon_json(layout))} "
                         "> /etc/docker/daemon.json")
     return commands
 
 
 def daemon_json(layout: HostLayout) -> str:
-    """The host's docker storage arguments (/etc/sysconfig/docker-storage) as the guest docker's daemon.json."""
-    args, config = layout.docker_storage, dict[str, object]()
+    """The host's daemon.json, with its docker storage arguments (/etc/sysconfig/docker-storage) on top, as
+    the guest docker's daemon.json."""
+    args, config = layout.docker_storage, dict[str, object](layout.docker_daemon)
     opts = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--storage-opt"]
     driver = next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--storage-driver", "-s")), "")
     if driver:

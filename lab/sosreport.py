@@ -4,6 +4,7 @@ docker's storage options). `read(path)` takes an sos archive (.tar.xz) or its ex
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import tarfile
@@ -83,6 +84,8 @@ class HostLayout:
     swaps: list[str] = field(default_factory=list)  # devices in use as swap (lsblk's [SWAP])
     lvm_settings: dict[str, str] = field(default_factory=dict)
     docker_storage: list[str] = field(default_factory=list)  # dockerd storage arguments, as the host passed them
+    docker_daemon: dict[str, Any] = field(default_factory=dict)  # the host's /etc/docker/daemon.json
+    containers_storage: str = ""  # the host's /etc/containers/storage.conf
     skipped: list[str] = field(default_factory=list)  # what cannot be replayed, and why
 
 
@@ -160,6 +163,8 @@ def layout_from(root: Path, parsed: dict[str, Any]) -> HostLayout:
                   for row in parsed["pvs"].data if row.get("VG")]
     layout.vgs = [VolumeGroup(row["VG"], parse_size(row["VSize"]), parse_size(row["VFree"]))
                   for row in parsed["vgs"].data]
+    layout.skipped += [f"VG {row['VG']}: clustered or shared (vg_attr {row['Attr']}): replayed as a local VG"
+                       for row in parsed["vgs"].data if len(row.get("Attr", "")) > 5 and row["Attr"][5] in "cs"]
     chunks = _thin_pool_chunks(root)
     metas = {row["VG"] + "/" + row["LV"][1:-7]: parse_size(row["LSize"])
              for row in parsed["lvs"].data if row["LV"].startswith("[") and row["LV"].endswith("_tmeta]")}
@@ -169,6 +174,12 @@ def layout_from(root: Path, parsed: dict[str, Any]) -> HostLayout:
     layout.lvm_settings = {k: str(conf.get(k)) for k in LVM_SETTINGS if conf is not None and conf.get(k) is not None}
     storage = parsed.get("docker_storage")
     layout.docker_storage = shlex.split(storage.storage_options) if storage is not None else []
+    daemon, containers = root / "etc/docker/daemon.json", root / "etc/containers/storage.conf"
+    try:
+        layout.docker_daemon = json.loads(daemon.read_text()) if daemon.is_file() else {}
+    except ValueError:
+        layout.skipped.append("/etc/docker/daemon.json: not JSON, not replayed")
+    layout.containers_storage = containers.read_text() if containers.is_file() else ""
     return layout
 
 

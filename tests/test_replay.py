@@ -89,3 +89,21 @@ def test_an_image_whose_root_vg_is_one_of_the_hosts_is_refused(layout) -> None: 
     with pytest.raises(UsageError, match="image lab-atomic has its root on VG atomicos"):
         check_image(layout, "atomicos", "lab-atomic")
     check_image(layout, None, "lab-bookworm")
+
+
+def test_docker_and_containers_settings_and_clustered_vgs(tmp_path: Path) -> None:
+    sos = tmp_path / "sos"
+    shutil.copytree(SOS, sos)
+    (sos / "etc" / "docker").mkdir()
+    (sos / "etc" / "docker" / "daemon.json").write_text('{"log-driver": "journald", "storage-driver": "overlay2"}')
+    (sos / "etc" / "containers").mkdir()
+    (sos / "etc" / "containers" / "storage.conf").write_text('[storage]\ndriver = "overlay"\n')
+    vgs = next((sos / "sos_commands" / "lvm2").glob("vgs_*"))
+    vgs.write_text(vgs.read_text().replace("  srv      wz--n- ", "  srv      wz--nc "))
+    layout = read(sos)
+    assert json.loads(daemon_json(layout)) == {  # the sysconfig options win over daemon.json's driver
+        "log-driver": "journald", "storage-driver": "devicemapper",
+        "storage-opts": ["dm.fs=xfs", "dm.thinpooldev=/dev/mapper/atomicos-docker--pool", "dm.min_free_space=10%"]}
+    commands = "\n".join(plan(layout).commands)
+    assert "/etc/containers/storage.conf" in commands and 'driver = "overlay"' in commands
+    assert any(note.startswith("VG srv: clustered or shared") for note in plan(layout).notes)
