@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
 import os
 import shlex
 import shutil
 import sys
+import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,11 @@ from lab.warm import WarmStore
 
 
 def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
-    for item in Registry.load(config.scenarios_dirs).all():
+    items = Registry.load(config.scenarios_dirs).all()
+    if args.json:
+        print(json.dumps([{"name": s.name, "description": s.description, "image": s.image or config.default_image,
+                           "tags": sorted(s.tags), "params": s.params} for s in items], indent=2))
+    for item in [] if args.json else items:
         print(f"{item.name:<20} {item.description}")
     return 0
 
@@ -61,9 +68,7 @@ def cmd_replay(args: argparse.Namespace, config: Config, log: Log) -> int:
 
 def cmd_bundle(args: argparse.Namespace, config: Config, log: Log) -> int:
     """One archive of a run for a colleague: artifacts, scenario source, image recipe, cloud-init templates."""
-    latest = config.runs_dir / "latest"
-    run_dir = latest.resolve() if args.run_id == "latest" and latest.exists() else find_run_dir(config.runs_dir,
-                                                                                               args.run_id)
+    run_dir = find_run_dir(config.runs_dir, args.run_id)
     if run_dir is None:
         raise UsageError(f"no run {args.run_id!r} in {config.runs_dir}")
     out = Path(args.output or f"lab-bundle-{run_dir.name}.tar.gz")
@@ -165,10 +170,14 @@ def cmd_console(args: argparse.Namespace, config: Config, log: Log) -> int:
 def cmd_cleanup(args: argparse.Namespace, config: Config, log: Log) -> int:
     pool = _pool(config)
     if args.list:
-        for run_id, objects in sorted(inventory(pool.conn, pool).items()):
-            alive = run_alive(config.state_dir, run_id) or objects.owner_alive()
-            state = "kept" if objects.kept else "running" if alive else "orphaned"
-            print(f"{run_id}  {state:<9} domains: {len(objects.domains)}  volumes: {len(objects.volumes)}")
+        rows = [{"run_id": run_id, "domains": [d.name() for d in objects.domains], "volumes": objects.volumes,
+                 "state": "kept" if objects.kept else "running" if run_alive(config.state_dir, run_id)
+                 or objects.owner_alive() else "orphaned"}
+                for run_id, objects in sorted(inventory(pool.conn, pool).items())]
+        for row in [] if args.json else rows:
+            print(f"{row['run_id']}  {row['state']:<9} domains: {len(row['domains'])}  volumes: {len(row['volumes'])}")
+        if args.json:
+            print(json.dumps(rows, indent=2))
         return 0
     reaped = reap(pool.conn, pool, config.state_dir, log, include_kept=args.all)
     for run in reaped:
@@ -264,14 +273,32 @@ def _run_id(text: str) -> str:
     return text
 
 
+def _run_ref(text: str) -> str:
+    """A run id, or 'latest'."""
+    return text if text == "latest" else _run_id(text)
+
+
+def _resolve(config: Config, run_id: str) -> str:
+    """'latest' is the run runs/latest points at."""
+    if run_id != "latest":
+        return run_id
+    result = config.runs_dir / "latest" / "result.json"
+    if not result.is_file():
+        raise UsageError(f"no latest run under {config.runs_dir} (LAB_RUNS_DIR)")
+    return str(json.loads(result.read_text())["run_id"])
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab", description="Reproduce container-host field bugs in "
                                      "disposable libvirt VMs.")
+    parser.add_argument("--version", action="version", version=f"lab (atomic-lab) {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list scenarios").set_defaults(func=cmd_list)
+    listed = sub.add_parser("list", help="list scenarios")
+    listed.add_argument("--json", action="store_true", help="as JSON: name, description, image, tags, params")
+    listed.set_defaults(func=cmd_list)
     sub.add_parser("config", help="print the settings and where each came from").set_defaults(func=cmd_config)
     pack = sub.add_parser("bundle", help="pack a run for a colleague (artifacts, scenario source, image recipe)")
-    pack.add_argument("run_id", help="a run id or 'latest'")
+    pack.add_argument("run_id", type=_run_ref, help="a run id or 'latest'")
     pack.add_argument("-o", "--output", help="the archive to write (default lab-bundle-<run>.tar.gz)")
     pack.set_defaults(func=cmd_bundle)
     again = sub.add_parser("rerun", help="rerun a bundle's scenario with its params on its image recipe")
@@ -301,11 +328,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cold", action="store_true", help="boot the VM instead of restoring a saved, booted guest")
     run.set_defaults(func=cmd_run)
     ssh = sub.add_parser("ssh", help="log in to a kept run's VM (or run a command there)")
-    ssh.add_argument("run_id", metavar="RUN_ID")
+    ssh.add_argument("run_id", metavar="RUN_ID", type=_run_ref, help="a kept run's id, or latest")
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="a command to run instead of a shell")
     ssh.set_defaults(func=cmd_ssh)
     console = sub.add_parser("console", help="print a kept run's serial console")
-    console.add_argument("run_id", metavar="RUN_ID")
+    console.add_argument("run_id", metavar="RUN_ID", type=_run_ref, help="a kept run's id, or latest")
     console.add_argument("-f", "--follow", action="store_true", help="keep printing as the guest writes")
     console.set_defaults(func=cmd_console)
     destroy = sub.add_parser("destroy", help="remove a kept run's VM and volumes")
@@ -314,6 +341,7 @@ def _parser() -> argparse.ArgumentParser:
     cleanup = sub.add_parser("cleanup", help="remove what dead runs left behind")
     cleanup.add_argument("--all", action="store_true", help="also remove kept VMs")
     cleanup.add_argument("--list", action="store_true", help="only list lab objects and their state")
+    cleanup.add_argument("--json", action="store_true", help="with --list: as JSON")
     cleanup.set_defaults(func=cmd_cleanup)
     sub.add_parser("doctor", help="check this host can run the lab").set_defaults(func=cmd_doctor)
     images = sub.add_parser("images", help="list, build, import or fetch images; prune old ones")
@@ -336,11 +364,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("atomic-lab")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = Config.from_env()
     handler: Callable[[argparse.Namespace, Config, Log], int] = args.func
     try:
+        config = Config.from_env()
+        if args.command != "run" and getattr(args, "run_id", None) == "latest":
+            args.run_id = _resolve(config, args.run_id)
         return handler(args, config, Log())
     except LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)
@@ -348,6 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lab: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of the lab's: one line here, the traceback in a file
+        trace = Path(tempfile.gettempdir()) / f"lab-error-{os.getpid()}.txt"
+        trace.write_text(traceback.format_exc())
+        print(f"lab: internal error: {type(exc).__name__}: {exc} (traceback: {trace})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Bad input: one line, exit code 2, no traceback, nothing left behind."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,24 @@ def test_bad_shard(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
 def test_replay_of_what_is_no_sos_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not an archive\n")
     assert "not an sos report" in _fails(capsys, ["replay", str(tmp_path / "notes.txt")], tmp_path)
+
+
+def test_version_and_json_listing(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("lab (atomic-lab) ")
+    assert main(["list", "--json"]) == 0
+    listed = {s["name"]: s for s in json.loads(capsys.readouterr().out)}
+    assert listed["thinpool-full"]["image"] == "lab-atomic" and "mode" in listed["thinpool-full"]["params"]
+
+
+def test_latest_without_runs_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert "no latest run under" in _fails(capsys, ["ssh", "latest"], tmp_path)
+
+
+def test_an_internal_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lab.cli.Registry.load", lambda dirs: 1 / 0)
+    err = _fails(capsys, ["list"], tmp_path)
+    assert err.startswith("lab: internal error: ZeroDivisionError: division by zero (traceback: ")
+    assert "Traceback" in Path(err.strip().rsplit(": ", 1)[1].rstrip(")")).read_text()
