@@ -7,7 +7,6 @@ import dataclasses
 import importlib.metadata
 import json
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -15,15 +14,14 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from lab import bundle, replay, report
+from lab import bundle, cli_kept, replay, report
 from lab.artifacts import find_run_dir
 from lab.cleanup import inventory, reap, run_alive
 from lab.config import DEFAULT_POOL, Config
 from lab.errors import LabError, UsageError
 from lab.external import Imports
-from lab.hypervisor import connect, kvm_available, require_lab_domain
+from lab.hypervisor import connect, kvm_available
 from lab.image import ImageCache, load_recipes
 from lab.log import Log
 from lab.parallel import Job, ParallelRuns, exit_code, shard
@@ -130,41 +128,6 @@ def cmd_destroy(args: argparse.Namespace, config: Config, log: Log) -> int:
         print(f"lab: no lab objects for run(s) {', '.join(sorted(missing))}", file=sys.stderr)
         return 2
     return 0
-
-
-def _kept_run(config: Config, run_id: str) -> dict[str, Any]:
-    """result.json of a run whose VM is still up."""
-    run_dir = find_run_dir(config.runs_dir, run_id)
-    if run_dir is None:
-        raise UsageError(f"no run {run_id!r} under {config.runs_dir} (LAB_RUNS_DIR)")
-    result: dict[str, Any] = json.loads((run_dir / "result.json").read_text())
-    if not result.get("kept"):
-        raise UsageError(f"run {run_id} did not keep its VM (use --keep or --keep-on-failure)")
-    require_lab_domain(connect(config.libvirt_uri), run_id)
-    return result
-
-
-def cmd_ssh(args: argparse.Namespace, config: Config, log: Log) -> int:
-    ssh = _kept_run(config, args.run_id)["ssh"]
-    argv = ["ssh", "-i", ssh["key"], "-p", str(ssh["port"]), "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", *_jump(config),
-            f"{ssh['user']}@127.0.0.1", *args.command]
-    os.execvp("ssh", argv)
-
-
-def _jump(config: Config) -> list[str]:
-    """ssh options that reach a remote libvirt host's loopback, where the guest's port is forwarded."""
-    host = config.libvirt_host
-    if host is None:
-        return []
-    hop = ["ssh", "-W", "%h:%p", "-p", str(host.port), *(["-i", host.keyfile] if host.keyfile else []),
-           *([] if host.verify else ["-o", "StrictHostKeyChecking=no"]), f"{host.user}@{host.host}"]
-    return ["-o", f"ProxyCommand={shlex.join(hop)}"]
-
-
-def cmd_console(args: argparse.Namespace, config: Config, log: Log) -> int:
-    console = Path(_kept_run(config, args.run_id)["artifacts"]) / "console.log"
-    os.execvp("tail", ["tail", "-n", "+1", *(["-f"] if args.follow else []), str(console)])
 
 
 def cmd_cleanup(args: argparse.Namespace, config: Config, log: Log) -> int:
@@ -327,14 +290,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="re-run a failed scenario up to N times in a fresh VM; a later pass is reported flaky")
     run.add_argument("--cold", action="store_true", help="boot the VM instead of restoring a saved, booted guest")
     run.set_defaults(func=cmd_run)
-    ssh = sub.add_parser("ssh", help="log in to a kept run's VM (or run a command there)")
-    ssh.add_argument("run_id", metavar="RUN_ID", type=_run_ref, help="a kept run's id, or latest")
-    ssh.add_argument("command", nargs=argparse.REMAINDER, help="a command to run instead of a shell")
-    ssh.set_defaults(func=cmd_ssh)
-    console = sub.add_parser("console", help="print a kept run's serial console")
-    console.add_argument("run_id", metavar="RUN_ID", type=_run_ref, help="a kept run's id, or latest")
-    console.add_argument("-f", "--follow", action="store_true", help="keep printing as the guest writes")
-    console.set_defaults(func=cmd_console)
+    cli_kept.add_parsers(sub, _run_ref)
     destroy = sub.add_parser("destroy", help="remove a kept run's VM and volumes")
     destroy.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     destroy.set_defaults(func=cmd_destroy)

@@ -281,9 +281,11 @@ class Machine(GuestShell):
                        what=f"{self.name} to power off", timeout=self._limit(timeout, self.timeouts.shutdown))
 
     def hand_over(self) -> dict[str, str | int]:
-        """Close the lab's connection and say how to log in (a kept guest): user, port, key file."""
+        """Close the lab's connection and say how to log in (a kept guest): user, port, key file, the
+        host key the lab pinned."""
         self.ssh.close()
-        return {"user": self.ssh.user, "port": self.spec.ssh_port, "key": str(self.ssh.key.private_path)}
+        return {"user": self.ssh.user, "port": self.spec.ssh_port, "key": str(self.ssh.key.private_path),
+                "host_key": self.ssh.pinned_key}
 
     def destroy(self) -> None:
         self.ssh.close()

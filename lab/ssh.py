@@ -93,10 +93,11 @@ class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
 
     def __init__(self) -> None:
         self.fingerprint = ""
+        self.public = ""  # "ssh-ed25519 AAAA...", as known_hosts takes it
         self.pinned: frozenset[str] = frozenset()
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        self.fingerprint = key.fingerprint
+        self.fingerprint, self.public = key.fingerprint, f"{key.get_name()} {key.get_base64()}"
         if self.pinned and key.fingerprint not in self.pinned:
             raise HostKeyMismatch(f"{hostname}: SSH host key {key.get_name()} {key.fingerprint} is not one the "
                                   f"guest announced on its console ({', '.join(sorted(self.pinned))}): refusing it")
@@ -198,6 +199,11 @@ class SshSession:
     @property
     def pinned(self) -> frozenset[str]:
         return self._host_key.pinned
+
+    @property
+    def pinned_key(self) -> str:
+        """The guest's host public key ("ssh-ed25519 AAAA..."), once pinned; else ''."""
+        return self._host_key.public if self._host_key.pinned else ""
 
     def pin(self, fingerprints: frozenset[str]) -> None:
         """From now on accept only these host keys (SHA256:... fingerprints)."""

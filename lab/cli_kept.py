@@ -1,0 +1,97 @@
+"""The commands on a kept run's guest: log in (`lab ssh`), an OpenSSH config for other tools
+(`lab ssh-config`), its console. The guest's host key is the one the lab pinned during the run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab.artifacts import find_run_dir
+from lab.config import Config
+from lab.errors import UsageError
+from lab.hypervisor import connect, require_lab_domain
+from lab.log import Log
+
+KNOWN_HOSTS = "known_hosts"  # in the run's directory: the pinned host key under the alias lab-<run id>
+
+
+def _kept_run(config: Config, run_id: str) -> dict[str, Any]:
+    """result.json of a run whose VM is still up."""
+    run_dir = find_run_dir(config.runs_dir, run_id)
+    if run_dir is None:
+        raise UsageError(f"no run {run_id!r} under {config.runs_dir} (LAB_RUNS_DIR)")
+    result: dict[str, Any] = json.loads((run_dir / "result.json").read_text())
+    if not result.get("kept"):
+        raise UsageError(f"run {run_id} did not keep its VM (use --keep or --keep-on-failure)")
+    require_lab_domain(connect(config.libvirt_uri), run_id)
+    return result
+
+
+def cmd_ssh(args: argparse.Namespace, config: Config, log: Log) -> int:
+    result = _kept_run(config, args.run_id)
+    argv = ["ssh", *_options(config, result), f"{result['ssh']['user']}@127.0.0.1", *args.command]
+    os.execvp("ssh", argv)
+
+
+def cmd_ssh_config(args: argparse.Namespace, config: Config, log: Log) -> int:
+    """`Host lab-<run id>` for ssh -F, scp, ansible and testinfra (--ssh-config)."""
+    result = _kept_run(config, args.run_id)
+    ssh, alias = result["ssh"], f"lab-{args.run_id}"
+    lines = [f"Host {alias}", "  HostName 127.0.0.1", f"  Port {ssh['port']}", f"  User {ssh['user']}",
+             f"  IdentityFile {ssh['key']}", "  IdentitiesOnly yes", *_pinned(result, alias)]
+    hop = _jump(config)  # ["-o", "ProxyCommand=..."] for a remote libvirt host
+    print("\n".join([*lines, f"  {hop[1].replace('=', ' ', 1)}"] if hop else lines))
+    return 0
+
+
+def _options(config: Config, result: dict[str, Any]) -> list[str]:
+    ssh, alias = result["ssh"], f"lab-{result['run_id']}"
+    pinned = [f"-o{line.strip().replace(' ', '=', 1)}" for line in _pinned(result, alias)]
+    return ["-i", ssh["key"], "-p", str(ssh["port"]), "-o", "IdentitiesOnly=yes", *pinned, "-o", "LogLevel=ERROR",
+            *_jump(config)]
+
+
+def _pinned(result: dict[str, Any], alias: str) -> list[str]:
+    """ssh_config lines that accept only the host key the lab pinned (written to the run's known_hosts)."""
+    key = result["ssh"].get("host_key", "")
+    if not key:  # a guest whose console announced no host key: nothing was pinned
+        return ["  StrictHostKeyChecking no", "  UserKnownHostsFile /dev/null"]
+    known = Path(result["artifacts"]) / KNOWN_HOSTS
+    known.write_text(f"{alias} {key}\n")
+    return [f"  HostKeyAlias {alias}", f"  UserKnownHostsFile {known}", "  StrictHostKeyChecking yes"]
+
+
+def _jump(config: Config) -> list[str]:
+    """ssh options that reach a remote libvirt host's loopback, where the guest's port is forwarded."""
+    host = config.libvirt_host
+    if host is None:
+        return []
+    hop = ["ssh", "-W", "%h:%p", "-p", str(host.port), *(["-i", host.keyfile] if host.keyfile else []),
+           *([] if host.verify else ["-o", "StrictHostKeyChecking=no"]), f"{host.user}@{host.host}"]
+    return ["-o", f"ProxyCommand={shlex.join(hop)}"]
+
+
+def cmd_console(args: argparse.Namespace, config: Config, log: Log) -> int:
+    console = Path(_kept_run(config, args.run_id)["artifacts"]) / "console.log"
+    os.execvp("tail", ["tail", "-n", "+1", *(["-f"] if args.follow else []), str(console)])
+
+
+
+
+def add_parsers(sub: Any, run_ref: Callable[[str], str]) -> None:
+    ssh = sub.add_parser("ssh", help="log in to a kept run's VM (or run a command there)")
+    ssh.add_argument("run_id", metavar="RUN_ID", type=run_ref, help="a kept run's id, or latest")
+    ssh.add_argument("command", nargs=argparse.REMAINDER, help="a command to run instead of a shell")
+    ssh.set_defaults(func=cmd_ssh)
+    config = sub.add_parser("ssh-config", help="an OpenSSH config for a kept run's VM, with its pinned host key")
+    config.add_argument("run_id", metavar="RUN_ID", type=run_ref, help="a kept run's id, or latest")
+    config.set_defaults(func=cmd_ssh_config)
+    console = sub.add_parser("console", help="print a kept run's serial console")
+    console.add_argument("run_id", metavar="RUN_ID", type=run_ref, help="a kept run's id, or latest")
+    console.add_argument("-f", "--follow", action="store_true", help="keep printing as the guest writes")
+    console.set_defaults(func=cmd_console)
