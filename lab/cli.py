@@ -7,6 +7,7 @@ import dataclasses
 import importlib.metadata
 import json
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from lab.external import Imports
 from lab.hypervisor import connect, kvm_available
 from lab.image import ImageCache, load_recipes
 from lab.log import Log
-from lab.parallel import Job, ParallelRuns, exit_code, shard
+from lab.parallel import Job, ParallelRuns, exit_code, outcome_of, shard
 from lab.prepare import build_image
 from lab.reruns import run_with_reruns
 from lab.runner import RUN_ID, RunRequest
@@ -93,8 +94,15 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
     if len(names) == 1 and not args.all and not args.shard:
         item = registry.get(names[0])
         request = RunRequest(item, item.parse_sets(args.set), image=args.image, keep=args.keep,
-                             run_id=args.run_id, cold=args.cold, keep_on_failure=args.keep_on_failure)
-        return run_with_reruns(config, request, log, args.rerun_failed)
+                             run_id=args.run_id or secrets.token_hex(4), cold=args.cold,
+                             keep_on_failure=args.keep_on_failure)
+        start = time.monotonic()
+        code = run_with_reruns(config, request, log, args.rerun_failed)
+        if args.report:
+            done = outcome_of(config.runs_dir, Job(item.name, args.image, run_id=str(request.run_id)), code,
+                              time.monotonic() - start)
+            print("reports: " + ", ".join(str(p) for p in report.write(args.report, [done], done.wall, 1)))
+        return code
     if args.set or args.run_id:
         raise UsageError("--set and --run-id apply to one scenario; run several without them")
     flags = tuple(flag for flag, on in (("--keep", args.keep), ("--keep-on-failure", args.keep_on_failure),

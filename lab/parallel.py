@@ -142,12 +142,16 @@ class ParallelRuns:
         return self._outcome(job, code, time.monotonic() - start)
 
     def _outcome(self, job: Job, code: int, wall: float) -> Outcome:
-        run_dir = find_run_dir(self.runs_dir, job.run_id)
-        if run_dir is None:
-            return Outcome(job, "error", code, wall, job.image or "", f"(no artifacts: exit {code})")
-        result = json.loads((run_dir / "result.json").read_text())
-        return Outcome(job, str(result.get("status", "error")), code, wall, str(result.get("image", "")),
-                       str(run_dir))
+        return outcome_of(self.runs_dir, job, code, wall)
+
+
+def outcome_of(runs_dir: Path, job: Job, code: int, wall: float) -> Outcome:
+    """A finished job's outcome, from its result.json."""
+    run_dir = find_run_dir(runs_dir, job.run_id)
+    if run_dir is None:
+        return Outcome(job, "error", code, wall, job.image or "", f"(no artifacts: exit {code})")
+    result = json.loads((run_dir / "result.json").read_text())
+    return Outcome(job, str(result.get("status", "error")), code, wall, str(result.get("image", "")), str(run_dir))
 
 
 def exit_code(outcomes: Sequence[Outcome]) -> int:

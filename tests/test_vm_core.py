@@ -189,8 +189,11 @@ def test_a_reset_keeps_the_journal_of_the_boot_it_ended(tmp_path: Path) -> None:
 
 
 def test_require_checks_fail_on_the_guests_state(tmp_path: Path) -> None:
-    proc = _lab(["run", "require-verbs"], tmp_path, LAB_SCENARIOS_DIR=str(Path(__file__).parent / "scenarios"))
+    proc = _lab(["run", "require-verbs", "--report", str(tmp_path / "report")], tmp_path,
+                LAB_SCENARIOS_DIR=str(Path(__file__).parent / "scenarios"))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads((tmp_path / "report" / "summary.json").read_text())["runs"]  # --report on one run too
+    assert [(r["scenario"], r["status"]) for r in runs] == [("require-verbs", "passed")]
     facts = _result(tmp_path)["facts"]
     assert facts == {"mount": "vm1: /run is mounted from tmpfs tmpfs, expected /dev/vda1 (xfs)",
                      "unit": "vm1: unit ssh.service is active, expected inactive",
