@@ -1,0 +1,58 @@
+"""journal-log-space: a container logging through docker's journald driver fills the journal to its limit.
+
+Recreates the operator blog's "lack of log space" with container logs going to journald: journald is
+limited to `SystemMaxUse` (lowered here so that the limit is reached in seconds), a chatty container
+logs through `--log-driver=journald`, and journald rotates and deletes its oldest archived files, so
+`docker logs` no longer has the container's first lines. Everything asserted is journald's, docker's and
+the filesystem's own account: journald's start line with the limit, `journalctl --disk-usage`, the
+archived journal files, and what `docker logs` still returns.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from lab.containers import busybox_image, start_docker
+from lab.context import ScenarioContext
+from lab.scenario import scenario
+
+LIMIT_MIB = 24
+JOURNALD_CONF = f"[Journal]\nStorage=persistent\nSystemMaxUse={LIMIT_MIB}M\nSystemMaxFileSize=4M\n"
+# 4 KiB lines: journald's per-service rate limit (10000 messages in 30 s) is not what stops them
+CHATTY = "i=0; pad=$(head -c 4000 /dev/zero | tr '\\0' x); while :; do echo \"line $i $pad\"; i=$((i+1)); done"
+ENOUGH = LIMIT_MIB * 1024 * 3 // 8  # lines of about 4 KiB each: half as much again as the limit holds
+USAGE = re.compile(r"take up ([\d.]+)([KMG])")
+
+
+@scenario("journal-log-space", "A container logging through journald fills the journal to SystemMaxUse; journald "
+          "rotates and deletes the oldest files, and docker logs loses the first lines", image="lab-atomic",
+          memory=1024, tags=("containers", "catalog"), timeout=1200)
+def journal_log_space(lab: ScenarioContext) -> None:
+    vm = lab.machine
+    with lab.step(f"journald limited to {LIMIT_MIB} MiB"):
+        vm.write_file("/etc/systemd/journald.conf.d/lab.conf", JOURNALD_CONF)
+        since = vm.succeed("date +%s").strip()
+        vm.succeed("systemctl restart systemd-journald")
+        started = vm.wait_until_succeeds(f"journalctl --since @{since} -u systemd-journald -o cat | "
+                                         "grep 'System Journal'", timeout=60)
+        lab.evidence("journald-start.txt", started)
+        assert f"max {LIMIT_MIB}.0M" in started, started  # journald read the limit
+    with lab.step("a container logs through docker's journald driver until journald has rotated"):
+        start_docker(vm, {"log-driver": "journald"})
+        image = busybox_image(vm)
+        vm.succeed(f"docker run -d --name chatty {image} sh -c {shlex.quote(CHATTY)}")
+        vm.wait_until_succeeds(f"test \"$(journalctl CONTAINER_NAME=chatty -n 1 -o cat | cut -d' ' -f2)\" -ge {ENOUGH}",
+                               timeout=900)
+        vm.succeed("docker stop -t 1 chatty && journalctl --flush --sync")
+    with lab.step("journald stays under its limit, and the container's first lines are gone"):
+        usage = vm.succeed("journalctl --disk-usage")
+        lab.evidence("disk-usage.txt", usage + vm.succeed("ls -l /var/log/journal/*/"))
+        match = USAGE.search(usage)
+        assert match, usage
+        mib = float(match.group(1)) * {"K": 1 / 1024, "M": 1, "G": 1024}[match.group(2)]
+        assert mib <= LIMIT_MIB + 4, usage  # SystemMaxUse, give or take the active file
+        first = vm.succeed("docker logs chatty 2>&1 | sed -n 1p").split(" ", 2)[:2]  # reads to the end: no SIGPIPE
+        assert first[0] == "line" and int(first[1]) > 0, first  # line 0 went with a deleted journal file
+        lab.record("journal_mib", mib)
+        lab.record("first_line_left", int(first[1]))
