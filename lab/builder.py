@@ -20,6 +20,7 @@ from lab.disks import Disk, parse_size
 from lab.errors import ImageError
 from lab.image import Image, ImageCache, Recipe
 from lab.log import Log
+from lab.progress import progress
 from lab.provision import MachineRequest, Provisioner
 
 ASSEMBLE_TIMEOUT = 1800.0  # seconds, before the TCG scale factor
@@ -85,7 +86,8 @@ class ImageBuilder:
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         try:
-            with self.log.nested(f"building image {recipe.name} (recipe {recipe.digest})"):
+            with self.log.nested(f"building image {recipe.name} (recipe {recipe.digest})"), \
+                    progress(f"building image {recipe.name}", show=self.log.on_terminal):
                 if recipe.method == "host":
                     self._build_on_host(recipe, image, workdir)
                 else:

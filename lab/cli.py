@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ from lab.errors import LabError, UsageError
 from lab.external import Imports
 from lab.hypervisor import connect, kvm_available
 from lab.image import ImageCache, load_recipes
-from lab.log import Log
+from lab.log import Log, configure_terminal
 from lab.parallel import Job, ParallelRuns, exit_code, outcome_of, shard
 from lab.prepare import build_image
 from lab.reruns import run_with_reruns
@@ -263,6 +264,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab", description="Reproduce container-host field bugs in "
                                      "disposable libvirt VMs.")
     parser.add_argument("--version", action="version", version=f"lab (atomic-lab) {_version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also show command outputs and paramiko's records (the transcript's detail)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and the result")
     sub = parser.add_subparsers(dest="command", required=True)
     listed = sub.add_parser("list", help="list scenarios")
     listed.add_argument("--json", action="store_true", help="as JSON: name, description, image, tags, params")
@@ -342,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         config = Config.from_env()
         if args.command != "run" and getattr(args, "run_id", None) == "latest":
             args.run_id = _resolve(config, args.run_id)
+        configure_terminal(args.verbose - args.quiet)
         return handler(args, config, Log())
     except LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)
@@ -349,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `lab list | head`: the reader left; say nothing more on a closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except Exception as exc:  # a bug of the lab's: one line here, the traceback in a file
         trace = Path(tempfile.gettempdir()) / f"lab-error-{os.getpid()}.txt"
         trace.write_text(traceback.format_exc())

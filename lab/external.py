@@ -10,17 +10,18 @@ with the profile its manifest (or `--profile`) gives.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
+import time
 import tomllib
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from lab.config import Config
 from lab.errors import ImageError, UsageError
 from lab.image import Image, ImageCache, Profile, file_digest, load_recipes, probe_disk_image
+from lab.log import Log
+from lab.progress import progress
 
 DOWNLOAD_CHUNK = 1 << 20
 
@@ -119,8 +120,8 @@ class Imports:
                 self.cache.pool.delete(old.volume)
         return record
 
-    def fetch(self, name: str, progress: BinaryIO | None = None) -> Imported:
-        """Download a manifest's image (with a progress line), verify it and import it."""
+    def fetch(self, name: str) -> Imported:
+        """Download a manifest's image (with a progress bar on a terminal), verify it and import it."""
         manifest = self.manifests.get(name)
         if manifest is None:
             known = ", ".join(sorted(self.manifests)) or "none"
@@ -129,7 +130,7 @@ class Imports:
         self.config.build_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.config.build_dir, prefix=f"fetch-{name}-") as tmp:
             target = Path(tmp) / manifest.file
-            download(manifest.url, target, progress or sys.stderr.buffer)
+            download(manifest.url, target, self.cache.log)
             return self.add(target, name, source=manifest.url)
 
     def _profile(self, name: str, profile_from: str | None) -> Profile:
@@ -145,23 +146,17 @@ class Imports:
         return Profile()
 
 
-def download(url: str, target: Path, progress: BinaryIO) -> None:
+def download(url: str, target: Path, log: Log) -> None:
+    """`url` to `target`: a bar on a terminal, the size and time in the log."""
+    start = time.monotonic()
     try:
         with urllib.request.urlopen(url, timeout=60) as response, target.open("wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            while chunk := response.read(DOWNLOAD_CHUNK):
-                out.write(chunk)
-                done += len(chunk)
-                progress.write(_progress_line(target.name, done, total).encode())
-                progress.flush()
+            log.info(f"downloading {url} ({total / 2**20:.0f} MiB)" if total else f"downloading {url}")
+            with progress(target.name, total or None, show=log.on_terminal) as advance:
+                while chunk := response.read(DOWNLOAD_CHUNK):
+                    out.write(chunk)
+                    advance(len(chunk))
     except OSError as exc:
         raise ImageError(f"cannot download {url}: {exc}") from exc
-    progress.write(b"\n")
-
-
-def _progress_line(name: str, done: int, total: int) -> str:
-    if not total:
-        return f"\r{name}: {done / 2**20:.0f} MiB"
-    filled = int(30 * done / total)
-    return f"\r{name}: [{'#' * filled}{'.' * (30 - filled)}] {done / 2**20:.0f}/{total / 2**20:.0f} MiB"
+    log.info(f"downloaded {target.name}: {target.stat().st_size / 2**20:.0f} MiB in {time.monotonic() - start:.1f} s")

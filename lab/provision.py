@@ -60,7 +60,7 @@ class Provisioner:
         self.key_files: list[Path] = []  # the run's private keys, removed with it
         host = config.libvirt_host
         # a remote libvirt host: the guests' ports are on its loopback
-        self.jump = JumpHost(host, log.transcript) if host else None
+        self.jump = JumpHost(host, log.child("paramiko")) if host else None
 
     @classmethod
     def open(cls, conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
@@ -147,7 +147,7 @@ class Provisioner:
             metadata={"pid": str(os.getpid()), "host": socket.gethostname(), **dict(request.labels)},
         )
         ssh = SshSession("127.0.0.1", spec.ssh_port, request.image.login_user, key, self.jump,
-                         scale=self.timeouts.scale, sink=lambda line: self.log.transcript(line, prefix=request.name))
+                         scale=self.timeouts.scale, log_channel=self.log.child(f"paramiko.{request.name}"))
         timeouts = replace(self.timeouts, boot=self.config.boot_timeout or request.image.boot_timeout)
         machine = Machine(spec, self.conn, ssh, self.log, timeouts, autodestroy=autodestroy)
         self.machines.append(machine)

@@ -32,7 +32,7 @@ from lab.config import Config, vcpu_share
 from lab.context import ScenarioContext
 from lab.errors import LabError, RunFailed
 from lab.external import load_manifests, not_imported
-from lab.log import Log
+from lab.log import Log, configure_terminal
 from lab.machine import Machine
 from lab.parallel import Job, Outcome
 from lab.prepare import prepare_images
@@ -70,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "sosreport whose storage it gets first")
     for tag in sorted(TAGS):
         _add_tag(config, tag)
+    configure_terminal()
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in pytest -n workers
     if workers:
         os.environ["LAB_MAX_VCPUS"] = vcpu_share(int(workers))  # each VM gets its share of the cores
@@ -277,7 +278,7 @@ def _run_log(config: pytest.Config) -> Log:
     """A run's log goes to its transcript; to the terminal too only under `-s`, where it shows live. A
     failure's report is then the run's own: step, command, cause, console tail and the artifacts path,
     without the run's whole log captured beside it."""
-    return Log() if config.getoption("capture") == "no" else Log(None)
+    return Log() if config.getoption("capture") == "no" else Log(terminal=False)
 
 
 def _record(item: pytest.Item, run: Run) -> None:

@@ -149,7 +149,7 @@ class Run:
         except (ScenarioFailed, AssertionError) as exc:
             self._collect_evidence(run_dir, result)
             result.update(status="failed", failure=self._describe(exc, run_dir))
-            self.log.info(f"FAILED {self.request.scenario.name}: {result['failure']}")
+            self.log.result(f"FAILED {self.request.scenario.name}: {result['failure']}")
             return 1
         except (LabError, KeyboardInterrupt) as exc:
             error = Interrupted("interrupted by Ctrl-C") if isinstance(exc, KeyboardInterrupt) else exc
@@ -157,17 +157,17 @@ class Run:
                 self._collect_evidence(run_dir, result)
             result.update(status="error", failure=self._describe(error, run_dir))
             self.log.transcript(traceback.format_exc())
-            self.log.info(f"ERROR {self.request.scenario.name}: {result['failure']}")
+            self.log.result(f"ERROR {self.request.scenario.name}: {result['failure']}")
             return error.exit_code
         except Exception as exc:
             self._collect_evidence(run_dir, result)
             result.update(status="error", failure=self._describe(exc, run_dir))
             self.log.info(traceback.format_exc())  # a lab bug: the whole traceback
-            self.log.info(f"ERROR {self.request.scenario.name}: {result['failure']}")
+            self.log.result(f"ERROR {self.request.scenario.name}: {result['failure']}")
             return 2
         result["status"] = "passed"
-        self.log.info(f"PASSED {self.request.scenario.name} in {time.monotonic() - self.t0:.1f} s "
-                      f"(artifacts: {run_dir.path})")
+        self.log.result(f"PASSED {self.request.scenario.name} in {time.monotonic() - self.t0:.1f} s "
+                        f"(artifacts: {run_dir.path})")
         return 0
 
     def provisioner(self, conn: libvirt.virConnect, pool: Pool, builder: ImageBuilder,
@@ -311,7 +311,7 @@ class Run:
         spec = self.machine.spec
         self.machine.domain.mark({"id": self.run_id, "kept": "yes"})
         result["ssh"] = self.machine.hand_over()
-        self.log.info(f"kept {spec.name}; enter it with: lab ssh {self.run_id}  (console: lab console "
+        self.log.result(f"kept {spec.name}; enter it with: lab ssh {self.run_id}  (console: lab console "
                       f"{self.run_id})\nremove it with: lab destroy {self.run_id}")
 
 

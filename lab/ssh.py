@@ -31,30 +31,27 @@ CHANNEL_TIMEOUT = 30.0
 # learns of a ready guest up to ~20 s late. A guest whose sshd listens sends its banner within a second or
 # two, so a connection without one within this (base) limit is given up and the next poll opens another.
 BANNER_PROBE = 4.0
-LOG_CHANNEL = "lab.paramiko"  # the loggers of the lab's paramiko transports
+LOG_CHANNEL = "lab.paramiko"  # paramiko's loggers, unless a run gives its own (Log.child)
 
 
-class _ToTranscript(logging.Filter):
+class _Demote(logging.Filter):
     """paramiko logs every refused handshake of a booting guest as an error with a traceback: expected
-    while the lab polls. Its records go to the run's transcript, and to no logging handler (pytest's
-    report included)."""
-
-    def __init__(self, sink: Callable[[str], None]) -> None:
-        super().__init__()
-        self.sink = sink
+    while the lab polls. Its records become DEBUG: the run's transcript keeps them, the terminal shows
+    them only with -v, and no other handler (pytest's report) sees them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        self.sink(f"paramiko {record.levelname.lower()}: {record.getMessage()}")
-        return False
+        record.msg, record.args = f"paramiko {record.levelname.lower()}: {record.getMessage()}", None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
 
 
-def _quiet_logger(name: str, sink: Callable[[str], None]) -> str:
-    """A logger name for one session's transports whose records only reach `sink`."""
+def _quiet_logger(name: str) -> str:
+    """`name`, a logger for one session's transports whose records are demoted to DEBUG."""
     for logger_name in (name, f"{name}.sftp"):
         logger = logging.getLogger(logger_name)
-        for old in list(logger.filters):
-            logger.removeFilter(old)
-        logger.addFilter(_ToTranscript(sink))
+        logger.setLevel(logging.WARNING)  # not paramiko's key-exchange chatter
+        if not any(isinstance(f, _Demote) for f in logger.filters):
+            logger.addFilter(_Demote())
     return name
 
 
@@ -139,8 +136,8 @@ class JumpHost:
     """An SSH connection to a remote libvirt host, through which the lab reaches the guests' ports
     on that host's loopback (paramiko direct-tcpip channels, as `ssh -J` does)."""
 
-    def __init__(self, host: LibvirtHost, sink: Callable[[str], None] = lambda _line: None) -> None:
-        self.host, self.sink = host, sink
+    def __init__(self, host: LibvirtHost, log_channel: str = LOG_CHANNEL) -> None:
+        self.host, self.log_channel = host, _quiet_logger(f"{log_channel}.jump")
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
 
@@ -154,7 +151,7 @@ class JumpHost:
 
     def _connect(self, timeout: float) -> paramiko.Transport:
         client = paramiko.SSHClient()
-        client.set_log_channel(_quiet_logger(f"{LOG_CHANNEL}.jump", self.sink))
+        client.set_log_channel(self.log_channel)
         client.load_system_host_keys()
         client.set_missing_host_key_policy(paramiko.RejectPolicy() if self.host.verify else paramiko.AutoAddPolicy())
         try:
@@ -179,10 +176,10 @@ class JumpHost:
 
 class SshSession:
     def __init__(self, host: str, port: int, user: str, key: KeyPair, jump: JumpHost | None = None, *,
-                 scale: float = 1.0, sink: Callable[[str], None] = lambda _line: None) -> None:
+                 scale: float = 1.0, log_channel: str = LOG_CHANNEL) -> None:
         self.host, self.port, self.user, self.key, self.jump = host, port, user, key, jump
         self.scale = scale  # every limit of the SSH layer is multiplied by it
-        self.log_channel = _quiet_logger(f"{LOG_CHANNEL}.{port}", sink)
+        self.log_channel = _quiet_logger(f"{log_channel}.{port}")  # paramiko's records: DEBUG there
         self._client: paramiko.SSHClient | None = None
         self._host_key = _PinnedHostKey()
 

@@ -108,7 +108,7 @@ def boot(image: str, cold: bool, runs: Path) -> dict[str, Any]:
 
     spec = declare("bench-boot", "boot timings", body, image=image)
     os.environ["LAB_RUNS_DIR"] = str(runs)
-    run = Run(Config.from_env(), RunRequest(spec, {}, image=image, cold=cold), Log(None))
+    run = Run(Config.from_env(), RunRequest(spec, {}, image=image, cold=cold), Log(terminal=False))
     with run.session() as ctx:
         body(ctx)
     result: dict[str, Any] = json.loads((run.artifacts / "result.json").read_text())  # type: ignore[operator]

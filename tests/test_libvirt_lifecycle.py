@@ -38,7 +38,7 @@ def _machine(pool: Pool, run_id: str, tmp_path: Path, owner: dict[str, str] | No
                       ssh_port=1, metadata=owner or {})
     key = KeyPair.generate(tmp_path / f"key-{run_id}", "test")
     # The test driver has no AUTODESTROY; real runs use it.
-    return Machine(spec, pool.conn, SshSession("127.0.0.1", 1, "lab", key), Log(None),
+    return Machine(spec, pool.conn, SshSession("127.0.0.1", 1, "lab", key), Log(terminal=False),
                    Timeouts(scale=1, boot=1), autodestroy=False)
 
 
@@ -73,16 +73,16 @@ def test_reap_removes_dead_runs_only(pool: Pool, tmp_path: Path) -> None:
     lock = RunLock(state, live)
     machines[kept].domain.mark({"id": kept, "kept": "yes"})
 
-    reaped = {r.run_id for r in reap(pool.conn, pool, state, Log(None))}
+    reaped = {r.run_id for r in reap(pool.conn, pool, state, Log(terminal=False))}
     assert dead in reaped and live not in reaped and kept not in reaped
     remaining = inventory(pool.conn, pool)
     assert dead not in remaining and live in remaining and kept in remaining
 
-    assert kept in {r.run_id for r in reap(pool.conn, pool, state, Log(None), include_kept=True)}
+    assert kept in {r.run_id for r in reap(pool.conn, pool, state, Log(terminal=False), include_kept=True)}
     assert run_alive(state, live)
     lock.release()
     assert not run_alive(state, live)
-    assert live in {r.run_id for r in reap(pool.conn, pool, state, Log(None))}
+    assert live in {r.run_id for r in reap(pool.conn, pool, state, Log(terminal=False))}
     assert not any(run_id in inventory(pool.conn, pool) for run_id in (live, dead, kept))
 
 
@@ -92,9 +92,10 @@ def test_a_run_whose_process_lives_is_not_reaped_from_another_state_dir(pool: Po
     ours, gone = secrets.token_hex(4), secrets.token_hex(4)
     _machine(pool, ours, tmp_path, {"host": socket.gethostname(), "pid": str(os.getpid())}).start()
     _machine(pool, gone, tmp_path, {"host": socket.gethostname(), "pid": str(_exited_pid())}).start()
-    reaped = {r.run_id for r in reap(pool.conn, pool, tmp_path / "other-state", Log(None))}
+    reaped = {r.run_id for r in reap(pool.conn, pool, tmp_path / "other-state", Log(terminal=False))}
     assert gone in reaped and ours not in reaped
-    assert [r.run_id for r in reap(pool.conn, pool, tmp_path / "other-state", Log(None), run_ids={ours})] == [ours]
+    quiet = Log(terminal=False)
+    assert [r.run_id for r in reap(pool.conn, pool, tmp_path / "other-state", quiet, run_ids={ours})] == [ours]
 
 
 def _exited_pid() -> int:
@@ -108,7 +109,7 @@ def test_destroy_by_run_id_removes_a_live_run(pool: Pool, tmp_path: Path) -> Non
     run_id = secrets.token_hex(4)
     _machine(pool, run_id, tmp_path).start()
     lock = RunLock(state, run_id)
-    reaped = reap(pool.conn, pool, state, Log(None), run_ids={run_id})
+    reaped = reap(pool.conn, pool, state, Log(terminal=False), run_ids={run_id})
     assert [r.run_id for r in reaped] == [run_id]
     assert run_id not in inventory(pool.conn, pool)
     lock.release()
@@ -117,7 +118,7 @@ def test_destroy_by_run_id_removes_a_live_run(pool: Pool, tmp_path: Path) -> Non
 def test_prune_removes_only_stale_image_versions(pool: Pool, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
-    cache = ImageCache(Config.from_env(), pool, Log(None))
+    cache = ImageCache(Config.from_env(), pool, Log(terminal=False))
     current = cache.recipe("lab-atomic").image().disk_volume
     kept = {current, "image-file-0123456789abcdef.qcow2", f"{run_prefix('abcd1234')}vm1-root.qcow2"}
     for name in (*kept, "image-lab-atomic-000000000000.qcow2"):

@@ -23,5 +23,5 @@ def test_builder_images_first_then_each_worker_its_own_start(turn: int, order: l
     built: list[str] = []
     monkeypatch.setattr(prepare, "build_image", lambda config, log, name, rebuild: built.append(name))
     wanted = ["lab-atomic", "lab-atomic", "lab-ostree", "no-such-recipe", "lab-bookworm"]
-    prepare.prepare_images(Config.from_env(), Log(None), wanted, turn)
+    prepare.prepare_images(Config.from_env(), Log(terminal=False), wanted, turn)
     assert built == order

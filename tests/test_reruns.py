@@ -48,7 +48,7 @@ def _request(**kwargs: Any) -> RunRequest:
 
 
 def test_a_pass_after_a_failure_is_flaky_under_one_run_id(fake_run: Config) -> None:
-    assert run_with_reruns(fake_run, _request(keep_on_failure=True), Log(None), 2) == 0
+    assert run_with_reruns(fake_run, _request(keep_on_failure=True), Log(terminal=False), 2) == 0
     first, second = FakeRun.seen
     assert first.run_id == second.run_id and first.run_id is not None
     assert (first.keep_on_failure, second.keep_on_failure) == (False, False)  # only the last attempt keeps
@@ -59,7 +59,7 @@ def test_a_pass_after_a_failure_is_flaky_under_one_run_id(fake_run: Config) -> N
 def test_the_last_attempt_may_keep_its_vm_and_stays_failed(fake_run: Config) -> None:
     FakeRun.failures = 5
     try:
-        assert run_with_reruns(fake_run, _request(keep_on_failure=True), Log(None), 1) == 1
+        assert run_with_reruns(fake_run, _request(keep_on_failure=True), Log(terminal=False), 1) == 1
     finally:
         FakeRun.failures = 1
     assert [r.keep_on_failure for r in FakeRun.seen] == [False, True]

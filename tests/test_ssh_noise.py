@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab import ssh
+from lab.log import Log, configure_terminal
 
 FAILING = """
 import socket, threading
@@ -36,11 +37,28 @@ def test_a_failed_ssh_wait_reports_no_paramiko_traceback(pytester: pytest.Pytest
 
 def test_paramiko_records_reach_the_transcript_and_no_handler(tmp_path: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
-    lines: list[str] = []
-    session = ssh.SshSession("127.0.0.1", 22, "lab", ssh.KeyPair.generate(tmp_path / "k", "t"), sink=lines.append)
+    log = Log(terminal=False)
+    log.open_transcript(tmp_path / "transcript.log")
+    session = ssh.SshSession("127.0.0.1", 22, "lab", ssh.KeyPair.generate(tmp_path / "k", "t"),
+                             log_channel=log.child("paramiko.vm1"))
     logging.getLogger(session.log_channel).error("Exception (client): Error reading SSH protocol banner")
-    assert lines == ["paramiko error: Exception (client): Error reading SSH protocol banner"]
+    logging.getLogger(session.log_channel).debug("kex algos: chatter")  # below paramiko's WARNING level
+    log.close()
+    lines = (tmp_path / "transcript.log").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "paramiko error: Exception (client): Error reading SSH protocol banner"]
     assert not caplog.records
+
+
+def test_verbosity_chooses_what_reaches_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    for verbosity, shown in ((-1, ["PASSED x"]), (0, ["step", "PASSED x"]), (1, ["step", "$ true", "PASSED x"])):
+        configure_terminal(verbosity)
+        log = Log()
+        log.info("step")
+        log.transcript("$ true")
+        log.result("PASSED x")
+        assert capsys.readouterr().err.splitlines() == shown
+    configure_terminal()
 
 
 def test_a_connection_without_a_banner_is_given_up_soon(tmp_path: Path) -> None:
