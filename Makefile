@@ -33,10 +33,12 @@ test: setup lint
 unit: setup
 	$(PYTEST) -m "not vm" tests
 
-## make nightly: everything make test runs, plus the field-bug catalog, variants and soak-like tests;
+## make nightly: everything make test runs, plus the field-bug catalog, each scenario's choices as items
+## (--lab-variants) and soak-like tests; ARGS="--lab-shard K/N" runs a slice (the nightly workflow's matrix);
 ## writes runs/nightly-<stamp>/ (summary.md, summary.json, junit.xml of the scenario runs) and runs/nightly-junit.xml
 nightly: setup
-	$(PYTEST) -n $(JOBS) --dist worksteal tests scenarios --nightly --lab-external --junitxml=runs/nightly-junit.xml \
+	$(PYTEST) -n $(JOBS) --dist worksteal tests scenarios --nightly --lab-variants --lab-external $(ARGS) \
+		--junitxml=runs/nightly-junit.xml \
 		--lab-report runs/nightly-$$(date -u +%Y%m%dT%H%M%SZ)
 
 ## make bench: timings of the smoke VM, printed as figures

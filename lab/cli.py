@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
         item = registry.get(names[0])
         request = RunRequest(item, item.parse_sets(args.set), image=args.image, keep=args.keep,
                              run_id=args.run_id or secrets.token_hex(4), cold=args.cold,
-                             keep_on_failure=args.keep_on_failure)
+                             keep_on_failure=args.keep_on_failure, sit=args.sit)
         start = time.monotonic()
         code = run_with_reruns(config, request, log, args.rerun_failed)
         if args.report:
@@ -104,13 +104,13 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
                               time.monotonic() - start)
             print("reports: " + ", ".join(str(p) for p in report.write(args.report, [done], done.wall, 1)))
         return code
-    if args.set or args.run_id:
-        raise UsageError("--set and --run-id apply to one scenario; run several without them")
+    if args.set or args.run_id or args.sit:
+        raise UsageError("--set, --run-id and --sit apply to one scenario; run several without them")
     flags = tuple(flag for flag, on in (("--keep", args.keep), ("--keep-on-failure", args.keep_on_failure),
                                          ("--cold", args.cold)) if on)
     flags += ("--rerun-failed", str(args.rerun_failed)) if args.rerun_failed else ()
     jobs = [Job(registry.get(name).name, args.image, flags) for name in names]
-    jobs = shard(jobs, args.shard) if args.shard else jobs
+    jobs = shard(jobs, args.shard, key=lambda job: job.label) if args.shard else jobs
     start = time.monotonic()
     outcomes = ParallelRuns(config.runs_dir, args.jobs).run(jobs)
     wall = time.monotonic() - start
@@ -298,6 +298,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     run.add_argument("--keep", action="store_true", help="leave the VM running and print how to enter it")
     run.add_argument("--keep-on-failure", action="store_true", help="leave the VM running if the run fails")
+    run.add_argument("--sit", action="store_true",
+                     help="if the run fails, wait before teardown (Enter, or sit-timeout) and say how to enter it")
     run.add_argument("--rerun-failed", type=int, default=0, metavar="N",
                      help="re-run a failed scenario up to N times in a fresh VM; a later pass is reported flaky")
     run.add_argument("--cold", action="store_true", help="boot the VM instead of restoring a saved, booted guest")

@@ -90,6 +90,7 @@ SETTINGS = (
     Setting("images_dirs", "LAB_IMAGES_DIR", "images"),  # a recipe named like a built-in one replaces it
     Setting("cloudinit_dir", "LAB_CLOUDINIT_DIR", "cloudinit"),  # the seed templates
     Setting("default_image", "LAB_DEFAULT_IMAGE", "default-image"),  # of scenarios that name none
+    Setting("sit_timeout", "LAB_SIT_TIMEOUT", "sit-timeout"),  # seconds --sit waits with a failed guest
 )
 TABLE = "tool.atomic-lab"  # in the pyproject.toml of the user's repository
 
@@ -118,7 +119,8 @@ def _defaults() -> dict[str, str]:
     return {"libvirt_uri": "qemu:///system", "cache_dir": str(_default_cache_dir()), "runs_dir": "runs",
             "pool_name": "", "accel": "auto", "timeout_factor": "1", "tcg_timeout_factor": "2", "boot_timeout": "0",
             "max_vcpus": str(os.cpu_count() or 1), "scenarios_dirs": "", "images_dirs": "",
-            "cloudinit_dir": str(builtin_dir("cloudinit")), "default_image": "lab-bookworm"}
+            "cloudinit_dir": str(builtin_dir("cloudinit")), "default_image": "lab-bookworm",
+            "sit_timeout": "900"}
 
 
 def _raw_settings() -> tuple[dict[str, str], dict[str, str]]:
@@ -170,6 +172,7 @@ class Config:
     images_dirs: tuple[Path, ...]  # the built-in recipes first; a later recipe of the same name wins
     cloudinit_dir: Path
     default_image: str
+    sit_timeout: float
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # setting -> where it came from
 
     @classmethod
@@ -191,6 +194,7 @@ class Config:
                 images_dirs=_dirs(raw["images_dirs"], "images"),
                 cloudinit_dir=Path(raw["cloudinit_dir"]).absolute(),
                 default_image=raw["default_image"],
+                sit_timeout=float(raw["sit_timeout"]),
                 sources=sources,
             )
         except ValueError as exc:

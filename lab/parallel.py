@@ -18,16 +18,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from lab.artifacts import find_run_dir
 from lab.config import vcpu_share
 from lab.errors import Interrupted, UsageError
+
+T = TypeVar("T")
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -60,13 +62,13 @@ class Outcome:
     artifacts: str
 
 
-def shard(jobs: Sequence[Job], spec: str) -> list[Job]:
-    """The K-th of N deterministic slices of `jobs` (by label), for a CI matrix."""
+def shard(items: Sequence[T], spec: str, key: Callable[[T], str]) -> list[T]:
+    """The K-th of N deterministic slices of `items` (sorted by `key`), for a CI matrix."""
     match = _SHARD.match(spec)
     if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
         raise UsageError(f"--shard {spec!r}: expected K/N with 1 <= K <= N, e.g. 2/4")
     k, n = int(match.group(1)), int(match.group(2))
-    return [job for i, job in enumerate(sorted(jobs, key=lambda j: j.label)) if i % n == k - 1]
+    return [item for i, item in enumerate(sorted(items, key=key)) if i % n == k - 1]
 
 
 def longest_first(jobs: Sequence[Job], runs_dir: Path) -> list[Job]:

@@ -7,6 +7,8 @@
   guest shaped by `@pytest.mark.lab(image=..., memory=..., disks=[Disk(...)], ...)` and runs
   exactly like a scenario: warm start, artifacts, health check, evidence on failure, teardown.
 - `--lab-report DIR` writes summary.md/.json and junit.xml of all lab runs (xdist-safe).
+- The options of `lab run`: `--lab-set KEY=VALUE`, `--lab-keep`, `--lab-keep-on-failure`, `--lab-sit`,
+  `--lab-shard K/N`; `--lab-variants` adds an item per other value of a scenario's choices.
 - Its rules, in any repository: tests marked `nightly` run only with `--nightly`; a VM test skips when
   there is no hypervisor, except under `CI`, where a VM test that skips fails (nightly-only items and
   absent external images excepted); the longest VM tests start first (pytest -n).
@@ -34,11 +36,12 @@ from lab.errors import LabError, RunFailed
 from lab.external import load_manifests, not_imported
 from lab.log import Log, configure_terminal
 from lab.machine import Machine
-from lab.parallel import Job, Outcome
+from lab.parallel import Job, Outcome, shard
 from lab.prepare import prepare_images
 from lab.report import write
 from lab.runner import Run, RunRequest
 from lab.scenario import TAGS, Registry, Scenario, declare, load_file
+from lab.sit import wait_for_enter
 
 NIGHTLY_ONLY = "nightly only (make nightly)"  # the skip reason of nightly items without --nightly
 EXTERNAL_ABSENT = "external image absent"  # the skip reason's start (CI lets these skips pass)
@@ -60,6 +63,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab-cold", action="store_true", help="boot every guest instead of restoring a saved one")
     group.addoption("--lab-report", metavar="DIR", help="write summary.md, summary.json and junit.xml of the runs")
     group.addoption("--nightly", action="store_true", help="also run the tests marked nightly")
+    group.addoption("--lab-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a scenario parameter, for the scenarios that have it (lab run --set)")
+    group.addoption("--lab-variants", action="store_true",
+                    help="also an item per other value of a scenario's choices: thinpool-full[lab-atomic,mode=error]")
+    group.addoption("--lab-keep", action="store_true", help="leave each guest running (lab ssh RUN_ID)")
+    group.addoption("--lab-keep-on-failure", action="store_true", help="leave a failed test's guest running")
+    group.addoption("--lab-sit", action="store_true",
+                    help="a failed test waits before teardown, its guest up (Enter, or LAB_SIT_TIMEOUT)")
+    group.addoption("--lab-shard", metavar="K/N", help="run only the K-th of N deterministic slices (CI matrix)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -109,6 +121,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             missing = _hypervisor_missing() if missing is None else missing
             if missing:
                 item.add_marker(pytest.mark.skip(reason=missing))
+    if config.getoption("--lab-shard"):
+        chosen = set(map(id, shard(items, config.getoption("--lab-shard"), key=lambda item: item.nodeid)))
+        config.hook.pytest_deselected(items=[item for item in items if id(item) not in chosen])
+        items[:] = [item for item in items if id(item) in chosen]
     items.sort(key=_cost, reverse=True)
     config.stash[_IMAGES] = [image for item in items if (image := _image_of(item))]
 
@@ -187,26 +203,40 @@ class ScenarioFile(pytest.File):
             extra += sorted(load_manifests(config.images_dirs))
         for item in load_file(self.path):
             for image in dict.fromkeys([item.image or config.default_image, *extra]):
-                node = ScenarioItem.from_parent(self, name=f"{item.name}[{image}]", scenario=item, image=image)
-                absent = not_imported(config, image)
-                if absent:
-                    node.add_marker(pytest.mark.skip(reason=f"{EXTERNAL_ABSENT}: {absent}"))
-                yield node
+                for variant, params in _variants(item, self.config):
+                    node = ScenarioItem.from_parent(self, name=f"{item.name}[{','.join([image, *variant])}]",
+                                                    scenario=item, image=image, params=params)
+                    absent = not_imported(config, image)
+                    if absent:
+                        node.add_marker(pytest.mark.skip(reason=f"{EXTERNAL_ABSENT}: {absent}"))
+                    yield node
+
+
+def _variants(item: Scenario, config: pytest.Config) -> Iterator[tuple[list[str], dict[str, Any]]]:
+    """(the name's extra parts, params): the --lab-set values the scenario has, then with --lab-variants
+    each other value of each of its choices."""
+    sets = [s for s in config.getoption("--lab-set") if s.partition("=")[0] in item.params]
+    params = item.parse_sets(sets)
+    yield sets, params
+    if config.getoption("--lab-variants"):
+        for key, values in item.choices.items():
+            others = [s for s in sets if s.partition("=")[0] != key]
+            for value in values:
+                if value != params[key]:
+                    yield [*others, f"{key}={value}"], item.parse_sets([*others, f"{key}={value}"])
 
 
 class ScenarioItem(pytest.Item):
-    def __init__(self, *, scenario: Scenario, image: str, **kwargs: Any) -> None:
+    def __init__(self, *, scenario: Scenario, image: str, params: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.scenario, self.image = scenario, image
+        self.scenario, self.image, self.params = scenario, image, params
         for tag in scenario.tags - TAGS:
             _add_tag(self.config, tag)
         for mark in ("vm", *sorted(scenario.tags)):
             self.add_marker(mark)
 
     def runtest(self) -> None:
-        request = RunRequest(self.scenario, dict(self.scenario.params), image=self.image,
-                             cold=self.config.getoption("--lab-cold"))
-        run = Run(Config.from_env(), request, _run_log(self.config))
+        run = _run(self.config, _request(self.config, self.scenario, self.params, self.image))
         try:
             with run.session() as ctx:
                 self.scenario.func(ctx)
@@ -238,8 +268,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[ScenarioContext]:
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
     doc = (request.function.__doc__ or "").strip().splitlines()
     spec = declare(name, doc[0] if doc else name, request.function, image=image, **shape)
-    run = Run(Config.from_env(), RunRequest(spec, {}, image=image, cold=request.config.getoption("--lab-cold")),
-              _run_log(request.config))
+    run = _run(request.config, _request(request.config, spec, {}, image))
     try:
         with run.session() as ctx:
             if replayed:
@@ -272,6 +301,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None],
         report.outcome = "failed"  # under CI a VM test must run
         report.longrepr = f"VM test skipped under CI: {report.longrepr}"
     return report
+
+
+def _request(config: pytest.Config, spec: Scenario, params: dict[str, Any], image: str | None) -> RunRequest:
+    option = config.getoption
+    return RunRequest(spec, params, image=image, cold=option("--lab-cold"), keep=option("--lab-keep"),
+                      keep_on_failure=option("--lab-keep-on-failure"), sit=option("--lab-sit"))
+
+
+def _run(config: pytest.Config, request: RunRequest) -> Run:
+    run = Run(Config.from_env(), request, _run_log(config))
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture:  # --lab-sit reads Enter from the terminal, past pytest's capture
+
+        def pause(limit: float) -> str:
+            with capture.global_and_fixture_disabled():
+                return wait_for_enter(limit)
+
+        run.pause = pause
+    return run
 
 
 def _run_log(config: pytest.Config) -> Log:

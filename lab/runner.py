@@ -7,7 +7,7 @@ import secrets
 import threading
 import time
 import traceback
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from lab.prepare import open_provisioner
 from lab.provision import MachineRequest, Provisioner
 from lab.scenario import Scenario
 from lab.signals import ignore_sigterm, trap_signals
+from lab.sit import wait_for_enter
 from lab.storage import RUN_FREE, Pool
 from lab.warm import WarmStore, WarmUnusable
 
@@ -48,6 +49,7 @@ class RunRequest:
     run_id: str | None = None  # default: a random one
     cold: bool = False  # boot, instead of restoring a saved guest
     keep_on_failure: bool = False
+    sit: bool = False  # a failed run waits before teardown, its guest up, for Enter or sit_timeout
 
 
 def resolve_image_ref(request: RunRequest, config: Config) -> str:
@@ -66,6 +68,7 @@ def resolve_image_ref(request: RunRequest, config: Config) -> str:
 class Run:
     def __init__(self, config: Config, request: RunRequest, log: Log) -> None:
         self.config, self.request, self.log = config, request, log
+        self.pause: Callable[[float], str] = wait_for_enter  # how --sit waits (pytest lifts its capture)
         self.run_id = request.run_id or secrets.token_hex(4)
         self.t0 = time.monotonic()
         self.marks: dict[str, float] = {}
@@ -127,6 +130,7 @@ class Run:
         try:
             code = yield from self._guarded(conn, pool, image_ref, run_dir, result)
         finally:
+            self._sit(run_dir, result)
             ignore_sigterm()  # a second signal must not cut cleanup short
             self._finish(run_dir, result)
             restore()
@@ -153,7 +157,9 @@ class Run:
             return 1
         except (LabError, KeyboardInterrupt) as exc:
             error = Interrupted("interrupted by Ctrl-C") if isinstance(exc, KeyboardInterrupt) else exc
-            if not isinstance(error, Interrupted):
+            if isinstance(error, Interrupted):
+                result["interrupted"] = True
+            else:
                 self._collect_evidence(run_dir, result)
             result.update(status="error", failure=self._describe(error, run_dir))
             self.log.transcript(traceback.format_exc())
@@ -305,6 +311,17 @@ class Run:
             wall_seconds=round(time.monotonic() - self.t0, 2),
         )
         run_dir.write_result(result)
+
+    def _sit(self, run_dir: RunDir, result: dict[str, Any]) -> None:
+        """--sit: a run that failed (not one interrupted) waits with its guest up; `lab ssh` finds it."""
+        if not self.request.sit or result["status"] == "passed" or result.get("interrupted") \
+                or self.machine is None or not self.machine.is_running():
+            return
+        run_dir.write_result({**result, "kept": True, "ssh": self.machine.hand_over()})
+        limit = self.config.sit_timeout
+        self.log.result(f"sitting on the failed run {self.run_id} (for Enter, at most {limit:.0f} s): enter it "
+                        f"with lab ssh {self.run_id}  (lab ssh-config {self.run_id}, lab console {self.run_id})")
+        self.log.info(f"(sat until {self.pause(limit)}; tearing down)")
 
     def _mark_kept(self, result: dict[str, Any]) -> None:
         assert self.machine is not None

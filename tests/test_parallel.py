@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import operator
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,14 +79,17 @@ def test_a_run_that_leaves_no_result_is_an_error(tmp_path: Path) -> None:
     assert "no artifacts" in outcome.artifacts
 
 
+LABEL = operator.attrgetter("label")
+
+
 def test_shards_split_the_jobs_deterministically() -> None:
     jobs = [Job(name) for name in ("e", "b", "a", "d", "c")]
-    slices = [shard(jobs, f"{k}/3") for k in (1, 2, 3)]
+    slices = [shard(jobs, f"{k}/3", key=LABEL) for k in (1, 2, 3)]
     assert [[j.scenario for j in s] for s in slices] == [["a", "d"], ["b", "e"], ["c"]]
-    assert shard(list(reversed(jobs)), "2/3") == slices[1]
+    assert shard(list(reversed(jobs)), "2/3", key=LABEL) == slices[1]
     for bad in ("0/3", "4/3", "1", "a/b"):
         with pytest.raises(UsageError):
-            shard(jobs, bad)
+            shard(jobs, bad, key=LABEL)
 
 
 def test_longest_known_runs_start_first(tmp_path: Path) -> None:

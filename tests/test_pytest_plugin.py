@@ -19,7 +19,8 @@ def pool_thing(lab):
     pass
 
 
-@scenario("engine-thing", "A containers scenario", tags=("containers",))
+@scenario("engine-thing", "A containers scenario", tags=("containers",), params={"engine": "docker", "n": 2},
+          choices={"engine": ("docker", "podman")})
 def engine_thing(lab):
     pass
 
@@ -58,6 +59,19 @@ def test_tags_are_markers_and_names_select(pytester: pytest.Pytester, scenarios:
         "scenarios/things.py::engine-thing[lab-bookworm]"]
     assert _collected(pytester, "-k", "engine and lab-bookworm") == ["scenarios/things.py::engine-thing[lab-bookworm]"]
     assert _collected(pytester, "--strict-markers", "-m", "mine") == ["scenarios/things.py::user-thing[lab-bookworm]"]
+
+
+def test_lab_run_options_as_pytest_options(pytester: pytest.Pytester, scenarios: Path) -> None:
+    """--lab-set goes to the scenarios that have the parameter (named in the item), --lab-variants makes an
+    item of each other choice, --lab-shard takes a deterministic slice; a bad value fails before any boot."""
+    assert [n for n in _collected(pytester, "--lab-set", "n=3", "--lab-variants") if "engine" in n] == [
+        "scenarios/things.py::engine-thing[lab-bookworm,n=3]",
+        "scenarios/things.py::engine-thing[lab-bookworm,n=3,engine=podman]"]
+    assert "scenarios/things.py::pool-thing[lab-atomic]" in _collected(pytester, "--lab-set", "n=3")
+    slices = [_collected(pytester, "--lab-shard", f"{k}/2") for k in (1, 2)]
+    assert sorted(slices[0] + slices[1]) == sorted(_collected(pytester)) and not set(slices[0]) & set(slices[1])
+    bad = pytester.runpytest_inprocess("--collect-only", "-q", "scenarios", "--lab-set", "n=many")
+    assert "--set n=many: invalid literal for int()" in bad.stdout.str()
 
 
 def test_files_outside_the_scenarios_directory_are_left_alone(pytester: pytest.Pytester, scenarios: Path) -> None:

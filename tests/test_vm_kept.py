@@ -1,12 +1,15 @@
 """A kept guest reached by the tools people bring: `lab ssh latest`, and `ssh -F` with the config
-`lab ssh-config` prints, which accepts only the host key the lab pinned."""
+`lab ssh-config` prints, which accepts only the host key the lab pinned; a failed run that sits (--sit)
+until Enter, reachable the same way meanwhile."""
 
 from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,38 @@ def test_ssh_config_pins_the_host_key(tmp_path: Path) -> None:
         assert refused.returncode != 0 and "Host key verification failed" in refused.stderr, refused.stderr
     finally:
         _lab(["destroy", run_id], tmp_path)
+
+
+def test_a_failed_run_sits_until_enter(tmp_path: Path) -> None:
+    main, terminal = pty.openpty()  # the run's stdin is a terminal: it waits for Enter
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"LAB_RUNS_DIR": str(tmp_path),
+                                                                "LAB_SCENARIOS_DIR": str(SCENARIOS)}
+    run = subprocess.Popen([sys.executable, "-m", "lab.cli", "run", "health-oops", "--sit"], stdin=terminal,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        result = tmp_path / "latest" / "result.json"
+        deadline = time.monotonic() + 900
+        while not (result.exists() and json.loads(result.read_text()).get("kept")):
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended without sitting"
+            time.sleep(2)
+        assert json.loads(result.read_text())["status"] == "failed"
+        assert _lab(["ssh", "latest", "hostname"], tmp_path).stdout.strip() == "vm1"
+        config = tmp_path / "ssh_config"
+        config.write_text(_lab(["ssh-config", "latest"], tmp_path).stdout)
+        alias = config.read_text().split()[1]
+        copied = tmp_path / "os-release"
+        scp = ["scp", "-F", str(config), "-o", "BatchMode=yes", f"{alias}:/etc/os-release", str(copied)]
+        assert subprocess.run(scp, capture_output=True, timeout=120, check=False).returncode == 0
+        assert "bookworm" in copied.read_text()
+        os.write(main, b"\n")
+        output, _ = run.communicate(timeout=300)
+    finally:
+        run.kill()
+        os.close(main)
+        os.close(terminal)
+    assert run.returncode == 1, output
+    assert "sitting on the failed run" in output and "sat until enter" in output, output
+    final = json.loads(result.read_text())
+    assert not final["kept"] and final["status"] == "failed"
+    listed = json.loads(_lab(["cleanup", "--list", "--json"], tmp_path).stdout)
+    assert final["run_id"] not in json.dumps(listed)  # torn down after the sit

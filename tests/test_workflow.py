@@ -1,0 +1,21 @@
+"""The example nightly workflow runs what `make nightly` runs, and may publish its JUnit report."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_nightly_workflow_is_make_nightly_in_shards() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "nightly.yml").read_text())
+    steps = workflow["jobs"]["scenarios"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    assert any(re.fullmatch(r'make nightly ARGS="--lab-shard \$\{\{ matrix.shard \}\}/4"\s*', run) for run in runs)
+    assert not any("lab run" in run for run in runs)  # one set: no second list of what runs at night
+    junit = re.search(r"--junitxml=(\S+)", (ROOT / "Makefile").read_text())
+    assert junit and any(step.get("with", {}).get("report_paths") == junit.group(1) for step in steps)
+    assert workflow["permissions"]["checks"] == "write"
