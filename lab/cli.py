@@ -17,22 +17,19 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from lab import bundle, cli_kept, replay, report
+from lab import bundle, cli_images, cli_kept, replay, report
 from lab.artifacts import find_run_dir
 from lab.cleanup import inventory, reap, run_alive
 from lab.config import DEFAULT_POOL, Config
 from lab.errors import LabError, UsageError
-from lab.external import Imports
 from lab.hypervisor import connect, kvm_available
-from lab.image import ImageCache, load_recipes
+from lab.image import load_recipes
 from lab.log import Log, configure_terminal
 from lab.parallel import Job, ParallelRuns, exit_code, outcome_of, shard
-from lab.prepare import build_image
 from lab.reruns import run_with_reruns
 from lab.runner import RUN_ID, RunRequest
 from lab.scenario import Registry
 from lab.storage import Pool, forget_gone_pools
-from lab.warm import WarmStore
 
 
 def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
@@ -192,53 +189,6 @@ def cmd_doctor(args: argparse.Namespace, config: Config, log: Log) -> int:
     return 1 if problems else 0
 
 
-def cmd_images(args: argparse.Namespace, config: Config, log: Log) -> int:
-    if args.images_cmd == "build":
-        image = build_image(config, log, args.name)
-        print(f"built {args.name}: volume {image.disk_volume}")
-        return 0
-    cache = ImageCache(config, _pool(config), log)
-    imports = Imports(config, cache)
-    if args.images_cmd in ("import", "fetch"):
-        record = imports.add(args.path, args.name, args.profile) if args.images_cmd == "import" \
-            else imports.fetch(args.name)
-        check = "verified against its manifest" if record.verified else "unverified: no published sha256 at hand"
-        print(f"imported {record.name}: volume {record.volume}, sha256 {record.sha256} ({check}); "
-              f"run with --image {record.name}")
-        return 0
-    if args.images_cmd == "prune":
-        for volume in cache.prune():
-            print(f"removed stale image volume {volume}")
-        for key in WarmStore(config, cache.pool).prune(args.idle_days):
-            print(f"removed saved guest {key}")
-        return 0
-    _list_images(cache, imports, sha256=args.sha256)
-    return 0
-
-
-def _list_images(cache: ImageCache, imports: Imports, *, sha256: bool) -> None:
-    """Recipes (cached or not), then external images (manifests and imports)."""
-    for name, recipe in sorted(cache.recipes().items()):
-        image = recipe.image()
-        if not cache.is_cached(image):
-            print(f"{name:<16} {'not cached':<20} {image.disk_volume:<40} {recipe.description}")
-            continue
-        size = sum(cache.pool.allocation(v) for v in image.volumes) / 2**20
-        print(f"{name:<16} {'cached':<20} {image.disk_volume:<40} {size:>7.0f} MiB  {recipe.description}")
-        if sha256:
-            for volume in image.volumes:
-                print(f"{'':<16} sha256 {cache.pool.sha256(volume)}  {volume}")
-    for name in sorted({*imports.manifests, *(r.name for r in imports.all())}):
-        found, manifest = imports.get(name), imports.manifests.get(name)
-        about = manifest.description if manifest else f"imported from {found.source if found else '?'}"
-        if found is None:
-            print(f"{name:<16} {'not imported':<20} {manifest.file if manifest else '':<40} {about}")
-            continue
-        size = cache.pool.allocation(found.volume) / 2**20
-        state = "imported" if found.verified else "imported, unverified"
-        print(f"{name:<16} {state:<20} {found.volume:<40} {size:>7.0f} MiB  {about}\n{'':<16} sha256 {found.sha256}")
-
-
 def _run_id(text: str) -> str:
     if not RUN_ID.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a run id (4-16 lowercase hex digits)")
@@ -314,23 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--json", action="store_true", help="with --list: as JSON")
     cleanup.set_defaults(func=cmd_cleanup)
     sub.add_parser("doctor", help="check this host can run the lab").set_defaults(func=cmd_doctor)
-    images = sub.add_parser("images", help="list, build, import or fetch images; prune old ones")
-    images_sub = images.add_subparsers(dest="images_cmd", required=True)
-    listing = images_sub.add_parser("list", help="known images, whether they are cached, their size")
-    listing.add_argument("--sha256", action="store_true", help="also print each cached volume's sha256")
-    prune = images_sub.add_parser("prune", help="remove stale image versions and unused saved guests")
-    prune.add_argument("--idle-days", type=float, default=7.0,
-                       help="also remove saved guests no run restored for this many days (default 7)")
-    build = images_sub.add_parser("build", help="(re)build an image from its recipe")
-    build.add_argument("name")
-    take = images_sub.add_parser("import", help="import a local qcow2/raw disk under a name (--image NAME)")
-    take.add_argument("path", type=Path)
-    take.add_argument("--as", dest="name", required=True, help="the name to run it by (a manifest's, to verify it)")
-    take.add_argument("--profile", help="use this image's profile (a manifest or recipe name); default: the "
-                                        "manifest of NAME, if any")
-    fetch = images_sub.add_parser("fetch", help="download a manifest's image, verify its sha256 and import it")
-    fetch.add_argument("name")
-    images.set_defaults(func=cmd_images)
+    cli_images.add_parsers(sub)
     return parser
 
 

@@ -1,8 +1,10 @@
-"""The example nightly workflow runs what `make nightly` runs, and may publish its JUnit report."""
+"""The project as others meet it: its package metadata, and the example nightly workflow running what
+`make nightly` runs, allowed to publish its JUnit report."""
 
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -19,3 +21,11 @@ def test_the_nightly_workflow_is_make_nightly_in_shards() -> None:
     junit = re.search(r"--junitxml=(\S+)", (ROOT / "Makefile").read_text())
     assert junit and any(step.get("with", {}).get("report_paths") == junit.group(1) for step in steps)
     assert workflow["permissions"]["checks"] == "write"
+
+
+def test_the_package_says_what_it_is() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["readme"] == "README.md" and project["license"] == "MIT"
+    assert all((ROOT / name).is_file() for name in (project["readme"], *project["license-files"]))
+    assert "Framework :: Pytest" in project["classifiers"]
+    assert {"Homepage", "Issues"} <= set(project["urls"])
