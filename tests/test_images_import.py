@@ -74,6 +74,10 @@ def test_a_local_disk_is_imported_under_a_name_with_a_profile(lab_env: Path, dis
     assert main(["images", "list"]) == 0
     assert any(line.startswith("my-host") and "imported, unverified" in line
                for line in capsys.readouterr().out.splitlines())
+    assert main(["images", "list", "--json"]) == 0
+    mine = next(row for row in json.loads(capsys.readouterr().out) if row["name"] == "my-host")
+    assert (mine["kind"], mine["state"], mine["sha256"]) == ("external", "imported, unverified",
+                                                             {record["volume"]: file_digest(disk)})
     assert main(["images", "prune"]) == 0  # stale recipe versions go; imported disks stay
     assert main(["images", "list"]) == 0
     assert any(line.startswith("my-host") and "imported" in line for line in capsys.readouterr().out.splitlines())
