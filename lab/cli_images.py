@@ -27,7 +27,7 @@ def cmd_images(args: argparse.Namespace, config: Config, log: Log) -> int:
     if args.images_cmd in ("import", "fetch"):
         record = imports.add(args.path, args.name, args.profile) if args.images_cmd == "import" \
             else imports.fetch(args.name)
-        check = "verified against its manifest" if record.verified else "unverified: no published sha256 at hand"
+        check = f"verified: {record.verified_by}" if record.verified else "unverified: no published sha256 at hand"
         print(f"imported {record.name}: volume {record.volume}, sha256 {record.sha256} ({check}); "
               f"run with --image {record.name}")
         return 0

@@ -22,6 +22,7 @@ from lab.errors import ImageError, UsageError
 from lab.image import Image, ImageCache, Profile, file_digest, load_recipes, probe_disk_image
 from lab.log import Log
 from lab.progress import progress
+from lab.signed import verified_checksums
 
 DOWNLOAD_CHUNK = 1 << 20
 
@@ -34,15 +35,30 @@ class Manifest:
     description: str
     file: str
     url: str
-    sha256: str  # "" when no published checksum was at hand: imports then say they are unverified
+    sha256: str  # optional: with neither it nor a signed checksum file, imports say they are unverified
     profile: Profile
+    checksum_url: str = ""  # the publisher's signed checksum file (Fedora's CHECKSUM)
+    signing_key: Path | None = None  # the publisher's public key, shipped beside the manifest
+    fingerprint: str = ""  # the key's primary fingerprint: only its signature is accepted
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
         data = tomllib.loads(path.read_text())
-        source = data["source"]
+        source, signed = data["source"], data.get("signature", {})
+        key = path.parent / signed["key"] if "key" in signed else None
         return cls(data["name"], data["description"], source["file"], source["url"], source.get("sha256", ""),
-                   Profile.from_dict(data.get("profile", {})))
+                   Profile.from_dict(data.get("profile", {})), signed.get("checksum_url", ""), key,
+                   signed.get("fingerprint", ""))
+
+    def published_sha256(self, checksums: Path) -> str:
+        """The image's sha256 from the signed checksum file, once its signature checks out."""
+        assert self.signing_key is not None
+        sums = verified_checksums(checksums, self.signing_key, self.fingerprint)
+        if self.file not in sums:
+            raise ImageError(f"{checksums.name}, signed by {self.fingerprint}, lists no {self.file}")
+        if self.sha256 and self.sha256 != sums[self.file]:
+            raise ImageError(f"manifest {self.name}: its sha256 {self.sha256} is not the signed {sums[self.file]}")
+        return sums[self.file]
 
 
 def load_manifests(images_dirs: tuple[Path, ...]) -> dict[str, Manifest]:
@@ -58,7 +74,8 @@ class Imported:
     sha256: str
     source: str
     profile: Profile
-    verified: bool  # the sha256 matched the manifest's
+    verified: bool  # the sha256 matched the manifest's, or the publisher's signed checksum
+    verified_by: str = ""  # which of the two
 
     def image(self) -> Image:
         return Image(self.name, self.volume, self.format, self.profile)
@@ -97,18 +114,23 @@ class Imports:
         names = sorted(p.stem for p in self.directory.glob("*.json"))
         return [record for name in names if (record := self.get(name))]
 
-    def add(self, path: Path, name: str, profile_from: str | None = None, source: str = "") -> Imported:
-        """Import a local qcow2/raw file as `name`; refuses a non-disk file and a checksum mismatch."""
+    def add(self, path: Path, name: str, profile_from: str | None = None, source: str = "",
+            expected: str = "", signer: str = "") -> Imported:
+        """Import a local qcow2/raw file as `name`; refuses a non-disk file and a checksum mismatch: against
+        `expected` when a checksum file signed by `signer` gave it, else against the manifest's sha256."""
         if name in load_recipes(self.config.images_dirs):
             raise UsageError(f"{name!r} is a lab image built from a recipe; import under another name")
         fmt = probe_disk_image(path)
         manifest = self.manifests.get(name)
+        how = f"the publisher's checksum file, signed by {signer}" if signer else "the manifest's sha256"
+        if not signer:
+            expected = manifest.sha256 if manifest else ""
         digest = file_digest(path)
-        if manifest and manifest.sha256 and digest != manifest.sha256:
-            raise UsageError(f"{path}: sha256 {digest} is not the {manifest.file} of manifest {name} "
-                             f"({manifest.sha256}): refusing it")
+        if expected and digest != expected:
+            raise UsageError(f"{path}: sha256 {digest} is not the {path.name} of manifest {name} "
+                             f"({expected}): refusing it")
         record = Imported(name, f"image-file-{name}-{digest[:12]}.{fmt}", fmt, digest, source or str(path.resolve()),
-                          self._profile(name, profile_from), bool(manifest and manifest.sha256))
+                          self._profile(name, profile_from), bool(expected), how if expected else "")
         with self.cache.lock(f"import-{name}"):
             if self.cache.pool.lookup(record.volume) is None:
                 with self.cache.log.nested(f"importing {path} as {name}"):
@@ -129,9 +151,15 @@ class Imports:
             raise UsageError(f"no manifest for {name!r} in {where} (known: {known})")
         self.config.build_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.config.build_dir, prefix=f"fetch-{name}-") as tmp:
+            expected = ""
+            if manifest.checksum_url:
+                checksums = Path(tmp) / "CHECKSUM"
+                download(manifest.checksum_url, checksums, self.cache.log)
+                expected = manifest.published_sha256(checksums)
+                self.cache.log.info(f"{manifest.file}: sha256 {expected}, signed by {manifest.fingerprint}")
             target = Path(tmp) / manifest.file
             download(manifest.url, target, self.cache.log)
-            return self.add(target, name, source=manifest.url)
+            return self.add(target, name, source=manifest.url, expected=expected, signer=manifest.fingerprint)
 
     def _profile(self, name: str, profile_from: str | None) -> Profile:
         source = profile_from or name

@@ -34,7 +34,7 @@ from lab.config import Config, vcpu_share
 from lab.context import ScenarioContext
 from lab.errors import LabError, RunFailed
 from lab.external import load_manifests, not_imported
-from lab.log import Log, configure_terminal
+from lab.log import ROOT, Log, configure_terminal
 from lab.machine import Machine
 from lab.parallel import Job, Outcome, shard
 from lab.prepare import prepare_images
@@ -74,6 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab-shard", metavar="K/N", help="run only the K-th of N deterministic slices (CI matrix)")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's logging plugin is registered
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vm: boots a real guest under libvirt (TCG or KVM)")
     config.addinivalue_line("markers", "nightly: variants and soak, only with --nightly (make nightly)")
@@ -83,6 +84,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for tag in sorted(TAGS):
         _add_tag(config, tag)
     configure_terminal()
+    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    if logging_plugin is not None:  # pytest 9 also reports non-propagating loggers: not the runs' own records
+        logging_plugin.report_handler.addFilter(lambda record: record.name.partition(".")[0] != ROOT)
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in pytest -n workers
     if workers:
         os.environ["LAB_MAX_VCPUS"] = vcpu_share(int(workers))  # each VM gets its share of the cores

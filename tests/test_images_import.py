@@ -19,6 +19,7 @@ from lab.cli import main
 from lab.config import REPO_ROOT, Config
 from lab.hypervisor import connect
 from lab.image import file_digest
+from tests.gpgkeys import SigningKey
 
 pytestmark = pytest.mark.vm  # needs libvirt (no guest boots)
 
@@ -105,17 +106,50 @@ def test_a_disk_that_is_not_the_manifests_is_refused(lab_env: Path, disk: Path,
     assert f"sha256 {file_digest(disk)} is not the tiny.qcow2 of manifest tiny-host" in capsys.readouterr().err
 
 
-def test_fetch_downloads_verifies_and_imports(lab_env: Path, disk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def served(disk: Path) -> Iterator[str]:
+    """An HTTP server of the disk's directory, as a publisher's download site."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(disk.parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        _manifest(lab_env, f"http://127.0.0.1:{server.server_port}/tiny.qcow2", file_digest(disk))
-        assert main(["images", "fetch", "tiny-host"]) == 0
-    finally:
-        server.shutdown()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_fetch_downloads_verifies_and_imports(lab_env: Path, disk: Path, served: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    _manifest(lab_env, f"{served}/tiny.qcow2", file_digest(disk))
+    assert main(["images", "fetch", "tiny-host"]) == 0
     captured = capsys.readouterr()
-    assert "verified against its manifest" in captured.out
+    assert "verified: the manifest's sha256" in captured.out
     assert "downloaded tiny.qcow2: " in captured.err  # a CI log's line; the bar is only for a terminal
     record = json.loads((Config.from_env().state_dir / "imports" / "tiny-host.json").read_text())
     assert record["verified"] and record["profile"]["root_vg"] == "atomicos"
+
+
+@pytest.mark.parametrize("tamper", ["none", "checksum", "image", "signer"])
+def test_fetch_verifies_the_publishers_signed_checksum(lab_env: Path, disk: Path, served: str, tamper: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Fedora's way: a CHECKSUM file beside the image, clearsigned with the release key, which ships with
+    the manifest under its pinned fingerprint. A tampered CHECKSUM, image or signer is refused."""
+    publisher = SigningKey(disk.parent / "gpg-publisher", "Publisher <p@example.org>")
+    signer = SigningKey(disk.parent / "gpg-other", "Other <o@example.org>") if tamper == "signer" else publisher
+    signer.clearsign(f"SHA256 (tiny.qcow2) = {file_digest(disk)}\n", disk.parent / "CHECKSUM")
+    publisher.export(lab_env / "external" / "tiny-key.asc")
+    (lab_env / "external" / "tiny-host.toml").write_text(MANIFEST.format(url=f"{served}/tiny.qcow2", sha256="") + (
+        f'[signature]\nchecksum_url = "{served}/CHECKSUM"\nkey = "tiny-key.asc"\n'
+        f'fingerprint = "{publisher.fingerprint}"\n'))
+    if tamper == "checksum":
+        checksum = disk.parent / "CHECKSUM"
+        checksum.write_text(checksum.read_text().replace(file_digest(disk)[:8], "00000000"))
+    if tamper == "image":
+        with disk.open("ab") as image:
+            image.write(b"\0" * 512)
+    code = main(["images", "fetch", "tiny-host"])
+    out, err = capsys.readouterr()
+    if tamper == "none":
+        assert code == 0 and f"verified: the publisher's checksum file, signed by {publisher.fingerprint}" in out
+        return
+    assert code == 2 and "refusing it" in err
+    assert {"checksum": "BADSIG", "image": "is not the tiny.qcow2", "signer": "NO_PUBKEY"}[tamper] in err
+    assert not (Config.from_env().state_dir / "imports" / "tiny-host.json").exists()

@@ -25,6 +25,40 @@ def test_polls_a_guest_that_never_answers(tmp_path):
 """
 
 
+FIXTURE_LOG = """
+import logging
+import pytest
+from lab import ssh
+from lab.log import Log
+
+@pytest.fixture
+def log(tmp_path):  # made before the test's call phase, as the lab fixture's run log is
+    log = Log(terminal=False)
+    log.open_transcript(tmp_path / "transcript.log")
+    yield log
+    log.close()
+
+def test_a_run_that_polls_and_fails(log, tmp_path):
+    session = ssh.SshSession("127.0.0.1", 1, "lab", ssh.KeyPair.generate(tmp_path / "k", "t"),
+                             log_channel=log.child("paramiko.vm1"))
+    logging.getLogger(session.log_channel).error("Exception (client): Error reading SSH " + "protocol banner")
+    log.info("a step " + "of the run")  # the report shows the source: only a record has these words joined
+    assert (tmp_path / "transcript.log").read_text().count("\\n") == 2
+    assert 0, "the test's own failure"
+"""
+
+
+def test_a_runs_records_stay_out_of_the_report(pytester: pytest.Pytester) -> None:
+    """pytest 9 reports the records of non-propagating loggers too: the plugin keeps the lab's out."""
+    pytester.makepyfile(test_fixture_log=FIXTURE_LOG)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    report = result.stdout.str()
+    assert "the test's own failure" in report
+    assert "a step of the run" not in report and "SSH protocol banner" not in report, report
+    assert "Captured log" not in report, report
+
+
 def test_a_failed_ssh_wait_reports_no_paramiko_traceback(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_poll=FAILING)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
