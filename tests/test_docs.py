@@ -1,0 +1,26 @@
+"""docs/settings.md lists every environment variable the lab and its scripts read, and every setting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lab.config import SETTINGS
+
+ROOT = Path(__file__).resolve().parent.parent
+READS = re.compile(r"""environ(?:\.get)?[(\[]\s*["']([A-Z][A-Z0-9_]+)["']|Setting\([^)]*["'](LAB_[A-Z_]+)["']""")
+
+
+def test_every_environment_variable_is_documented() -> None:
+    sources = [*(ROOT / "lab").rglob("*.py"), *(ROOT / "scripts").glob("*.py"), ROOT / "Makefile"]
+    read = {name for path in sources for match in READS.finditer(path.read_text()) for name in match.groups() if name}
+    read |= set(re.findall(r"^([A-Z]+)\s*\?=", (ROOT / "Makefile").read_text(), re.M)) - {"PYTHON", "VENV", "LAB",
+                                                                                          "PYTEST", "NAME"}
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", (ROOT / "docs" / "settings.md").read_text()))
+    assert read and read <= documented, sorted(read - documented)
+
+
+def test_every_setting_has_its_row() -> None:
+    text = (ROOT / "docs" / "settings.md").read_text()
+    for setting in SETTINGS:
+        assert f"| `{setting.env}` | " + (f"`{setting.key}`" if setting.key else "—") in text, setting
