@@ -1,5 +1,7 @@
 # atomic-lab — the README's commands. Each target installs what it needs.
-PYTHON ?= python3
+# Debian's libvirt bindings (python3-libvirt, installed by `make host`) instead of compiling libvirt-python:
+# the venv is made from the system's Python and sees its site packages.
+PYTHON ?= $(if $(wildcard /usr/lib/python3/dist-packages/libvirt.py),/usr/bin/python3,python3)
 VENV   := .venv
 LAB    := $(VENV)/bin/lab
 PYTEST := $(VENV)/bin/pytest
@@ -15,7 +17,7 @@ host:
 	@scripts/setup-host.sh
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@

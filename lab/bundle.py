@@ -14,12 +14,12 @@ import hashlib
 import json
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lab.archives import extracted
 from lab.config import Config
 from lab.errors import UsageError
 from lab.image import load_recipes
@@ -68,10 +68,8 @@ def opened(bundle: Path) -> Iterator[Path]:
     """The bundle's run directory, extracted."""
     if not bundle.is_file() or not tarfile.is_tarfile(bundle):
         raise UsageError(f"{bundle}: not a lab bundle (lab bundle RUN_ID writes one)")
-    with tempfile.TemporaryDirectory(prefix="lab-bundle-") as tmp:
-        with tarfile.open(bundle) as tar:
-            tar.extractall(tmp, filter="data")
-        found = [p.parent for p in Path(tmp).glob(f"*/{PROVENANCE}")]
+    with extracted(bundle, "lab-bundle-") as tmp:
+        found = [p.parent for p in tmp.glob(f"*/{PROVENANCE}")]
         if not found:
             raise UsageError(f"{bundle}: not a lab bundle (no {PROVENANCE})")
         yield found[0]

@@ -8,13 +8,13 @@ import json
 import re
 import shlex
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.archives import extracted
 from lab.errors import UsageError
 
 UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -119,10 +119,8 @@ def _extracted(path: Path) -> Iterator[Path]:
         return
     if not path.is_file() or not tarfile.is_tarfile(path):
         raise UsageError(f"{path}: not an sos report (an sosreport-*.tar.xz or its extracted directory)")
-    with tempfile.TemporaryDirectory(prefix="lab-sos-") as tmp:
-        with tarfile.open(path) as tar:
-            tar.extractall(tmp, filter="data")
-        yield _sos_root(Path(tmp))
+    with extracted(path, "lab-sos-") as tmp:
+        yield _sos_root(tmp)
 
 
 def _sos_root(directory: Path) -> Path:

@@ -7,7 +7,8 @@ set -euo pipefail
 packages=(
     qemu-system-x86 qemu-utils            # the hypervisor (TCG everywhere, KVM where it works)
     libvirt-daemon-system libvirt-clients # libvirtd, virtlogd, virsh
-    libvirt-dev pkg-config gcc python3-dev python3-venv  # to build libvirt-python
+    python3-libvirt python3-venv          # Debian's libvirt bindings, seen by the lab's venv
+    gnupg                                 # publishers' signed checksums (lab images fetch)
     mmdebstrap e2fsprogs                  # image builds from Debian packages
 )
 

@@ -57,7 +57,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  root)
     assert build.returncode == 0, build.stderr[-3000:]
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)  # python3-libvirt
     wheel = next((root / "dist").glob("atomic_lab-*.whl"))
     pip = _run([str(venv / "bin" / "pip"), "install", "-q", str(wheel), "pytest"], root)
     assert pip.returncode == 0, pip.stderr[-3000:]
