@@ -168,7 +168,7 @@ class Run:
         except Exception as exc:
             self._collect_evidence(run_dir, result)
             result.update(status="error", failure=self._describe(exc, run_dir))
-            self.log.info(traceback.format_exc())  # a lab bug: the whole traceback
+            self.log.transcript(traceback.format_exc())  # a lab bug: its traceback in the transcript
             self.log.result(f"ERROR {self.request.scenario.name}: {result['failure']}")
             return 2
         result["status"] = "passed"
