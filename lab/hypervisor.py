@@ -73,6 +73,18 @@ def lab_domains(conn: libvirt.virConnect) -> list[LabDomain]:
     return found
 
 
+def free_cpus(conn: libvirt.virConnect) -> int:
+    """The libvirt host's CPUs less the vCPUs of the guests running there (the lab's and any other), at
+    least 1: under TCG a guest given more vCPUs than the host has free starves (RCU stall warnings)."""
+    busy = 0
+    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        try:
+            busy += int(dom.info()[3])
+        except libvirt.libvirtError:
+            continue  # gone while we looked
+    return max(1, int(conn.getInfo()[2]) - busy)
+
+
 def create_domain(conn: libvirt.virConnect, xml: str, flags: int,
                   stream_console_to: Path | None = None) -> tuple[libvirt.virDomain, ConsoleStream | None]:
     """Start a domain. With `stream_console_to`, its pty console is copied into that local file from

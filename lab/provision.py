@@ -21,7 +21,7 @@ from lab.disks import Disk
 from lab.domain import DiskSpec, DomainSpec, KernelBoot, retarget_saved_xml
 from lab.errors import HarnessError, Interrupted
 from lab.guest_shell import Timeouts
-from lab.hypervisor import AccelProbe
+from lab.hypervisor import AccelProbe, free_cpus
 from lab.image import BOOT_TIMEOUT, Image
 from lab.log import Log
 from lab.machine import Machine
@@ -158,7 +158,8 @@ class Provisioner:
         return "kvm" if self.accel == "kvm" else "qemu"
 
     def _vcpus(self, request: MachineRequest) -> int:
-        return max(1, min(request.cpus, self.config.max_vcpus))
+        """What the scenario asks, within LAB_MAX_VCPUS and the host's CPUs other guests leave free."""
+        return max(1, min(request.cpus, self.config.max_vcpus, free_cpus(self.conn)))
 
     def _prefix(self, request: MachineRequest) -> str:
         return f"{run_prefix(self.run_id)}{request.name}"

@@ -14,7 +14,7 @@ from lab.cleanup import RunLock, inventory, reap, run_alive
 from lab.config import Config
 from lab.domain import DiskSpec, DomainSpec
 from lab.guest_shell import Timeouts
-from lab.hypervisor import connect, lab_domains
+from lab.hypervisor import connect, free_cpus, lab_domains
 from lab.image import ImageCache
 from lab.log import Log
 from lab.machine import Machine
@@ -175,3 +175,8 @@ def test_pools_of_cache_directories_that_are_gone_are_forgotten(tmp_path: Path) 
     forgotten = forget_gone_pools(conn, "lab-test")
     assert gone.name in forgotten and kept.name not in forgotten
     assert kept.name in conn.listStoragePools() and gone.name not in conn.listStoragePools()
+
+
+def test_a_guest_gets_only_the_cpus_other_guests_leave_free() -> None:
+    """libvirt's test driver: a host of 16 CPUs running one 2-vCPU domain."""
+    assert free_cpus(libvirt.open("test:///default")) == 14
