@@ -48,22 +48,24 @@ def test_a_run_that_polls_and_fails(log, tmp_path):
 """
 
 
-def test_a_runs_records_stay_out_of_the_report(pytester: pytest.Pytester) -> None:
-    """pytest 9 reports the records of non-propagating loggers too: the plugin keeps the lab's out."""
-    pytester.makepyfile(test_fixture_log=FIXTURE_LOG)
+def _report_of_a_failing(pytester: pytest.Pytester, source: str) -> str:
+    """pytest's report of a test file whose one test fails."""
+    pytester.makepyfile(test_failing=source)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
-    report = result.stdout.str()
+    return result.stdout.str()
+
+
+def test_a_runs_records_stay_out_of_the_report(pytester: pytest.Pytester) -> None:
+    """pytest 9 reports the records of non-propagating loggers too: the plugin keeps the lab's out."""
+    report = _report_of_a_failing(pytester, FIXTURE_LOG)
     assert "the test's own failure" in report
     assert "a step of the run" not in report and "SSH protocol banner" not in report, report
     assert "Captured log" not in report, report
 
 
 def test_a_failed_ssh_wait_reports_no_paramiko_traceback(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_poll=FAILING)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1)
-    report = result.stdout.str()
+    report = _report_of_a_failing(pytester, FAILING)
     assert "waiting for SSH; last error: SshUnavailable" in report
     assert "paramiko." not in report and "transport.py" not in report, report
     assert len(report.splitlines()) < 80, report
