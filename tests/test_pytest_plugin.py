@@ -164,3 +164,17 @@ def test_machine_fixture_runs_a_ten_line_reproduction(pytester: pytest.Pytester,
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())["runs"]
     assert sorted((r["scenario"], r["status"]) for r in summary) == [
         ("test-a-wrong-expectation", "failed"), ("test-overlay-warns-on-an-xfs-upper-without-d-type", "passed")]
+
+
+def test_lab_run_flags_reach_the_run(pytester: pytest.Pytester) -> None:
+    """--lab-keep, --lab-keep-on-failure, --lab-sit and --lab-cold become the run's request, as lab run's flags do."""
+    from lab.pytest_plugin import _request
+    from lab.scenario import declare
+
+    spec = declare("t", "a test", lambda lab: None)
+    plain = _request(pytester.parseconfig(), spec, {}, None)
+    assert not (plain.keep or plain.keep_on_failure or plain.sit or plain.cold)
+    flagged = _request(pytester.parseconfig("--lab-keep", "--lab-keep-on-failure", "--lab-sit", "--lab-cold"),
+                       spec, {"n": 1}, "lab-atomic")
+    assert (flagged.keep, flagged.keep_on_failure, flagged.sit, flagged.cold) == (True, True, True, True)
+    assert (flagged.params, flagged.image) == ({"n": 1}, "lab-atomic")
