@@ -115,16 +115,17 @@ class Imports:
         return [record for name in names if (record := self.get(name))]
 
     def add(self, path: Path, name: str, profile_from: str | None = None, source: str = "",
-            expected: str = "", signer: str = "") -> Imported:
+            signed: tuple[str, str] | None = None) -> Imported:
         """Import a local qcow2/raw file as `name`; refuses a non-disk file and a checksum mismatch: against
-        `expected` when a checksum file signed by `signer` gave it, else against the manifest's sha256."""
+        `signed` (sha256, signer) when a publisher's signed checksum file gave it, else the manifest's sha256."""
         if name in load_recipes(self.config.images_dirs):
             raise UsageError(f"{name!r} is a lab image built from a recipe; import under another name")
         fmt = probe_disk_image(path)
         manifest = self.manifests.get(name)
-        how = f"the publisher's checksum file, signed by {signer}" if signer else "the manifest's sha256"
-        if not signer:
-            expected = manifest.sha256 if manifest else ""
+        if signed:
+            expected, how = signed[0], f"the publisher's checksum file, signed by {signed[1]}"
+        else:
+            expected, how = (manifest.sha256 if manifest else ""), "the manifest's sha256"
         digest = file_digest(path)
         if expected and digest != expected:
             raise UsageError(f"{path}: sha256 {digest} is not the {path.name} of manifest {name} "
@@ -159,7 +160,8 @@ class Imports:
                 self.cache.log.info(f"{manifest.file}: sha256 {expected}, signed by {manifest.fingerprint}")
             target = Path(tmp) / manifest.file
             download(manifest.url, target, self.cache.log)
-            return self.add(target, name, source=manifest.url, expected=expected, signer=manifest.fingerprint)
+            return self.add(target, name, source=manifest.url,
+                            signed=(expected, manifest.fingerprint) if expected else None)
 
     def _profile(self, name: str, profile_from: str | None) -> Profile:
         source = profile_from or name
