@@ -1,4 +1,4 @@
-"""What a scenario function gets: its machine, parameters, profile, steps and evidence."""
+"""What a scenario function gets: its machines, parameters, profile, steps and evidence."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.artifacts import RunDir
+from lab.errors import UsageError
 from lab.image import Profile
 from lab.log import Log
 from lab.machine import Machine
@@ -17,15 +18,39 @@ GUEST_TOOLS = Path(__file__).parent / "guest"  # programs scenarios copy into gu
 
 
 class ScenarioContext:
-    """What a scenario function gets: its machine, parameters and steps."""
+    """What a scenario function gets: its machines (by host name), parameters and steps."""
 
-    def __init__(self, machine: Machine, params: dict[str, Any], run_dir: RunDir, log: Log,
+    def __init__(self, machines: dict[str, Machine], params: dict[str, Any], run_dir: RunDir, log: Log,
                  profile: Profile) -> None:
-        self.machine, self.params, self.run_dir, self.log = machine, params, run_dir, log
+        self.machines, self.params, self.run_dir, self.log = machines, params, run_dir, log
         self.profile = profile  # how this image does things (storage setup tool, root VG, ...)
         self.steps: list[dict[str, Any]] = []
         self.facts: dict[str, Any] = {}
         self.current_step = ""
+
+    @property
+    def machine(self) -> Machine:
+        """The run's machine, when it has one (a scenario with several names them: `lab.machines["host1"]`)."""
+        if len(self.machines) != 1:
+            raise UsageError(f"this run has the machines {', '.join(self.machines)}: use lab.machines[NAME]")
+        return next(iter(self.machines.values()))
+
+    def move_disk(self, serial: str, source: Machine, target: Machine) -> None:
+        """Take the disk with this serial out of one running guest and plug it into another (as an operator
+        moves a disk between hosts); the guest it leaves must have let go of it (VG exported, unmounted)."""
+        disk = source.get_disk(serial)
+        source.detach_disk(serial)
+        target.adopt_disk(disk)
+
+    def copy_between(self, source: Machine, remote: str, target: Machine, target_path: str) -> None:
+        """Copy a file from one guest to another (through the host)."""
+        local = self.run_dir.path / ".copy" / Path(remote).name
+        local.parent.mkdir(exist_ok=True)
+        try:
+            source.copy_from(remote, local)
+            target.copy_to(local, target_path)
+        finally:
+            local.unlink(missing_ok=True)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -43,20 +68,21 @@ class ScenarioContext:
         """Keep guest output in the run's artifacts (evidence/<name>)."""
         self.run_dir.write_evidence(name, text)
 
-    def fetch_evidence(self, remote: str, name: str) -> Path:
+    def fetch_evidence(self, remote: str, name: str, machine: Machine | None = None) -> Path:
         """Copy a file the guest made (an archive, a dump) into the run's artifacts (evidence/<name>)."""
         local = self.run_dir.evidence_dir / name
         local.parent.mkdir(parents=True, exist_ok=True)
-        self.machine.copy_from(remote, local)
+        (machine or self.machine).copy_from(remote, local)
         return local
 
     def record(self, key: str, value: Any) -> None:
         """A fact for result.json (a size reached, a message seen, a timing)."""
         self.facts[key] = value
 
-    def install_guest_tool(self, name: str) -> str:
+    def install_guest_tool(self, name: str, machine: Machine | None = None) -> str:
         """Copy lab/guest/<name>.py into the guest as /usr/local/sbin/<name, dashed>; returns that path."""
         target = f"/usr/local/sbin/{name.replace('_', '-')}"
-        self.machine.copy_to(GUEST_TOOLS / f"{name}.py", f"/tmp/{name}.py")
-        self.machine.succeed(f"install -m 0755 /tmp/{name}.py {target} && rm -f /tmp/{name}.py")
+        vm = machine or self.machine
+        vm.copy_to(GUEST_TOOLS / f"{name}.py", f"/tmp/{name}.py")
+        vm.succeed(f"install -m 0755 /tmp/{name}.py {target} && rm -f /tmp/{name}.py")
         return target

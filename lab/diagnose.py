@@ -20,8 +20,8 @@ FAILURE_EVIDENCE = {
 }
 
 
-def collect_failure_evidence(machine: Machine, run_dir: RunDir, log: Log) -> list[str]:
-    """Run FAILURE_EVIDENCE in the guest into evidence/failure/; returns the files written. Never raises:
+def collect_failure_evidence(machine: Machine, run_dir: RunDir, log: Log, prefix: str = "") -> list[str]:
+    """Run FAILURE_EVIDENCE in the guest into evidence/failure/[prefix]; returns the files written. Never raises:
     a guest that is down or unreachable yields what it yields, and the log says so."""
     if not machine.is_running():
         log.info(f"{machine.name} is not running: no guest evidence to collect")
@@ -34,6 +34,6 @@ def collect_failure_evidence(machine: Machine, run_dir: RunDir, log: Log) -> lis
             except LabError as exc:
                 log.info(f"could not collect {name}: {exc}")
                 break  # the guest is unreachable: later commands would fail the same way
-            run_dir.write_evidence(f"failure/{name}", result.stdout + result.stderr)
-            written.append(f"failure/{name}")
+            run_dir.write_evidence(f"failure/{prefix}{name}", result.stdout + result.stderr)
+            written.append(f"failure/{prefix}{name}")
     return written

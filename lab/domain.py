@@ -16,8 +16,9 @@ ET.register_namespace("qemu", QEMU_NS)
 ET.register_namespace("lab", LAB_NS)
 
 # QEMU's user-mode NIC sits at a fixed PCI slot so it never collides with the
-# devices libvirt places itself.
+# devices libvirt places itself; the NIC between a run's guests (if it has several) at the next.
 NIC_PCI_ADDR = "0x10"
+PEER_PCI_ADDR = "0x11"
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,17 @@ class DiskSpec:
     serial: str
     format: str = "qcow2"
     readonly: bool = False
+    shareable: bool = False  # attached to several guests at once: raw, no host cache
+
+
+@dataclass(frozen=True)
+class PeerLink:
+    """The NIC that joins a run's guests: a QEMU socket on a multicast group bound to 127.0.0.1, so
+    the frames never leave the host's loopback (no bridge, no route)."""
+
+    group: str  # 230.x.y.z
+    port: int
+    mac: str
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class DomainSpec:
     kernel_boot: KernelBoot | None = None  # None: firmware + the disk's bootloader
     console_stream: bool = False  # a pty read through libvirt (remote hosts), instead of a file QEMU writes
     machine: str = "pc"
+    peer: PeerLink | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -76,12 +89,17 @@ def _os(root: ET.Element, spec: DomainSpec) -> None:
 
 def _disk(parent: ET.Element, disk: DiskSpec, index: int) -> ET.Element:
     element = _sub(parent, "disk", type="file", device="disk")
-    _sub(element, "driver", name="qemu", type=disk.format, discard="unmap")
+    if disk.shareable:
+        _sub(element, "driver", name="qemu", type="raw", cache="none")
+    else:
+        _sub(element, "driver", name="qemu", type=disk.format, discard="unmap")
     _sub(element, "source", file=disk.path)
     _sub(element, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
     _sub(element, "serial", disk.serial)
     if disk.readonly:
         _sub(element, "readonly")
+    if disk.shareable:
+        _sub(element, "shareable")
     return element
 
 
@@ -102,6 +120,12 @@ def _netdev(spec: DomainSpec) -> str:
     return f"user,id=labnet0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
 
 
+def _peer_args(link: PeerLink) -> tuple[str, str]:
+    """-netdev and -device of the NIC between guests."""
+    return (f"socket,id=labpeer0,mcast={link.group}:{link.port},localaddr=127.0.0.1",
+            f"virtio-net-pci,netdev=labpeer0,mac={link.mac},addr={PEER_PCI_ADDR},romfile=")
+
+
 def _user_net(root: ET.Element, spec: DomainSpec) -> None:
     """User-mode NIC with SSH forwarded from 127.0.0.1 only.
 
@@ -111,7 +135,11 @@ def _user_net(root: ET.Element, spec: DomainSpec) -> None:
     cmdline = _sub(root, f"{{{QEMU_NS}}}commandline")
     netdev = _netdev(spec)
     device = f"virtio-net-pci,netdev=labnet0,addr={NIC_PCI_ADDR},romfile="  # no iPXE ROM: disks boot
-    for arg in ("-netdev", netdev, "-device", device):
+    args = ["-netdev", netdev, "-device", device]
+    if spec.peer:
+        peer_netdev, peer_device = _peer_args(spec.peer)
+        args += ["-netdev", peer_netdev, "-device", peer_device]
+    for arg in args:
         _sub(cmdline, f"{{{QEMU_NS}}}arg", value=arg)
 
 
@@ -177,7 +205,23 @@ def retarget_saved_xml(saved_xml: str, spec: DomainSpec) -> str:
     if len(netdevs) != 1:
         raise ValueError("saved guest has no lab user-mode NIC to forward SSH to")
     netdevs[0].set("value", _netdev(spec))
+    _retarget_peer(args, spec)
     return ET.tostring(root, encoding="unicode")
+
+
+def _retarget_peer(args: list[ET.Element], spec: DomainSpec) -> None:
+    """The saved guest's NIC between guests, put on this run's group and given this machine's MAC."""
+    netdevs = [a for a in args if a.get("value", "").startswith("socket,id=labpeer0,")]
+    devices = [a for a in args if "netdev=labpeer0," in a.get("value", "")]
+    if spec.peer is None:
+        if netdevs:
+            raise ValueError("saved guest has a NIC between guests that this machine has not")
+        return
+    if len(netdevs) != 1 or len(devices) != 1:
+        raise ValueError("saved guest has no NIC between guests")
+    peer_netdev, peer_device = _peer_args(spec.peer)
+    netdevs[0].set("value", peer_netdev)
+    devices[0].set("value", peer_device)
 
 
 def _text(parent: ET.Element, path: str) -> ET.Element:

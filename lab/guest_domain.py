@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import libvirt
 
 from lab.console import ConsoleStream
-from lab.domain import LAB_NS, DomainSpec, render_disk_xml, render_domain_xml
+from lab.domain import LAB_NS, DiskSpec, DomainSpec, render_disk_xml, render_domain_xml
 from lab.errors import HarnessError
 from lab.hypervisor import create_domain, destroy_domain
 
@@ -80,6 +81,13 @@ class GuestDomain:
     def attach_disk(self, serial: str) -> None:
         """Plug in a disk of this domain's spec (one `detach_disk` took away, or a restore left out)."""
         self._running().attachDeviceFlags(render_disk_xml(self.spec, serial), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def adopt_disk(self, disk: DiskSpec) -> None:
+        """Plug in a disk another guest let go of; it becomes this domain's next disk."""
+        if any(d.serial == disk.serial for d in self.spec.disks):
+            raise HarnessError(f"{self.label} already has a disk with serial {disk.serial}")
+        self.spec = replace(self.spec, disks=(*self.spec.disks, disk))
+        self.attach_disk(disk.serial)
 
     def mark(self, attributes: dict[str, str]) -> None:
         """Put the lab's metadata element (`lab cleanup` and `lab ssh` read it) on the running domain."""

@@ -146,6 +146,11 @@ class GuestShell:
 
         self._wait(active, f"unit {unit} to be active", timeout)
 
+    def wait_for_open_port(self, port: int, *, host: str = "127.0.0.1", timeout: float | None = None) -> None:
+        """Until something accepts TCP connections on host:port, as seen from this guest (another guest
+        of the run by its name, or this one)."""
+        self.wait_until_succeeds(f"timeout 5 bash -c '</dev/tcp/{host}/{port}'", timeout=timeout)
+
     def get_unit_properties(self, unit: str, *names: str) -> dict[str, str]:
         """`systemctl show -p NAME...` of a unit, as a dict."""
         props = " ".join(f"-p {name}" for name in names)

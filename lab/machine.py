@@ -13,7 +13,7 @@ from pathlib import Path
 import libvirt
 
 from lab import console
-from lab.domain import DomainSpec
+from lab.domain import DiskSpec, DomainSpec
 from lab.errors import BootTimeout, CommandTimeout, GuestGone, WaitTimeout
 from lab.guest_domain import GuestDomain
 from lab.guest_shell import ROOT as ROOT  # scenarios take it from here, with Machine
@@ -254,6 +254,20 @@ class Machine(GuestShell):
         """Plug a disk of this machine's spec (one `detach_disk` took away) back in."""
         with self.log.nested(f"{self.name}: attaching disk {serial}"):
             self.domain.attach_disk(serial)
+
+    def get_disk(self, serial: str) -> DiskSpec:
+        """The disk with this serial, as the lab gave it to the guest."""
+        for disk in self.domain.spec.disks:
+            if disk.serial == serial:
+                return disk
+        raise KeyError(f"{self.name} has no disk with serial {serial!r}")
+
+    def adopt_disk(self, disk: DiskSpec) -> None:
+        """Plug in a disk another guest of the run let go of (`detach_disk` there), and wait for its device."""
+        with self.log.nested(f"{self.name}: attaching disk {disk.serial} (moved here)"):
+            self.domain.adopt_disk(disk)
+            self.spec = self.domain.spec
+            self.wait_until_succeeds(f"test -b /dev/disk/by-id/virtio-{disk.serial}")
 
     def reset(self, *, timeout: float | None = None) -> None:
         """Press the reset button (for a guest that cannot reboot itself) and wait until it is ready."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from lab import cloudinit
 from lab.cleanup import RunObjects, remove_run
 from lab.config import Config
 from lab.disks import Disk
-from lab.domain import DiskSpec, DomainSpec, KernelBoot, retarget_saved_xml
+from lab.domain import DiskSpec, DomainSpec, KernelBoot, PeerLink, retarget_saved_xml
 from lab.errors import HarnessError, Interrupted
 from lab.guest_shell import Timeouts
 from lab.hypervisor import AccelProbe, free_cpus
@@ -40,6 +40,8 @@ class MachineRequest:
     disks: tuple[Disk, ...] = ()  # blank disks
     attach: tuple[tuple[str, str], ...] = ()  # (pool volume, serial): existing volumes, read-only raw
     labels: tuple[tuple[str, str], ...] = ()  # extra domain metadata
+    shared: tuple[DiskSpec, ...] = ()  # disks every machine of the run has (Provisioner.shared_disks)
+    peer: PeerLink | None = None  # the NIC between the run's guests, if it has several
 
 
 def free_port() -> int:
@@ -84,13 +86,15 @@ class Provisioner:
         disks = [DiskSpec(self._root_overlay(prefix, request.image), "lab-root"), *self._blank_disks(prefix, request)]
         for volume_name, serial in request.attach:
             disks.append(DiskSpec(self._path(volume_name), serial, format="raw", readonly=True))
+        disks.extend(request.shared)
         seed = self._track(self.pool.upload_bytes(f"{prefix}-seed.iso", self._seed(prefix, request, key)))
         disks.append(DiskSpec(seed, "cidata", format="raw", readonly=True))
         return self._machine(request, disks, key, autodestroy=autodestroy)
 
     def shape(self, request: MachineRequest) -> Shape:
         hypervisor = f"{self.conn.getType()} {self.conn.getVersion()} libvirt {self.conn.getLibVersion()}"
-        return Shape(request.image, request.memory, self._vcpus(request), self._domain_type, hypervisor)
+        return Shape(request.image, request.memory, self._vcpus(request), self._domain_type, hypervisor,
+                     peer_nic=request.peer is not None)
 
     def saving_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
         """A machine to boot cold and save as the warm guest `key`: its root and seed are the
@@ -115,7 +119,7 @@ class Provisioner:
         run_key = self._run_key(request)
         root = self._track(self.pool.create_overlay(f"{prefix}-root.qcow2", self._volume(store.root_volume(key)),
                                                     "qcow2"))
-        extras = self._blank_disks(prefix, request)
+        extras = [*self._blank_disks(prefix, request), *request.shared]
         disks = [DiskSpec(root, "lab-root"), DiskSpec(self._path(store.seed_volume(key)), "cidata", format="raw",
                                                      readonly=True), *extras]
         machine = self._machine(request, disks, store.key_pair(key), autodestroy=False)
@@ -143,7 +147,7 @@ class Provisioner:
             name=self._prefix(request), run_id=self.run_id, domain_type=self._domain_type,
             memory_mib=request.memory, vcpus=self._vcpus(request), disks=tuple(disks),
             console_path=str(request.directory / "console.log"), ssh_port=free_port(),
-            kernel_boot=self._kernel_boot(request.image), console_stream=self.jump is not None,
+            kernel_boot=self._kernel_boot(request.image), console_stream=self.jump is not None, peer=request.peer,
             metadata={"pid": str(os.getpid()), "host": socket.gethostname(), **dict(request.labels)},
         )
         ssh = SshSession("127.0.0.1", spec.ssh_port, request.image.login_user, key, self.jump,
@@ -172,6 +176,13 @@ class Provisioner:
     def _blank_disks(self, prefix: str, request: MachineRequest) -> list[DiskSpec]:
         return [DiskSpec(self._track(self.pool.create_blank(f"{prefix}-{disk.serial}.qcow2", disk.bytes)),
                          disk.serial) for disk in request.disks]
+
+    def shared_disks(self, disks: Sequence[Disk]) -> tuple[DiskSpec, ...]:
+        """Blank raw volumes for disks several machines of the run attach at once."""
+        prefix = run_prefix(self.run_id)
+        return tuple(DiskSpec(self._track(self.pool.create_blank(f"{prefix}shared-{disk.serial}.raw", disk.bytes,
+                                                                 "raw")), disk.serial, "raw", shareable=True)
+                     for disk in disks)
 
     def _volume(self, name: str) -> libvirt.virStorageVol:
         volume = self.pool.lookup(name)

@@ -15,28 +15,30 @@ from typing import Any
 
 import libvirt
 
-from lab import bundle, checks, console
+from lab import bundle, console
 from lab.artifacts import RunDir
 from lab.builder import ImageBuilder
 from lab.cleanup import RunLock, inventory, reap
 from lab.config import Config
 from lab.context import ScenarioContext
 from lab.diagnose import collect_failure_evidence
+from lab.domain import DiskSpec
 from lab.errors import HarnessError, Interrupted, LabError, RunFailed, ScenarioFailed, UsageError
 from lab.external import Imports, imported, not_imported
+from lab.health import check_health
 from lab.hypervisor import connect
 from lab.image import Image, ImageCache, load_recipes, probe_disk_image
 from lab.log import Log
-from lab.machine import JOURNAL, Machine
+from lab.machine import Machine
+from lab.peers import PeerPlan, join
 from lab.prepare import open_provisioner
-from lab.provision import MachineRequest, Provisioner
-from lab.scenario import Scenario
+from lab.provision import MachineRequest, Provisioner, free_port
+from lab.scenario import Node, Scenario
 from lab.signals import ignore_sigterm, trap_signals
 from lab.sit import wait_for_enter
 from lab.storage import RUN_FREE, Pool
 from lab.warm import WarmStore, WarmUnusable
 
-MACHINE = "vm1"
 RUN_ID = re.compile(r"[0-9a-f]{4,16}")
 
 
@@ -73,10 +75,15 @@ class Run:
         self.t0 = time.monotonic()
         self.marks: dict[str, float] = {}
         self.phases: dict[str, float] = {}
-        self.machine: Machine | None = None
+        self.machines: dict[str, Machine] = {}  # by host name, as they are made
         self.ctx: ScenarioContext | None = None
         self._provisioner: Provisioner | None = None
         self.artifacts: Path | None = None  # the run's directory, once made
+
+    @property
+    def machine(self) -> Machine | None:
+        """The run's first machine (its only one, unless the scenario declares several)."""
+        return next(iter(self.machines.values()), None)
 
     # --- bookkeeping -----------------------------------------------------
 
@@ -146,10 +153,10 @@ class Run:
             ctx = self._boot(conn, pool, image_ref, run_dir, result)
             assert self._provisioner is not None and self.machine is not None
             limit = self._provisioner.timeouts(self.request.scenario.timeout)
-            with self.phase("scenario"), _watchdog(self.machine, limit, self.log):
+            with self.phase("scenario"), _watchdog(list(self.machines.values()), limit, self.log):
                 yield ctx
             with self.phase("health"):
-                self._health_check(run_dir, result)
+                check_health(self.machines, run_dir, self.request.scenario.expected, result)
         except (ScenarioFailed, AssertionError) as exc:
             self._collect_evidence(run_dir, result)
             result.update(status="failed", failure=self._describe(exc, run_dir))
@@ -188,7 +195,7 @@ class Run:
     def _boot(self, conn: libvirt.virConnect, pool: Pool, image_ref: str, run_dir: RunDir,
               result: dict[str, Any]) -> ScenarioContext:
         scenario = self.request.scenario
-        pool.require_free(RUN_FREE, f"run {self.run_id}")
+        pool.require_free(RUN_FREE * len(scenario.nodes()), f"run {self.run_id}")
         cache = ImageCache(self.config, pool, self.log)
         builder = ImageBuilder(cache, self.log, lambda: self.provisioner(conn, pool, builder, result),
                                run_dir.path)
@@ -196,14 +203,34 @@ class Run:
             image = self._image(image_ref, cache, builder)
         self.mark("image_ready")
         provisioner = self.provisioner(conn, pool, builder, result)
-        request = MachineRequest(name=MACHINE, image=image, directory=run_dir.path, memory=scenario.memory,
-                                 cpus=scenario.cpus, disks=scenario.disks, labels=(("scenario", scenario.name),))
-        result["start"] = self._start(provisioner, request, run_dir)
+        nodes = scenario.nodes()
+        plan = PeerPlan.make(self.run_id, list(nodes), free_port()) if len(nodes) > 1 else None
+        shared = provisioner.shared_disks(scenario.shared_disks)
+        starts = {}
+        for name, node in nodes.items():
+            starts[name] = self._start(provisioner, self._request(name, node, image, run_dir, shared, plan))
+            if plan:
+                join(self.machines[name], plan, name)
+        result["start"] = starts[next(iter(starts))] if len(starts) == 1 else starts
         self.mark("ssh_ready")
         assert self.machine is not None
         result.update(vcpus=self.machine.spec.vcpus, memory_mib=self.machine.spec.memory_mib)
-        self.ctx = ScenarioContext(self.machine, self.request.params, run_dir, self.log, image.profile)
+        self.ctx = ScenarioContext(self.machines, self.request.params, run_dir, self.log, image.profile)
         return self.ctx
+
+    def _request(self, name: str, node: Node, image: Image, run_dir: RunDir, shared: tuple[DiskSpec, ...],
+                 plan: PeerPlan | None) -> MachineRequest:
+        """One machine of the run; with several, each has its own directory (console, key) and the cores
+        are shared out between them."""
+        scenario = self.request.scenario
+        if plan is None:
+            return MachineRequest(name=name, image=image, directory=run_dir.path, memory=scenario.memory,
+                                  cpus=scenario.cpus, disks=node.disks, labels=(("scenario", scenario.name),))
+        return MachineRequest(name=name, image=image, directory=run_dir.path / name,
+                              memory=node.memory or scenario.memory,
+                              cpus=max(1, scenario.cpus // len(plan.hosts)), disks=node.disks,
+                              labels=(("scenario", scenario.name), ("machine", name)), shared=shared,
+                              peer=plan.link(name))
 
     def _image(self, ref: str, cache: ImageCache, builder: ImageBuilder) -> Image:
         if ref in cache.recipes():
@@ -216,10 +243,10 @@ class Run:
             return record.image()
         return cache.from_file(Path(ref))
 
-    def _start(self, provisioner: Provisioner, request: MachineRequest, run_dir: RunDir) -> str:
+    def _start(self, provisioner: Provisioner, request: MachineRequest) -> str:
         """The run's machine, ready: restored from a saved guest, or booted cold. Returns which."""
         if self.request.cold or provisioner.jump:
-            self._boot_cold(provisioner.machine(request, autodestroy=not self.request.keep), run_dir)
+            self._boot_cold(provisioner.machine(request, autodestroy=not self.request.keep))
             # a saved guest's memory file is written on the libvirt host, where the lab cannot rewrite it
             return "cold" if self.request.cold else "cold (warm starts need libvirt on this machine)"
         store = WarmStore(self.config, provisioner.pool)
@@ -232,7 +259,7 @@ class Run:
                 with self.log.nested(f"saving a booted {shape.image.name} guest for warm starts ({key})"):
                     try:
                         machine = provisioner.saving_machine(request, store, key)
-                        self._boot_cold(machine, run_dir)
+                        self._boot_cold(machine)
                         with self.phase("save"):
                             provisioner.save(machine, store, key, shape)
                     except BaseException:
@@ -241,17 +268,17 @@ class Run:
                 how = "warm (guest saved by this run)"
         try:
             with self.phase("restore"):
-                self.machine = provisioner.restored_machine(request, store, key)
+                self.machines[request.name] = provisioner.restored_machine(request, store, key)
         except WarmUnusable as exc:
             self.log.warning(f"warm start impossible, booting cold: {exc}")
             provisioner.teardown()  # the restore's volumes; the cold boot makes its own
-            self._boot_cold(provisioner.machine(request, autodestroy=not self.request.keep), run_dir)
+            self._boot_cold(provisioner.machine(request, autodestroy=not self.request.keep))
             return f"cold ({exc})"
         return how
 
-    def _boot_cold(self, machine: Machine, run_dir: RunDir) -> None:
-        self.machine = machine
-        with console.ConsoleWatcher(run_dir.console, self.t0) as watcher:
+    def _boot_cold(self, machine: Machine) -> None:
+        self.machines[machine.name] = machine
+        with console.ConsoleWatcher(machine.console_path, self.t0) as watcher:
             with self.phase("start"):
                 machine.start()
             self.mark("domain_started")
@@ -259,46 +286,34 @@ class Run:
                 machine.wait_for_boot()
         self.marks.update(watcher.seen)
 
-    def _health_check(self, run_dir: RunDir, result: dict[str, Any]) -> None:
-        """Scan the console and the journal of every boot; unexpected signs of sickness fail the run."""
-        assert self.machine is not None
-        expected = self.request.scenario.expected
-        journals = [*self.machine.journals, self.machine.succeed(JOURNAL)]
-        sources = [("console", self.machine.console_path.read_text(errors="replace"))]
-        for number, journal in enumerate(journals, start=1):
-            name = "journal.txt" if number == len(journals) else f"journal-boot-{number}.txt"
-            run_dir.write_evidence(name, journal)
-            sources.append((f"journal, boot {number}", journal))
-        bad: list[checks.Hit] = []
-        allowed: list[checks.Hit] = []
-        for source, text in sources:
-            found_bad, found_allowed = checks.scan(text, source, expected)
-            bad, allowed = bad + found_bad, allowed + found_allowed
-        result["health"] = {"unexpected": [vars(h) for h in bad], "expected": [vars(h) for h in allowed]}
-        run_dir.write_evidence("health.txt", checks.report(bad + allowed) or "no signs of a sick guest\n")
-        if bad:
-            raise ScenarioFailed(f"health check: the guest shows signs of trouble:\n{checks.report(bad)}")
-
     # --- reporting and teardown ------------------------------------------
 
     def _collect_evidence(self, run_dir: RunDir, result: dict[str, Any]) -> None:
-        if self.machine is not None:
-            result["failure_evidence"] = collect_failure_evidence(self.machine, run_dir, self.log)
+        several = len(self.machines) > 1
+        result["failure_evidence"] = [path for name, machine in self.machines.items() for path in
+                                      collect_failure_evidence(machine, run_dir, self.log, f"{name}/" * several)]
 
     def _describe(self, exc: BaseException, run_dir: RunDir) -> str:
         where = f"step {self.ctx.current_step!r}: " if self.ctx and self.ctx.current_step else ""
         text = f"{where}{exc}"
-        if self.machine is not None:
-            text += f"\n  console (last 30 lines of {self.machine.console_path}):\n"
-            text += "\n".join(f"    {line}" for line in self.machine.get_console_tail(30).splitlines())
+        shown = self._failed_machines(exc)
+        for machine in shown:
+            lines = 30 // len(shown)
+            text += f"\n  console (last {lines} lines of {machine.console_path}):\n"
+            text += "\n".join(f"    {line}" for line in machine.get_console_tail(lines).splitlines())
         frame = _scenario_frame(exc, self.request.scenario)
         if frame:
             text += f"\n  !!! at {frame}"
         return text + f"\n  artifacts: {run_dir.path}"
 
+    def _failed_machines(self, exc: BaseException) -> list[Machine]:
+        """The machine a failed command names, or every machine of the run."""
+        named = self.machines.get(getattr(exc, "machine", None) or "")
+        return [named] if named else list(self.machines.values())
+
     def _finish(self, run_dir: RunDir, result: dict[str, Any]) -> None:
         wanted = self.request.keep or (self.request.keep_on_failure and result["status"] != "passed")
-        kept = wanted and self.machine is not None and self.machine.is_running()
+        kept = wanted and any(machine.is_running() for machine in self.machines.values())
         with self.phase("cleanup"):
             if kept:
                 self._mark_kept(result)
@@ -306,7 +321,8 @@ class Run:
                 self._provisioner.teardown()
         result.update(
             kept=kept, phases=self.phases, marks=self.marks,
-            degraded_units=self.machine.degraded if self.machine else [],
+            degraded_units=[f"{name}: {unit}" if len(self.machines) > 1 else unit
+                            for name, machine in self.machines.items() for unit in machine.degraded],
             steps=self.ctx.steps if self.ctx else [], facts=self.ctx.facts if self.ctx else {},
             wall_seconds=round(time.monotonic() - self.t0, 2),
         )
@@ -317,19 +333,26 @@ class Run:
         if not self.request.sit or result["status"] == "passed" or result.get("interrupted") \
                 or self.machine is None or not self.machine.is_running():
             return
-        run_dir.write_result({**result, "kept": True, "ssh": self.machine.hand_over()})
+        run_dir.write_result({**result, "kept": True, **self._hand_over()})
         limit = self.config.sit_timeout
         self.log.result(f"sitting on the failed run {self.run_id} (for Enter, at most {limit:.0f} s): enter it "
                         f"with lab ssh {self.run_id}  (lab ssh-config {self.run_id}, lab console {self.run_id})")
         self.log.info(f"(sat until {self.pause(limit)}; tearing down)")
 
+    def _hand_over(self) -> dict[str, Any]:
+        """How to log in to the run's guests (`lab ssh RUN [--machine NAME]` reads it from result.json)."""
+        logins = {name: machine.hand_over() for name, machine in self.machines.items() if machine.is_running()}
+        first = next(iter(logins.values()), {})
+        return {"ssh": first, **({"machines": logins} if len(self.machines) > 1 else {})}
+
     def _mark_kept(self, result: dict[str, Any]) -> None:
-        assert self.machine is not None
-        spec = self.machine.spec
-        self.machine.domain.mark({"id": self.run_id, "kept": "yes"})
-        result["ssh"] = self.machine.hand_over()
-        self.log.result(f"kept {spec.name}; enter it with: lab ssh {self.run_id}  (console: lab console "
-                      f"{self.run_id})\nremove it with: lab destroy {self.run_id}")
+        for machine in self.machines.values():
+            if machine.is_running():
+                machine.domain.mark({"id": self.run_id, "kept": "yes"})
+        result.update(self._hand_over())
+        names = ", ".join(machine.spec.name for machine in self.machines.values())
+        self.log.result(f"kept {names}; enter it with: lab ssh {self.run_id}  (console: lab console "
+                        f"{self.run_id})\nremove it with: lab destroy {self.run_id}")
 
 
 def _scenario_frame(exc: BaseException, scenario: Scenario) -> str:
@@ -339,14 +362,16 @@ def _scenario_frame(exc: BaseException, scenario: Scenario) -> str:
 
 
 @contextmanager
-def _watchdog(machine: Machine, limit: float, log: Log) -> Iterator[None]:
-    """Past the scenario's time limit the guest is destroyed, so no command hangs on."""
+def _watchdog(machines: list[Machine], limit: float, log: Log) -> Iterator[None]:
+    """Past the scenario's time limit the guests are destroyed, so no command hangs on."""
     fired = threading.Event()
 
     def expire() -> None:
         fired.set()
-        log.warning(f"scenario exceeded its limit of {limit:.0f} s; destroying {machine.spec.name}")
-        machine.destroy()
+        log.warning(f"scenario exceeded its limit of {limit:.0f} s; destroying "
+                    f"{', '.join(m.spec.name for m in machines)}")
+        for machine in machines:
+            machine.destroy()
 
     timer = threading.Timer(limit, expire)
     timer.daemon = True

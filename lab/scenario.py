@@ -26,7 +26,18 @@ if TYPE_CHECKING:
 # The built-in scenarios' tags (catalog: nightly only); a user's scenarios may add their own.
 TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow", "catalog"})
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+HOST_RE = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # a machine's name: its host name, the last part of its domain's
 ATTR = "__lab_scenario__"
+SINGLE = "vm1"  # the one machine of a scenario that declares no `machines`
+
+
+@dataclass(frozen=True)
+class Node:
+    """One guest of a scenario with several (`machines={"host1": Node(disks=[...]), ...}`): its own blank
+    disks, and its memory when it needs other than the scenario's."""
+
+    disks: tuple[Disk, ...] = ()
+    memory: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,12 @@ class Scenario:
     timeout: float = 900.0
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     expected: tuple[re.Pattern[str], ...] = ()  # health-check lines this scenario provokes on purpose
+    machines: dict[str, Node] = field(default_factory=dict)  # by host name; empty: one machine, vm1
+    shared_disks: tuple[Disk, ...] = ()  # one raw volume each, attached to every machine at once
+
+    def nodes(self) -> dict[str, Node]:
+        """The run's guests by host name, in boot order."""
+        return dict(self.machines) or {SINGLE: Node(self.disks, self.memory)}
 
     def parse_sets(self, sets: list[str]) -> dict[str, Any]:
         """Defaults overridden by `--set KEY=VALUE`, converted to each default's type."""
@@ -78,7 +95,8 @@ def _convert(key: str, raw: str, default: Any) -> Any:
 def declare(name: str, description: str, func: Callable[[ScenarioContext], None], *, image: str | None = None,
             memory: int = 1024, cpus: int = 2, disks: Sequence[Disk] = (), params: dict[str, Any] | None = None,
             tags: Sequence[str] = (), timeout: float = 900.0, choices: dict[str, tuple[str, ...]] | None = None,
-            expected: Sequence[str] = ()) -> Scenario:
+            expected: Sequence[str] = (), machines: dict[str, Node] | None = None,
+            shared_disks: Sequence[Disk] = ()) -> Scenario:
     """A validated Scenario; mistakes in the declaration fail here, at import time."""
     if not NAME_RE.match(name):
         raise ValueError(f"scenario name {name!r} must be lower-case words joined by '-'")
@@ -87,16 +105,34 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
     bad = sorted(t for t in tags if not NAME_RE.match(t))
     if bad:
         raise ValueError(f"scenario {name}: tags must be lowercase words (a pytest marker each): {bad}")
-    serials = [d.serial for d in disks]
-    if len(set(serials)) != len(serials):
-        raise ValueError(f"scenario {name}: disk serials must be unique")
-    for disk in disks:
+    _check_machines(name, machines or {}, disks, shared_disks)
+    for disk in (*disks, *shared_disks, *(d for node in (machines or {}).values() for d in node.disks)):
         disk.bytes  # noqa: B018 - validates the size now
     for key, allowed in (choices or {}).items():
         if key not in (params or {}) or (params or {})[key] not in allowed:
             raise ValueError(f"scenario {name}: choices for {key!r} must include its default")
     return Scenario(name, description, func, image, memory, cpus, tuple(disks), dict(params or {}),
-                    frozenset(tags), timeout, dict(choices or {}), tuple(re.compile(rx) for rx in expected))
+                    frozenset(tags), timeout, dict(choices or {}), tuple(re.compile(rx) for rx in expected),
+                    {host: _node(node) for host, node in (machines or {}).items()}, tuple(shared_disks))
+
+
+def _node(node: Node) -> Node:
+    return Node(tuple(node.disks), node.memory)
+
+
+def _check_machines(name: str, machines: dict[str, Node], disks: Sequence[Disk], shared: Sequence[Disk]) -> None:
+    """Host names a guest can carry; serials unique on each guest; shared disks only between machines."""
+    bad = [host for host in machines if not HOST_RE.match(host)]
+    if bad:
+        raise ValueError(f"scenario {name}: machine names must be short host names ([a-z][a-z0-9]*): {bad}")
+    if machines and disks:
+        raise ValueError(f"scenario {name}: with machines=, give each its disks (Node(disks=...)), not disks=")
+    if shared and not machines:
+        raise ValueError(f"scenario {name}: shared_disks= needs machines= (a disk shared between guests)")
+    for host, node in (machines or {SINGLE: Node(tuple(disks))}).items():
+        serials = [d.serial for d in (*node.disks, *shared)]
+        if len(set(serials)) != len(serials):
+            raise ValueError(f"scenario {name}: disk serials must be unique ({host})")
 
 
 def scenario(name: str, description: str, **shape: Any,

@@ -104,8 +104,8 @@ class Pool:
         """Every volume's name (all are made through libvirt, so libvirt knows them without a refresh)."""
         return list(self.pool.listVolumes())
 
-    def create_blank(self, name: str, size: int) -> libvirt.virStorageVol:
-        return self._create(_volume_xml(name, size, "qcow2"))
+    def create_blank(self, name: str, size: int, fmt: str = "qcow2") -> libvirt.virStorageVol:
+        return self._create(_volume_xml(name, size, fmt))
 
     def create_overlay(self, name: str, backing: libvirt.virStorageVol, backing_format: str,
                        size: int | None = None) -> libvirt.virStorageVol:

@@ -110,6 +110,7 @@ class Shape:
     vcpus: int
     domain_type: str
     hypervisor: str  # QEMU and libvirt versions: a saved stream is only sure to load in the same ones
+    peer_nic: bool = False  # a NIC between the run's guests (a guest's devices cannot change at a restore)
 
 
 class WarmStore:
@@ -123,7 +124,7 @@ class WarmStore:
         h = hashlib.sha256(json.dumps({
             "volumes": shape.image.volumes, "cmdline": shape.image.cmdline, "user": shape.image.login_user,
             "memory": shape.memory_mib, "vcpus": shape.vcpus, "type": shape.domain_type,
-            "hypervisor": shape.hypervisor,
+            "hypervisor": shape.hypervisor, **({"peer_nic": True} if shape.peer_nic else {}),
         }, sort_keys=True).encode())
         for path in [*sorted(self.config.cloudinit_dir.rglob("*")), *_KEY_CODE]:
             if path.is_file():

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
+from lab.cli_kept import _logins
+from lab.errors import UsageError
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +116,16 @@ def test_an_internal_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[
     err = _fails(capsys, ["list"], tmp_path)
     assert err.startswith("lab: internal error: ZeroDivisionError: division by zero (traceback: ")
     assert "Traceback" in Path(err.strip().rsplit(": ", 1)[1].rstrip(")")).read_text()
+
+
+def test_a_kept_run_with_several_machines_is_entered_by_machine() -> None:
+    login = {"user": "lab", "port": 1, "key": "k", "host_key": ""}
+    single = {"run_id": "ab12", "ssh": login}
+    assert _logins(single, None) == {"lab-ab12": login}
+    with pytest.raises(UsageError, match="has one machine"):
+        _logins(single, "host2")
+    several = {"run_id": "ab12", "ssh": login, "machines": {"host1": login, "host2": {**login, "port": 2}}}
+    assert list(_logins(several, None)) == ["lab-ab12-host1", "lab-ab12-host2"]
+    assert _logins(several, "host2") == {"lab-ab12-host2": {**login, "port": 2}}
+    with pytest.raises(UsageError, match="no machine 'db' \\(machines: host1, host2\\)"):
+        _logins(several, "db")

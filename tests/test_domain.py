@@ -8,6 +8,7 @@ from lab.domain import (
     DiskSpec,
     DomainSpec,
     KernelBoot,
+    PeerLink,
     render_disk_xml,
     render_domain_xml,
     retarget_saved_xml,
@@ -117,3 +118,38 @@ def test_a_saved_guest_with_a_disk_the_machine_lacks_is_refused() -> None:
     spec = _spec(disks=(DiskSpec("/pool/run-root.qcow2", "lab-root"),))
     with pytest.raises(ValueError, match="serial 'cidata'"):
         retarget_saved_xml(_saved_xml(), spec)
+
+
+PEER = PeerLink("230.1.2.3", 45000, "52:54:00:aa:bb:cc")
+
+
+def test_the_nic_between_guests_is_a_multicast_socket_on_loopback() -> None:
+    args = [a.get("value") for a in ET.fromstring(render_domain_xml(_spec(peer=PEER))).iter(f"{{{QEMU_NS}}}arg")]
+    assert "socket,id=labpeer0,mcast=230.1.2.3:45000,localaddr=127.0.0.1" in args
+    assert "virtio-net-pci,netdev=labpeer0,mac=52:54:00:aa:bb:cc,addr=0x11,romfile=" in args
+    assert not any("labpeer0" in str(a) for a in ET.fromstring(render_domain_xml(_spec())).iter(f"{{{QEMU_NS}}}arg"))
+
+
+def test_a_saved_guests_nic_between_guests_gets_this_runs_group_and_mac() -> None:
+    spec = _spec(disks=(DiskSpec("/pool/run-root.qcow2", "lab-root"),
+                        DiskSpec("/pool/warm-seed.iso", "cidata", "raw", True)), peer=PEER)
+    root = ET.fromstring(_saved_xml())
+    for arg in ("-netdev", "socket,id=labpeer0,mcast=230.9.9.9:1,localaddr=127.0.0.1",
+                "-device", "virtio-net-pci,netdev=labpeer0,mac=52:54:00:00:00:01,addr=0x11,romfile="):
+        ET.SubElement(root.find(f"{{{QEMU_NS}}}commandline"), f"{{{QEMU_NS}}}arg", value=arg)  # type: ignore[arg-type]
+    saved = ET.tostring(root, encoding="unicode")
+    args = [a.get("value") for a in ET.fromstring(retarget_saved_xml(saved, spec)).iter(f"{{{QEMU_NS}}}arg")]
+    assert "socket,id=labpeer0,mcast=230.1.2.3:45000,localaddr=127.0.0.1" in args
+    assert "virtio-net-pci,netdev=labpeer0,mac=52:54:00:aa:bb:cc,addr=0x11,romfile=" in args
+    with pytest.raises(ValueError, match="no NIC between guests"):
+        retarget_saved_xml(_saved_xml(), spec)  # saved without one: devices cannot change at a restore
+    with pytest.raises(ValueError, match="that this machine has not"):
+        retarget_saved_xml(saved, _spec(disks=spec.disks))
+
+
+def test_a_shared_disk_is_raw_uncached_and_shareable() -> None:
+    spec = _spec(disks=(DiskSpec("/pool/root.qcow2", "lab-root"), DiskSpec("/pool/s.raw", "shared", "raw",
+                                                                          shareable=True)))
+    disk = ET.fromstring(render_disk_xml(spec, "shared"))
+    assert disk.find("driver").attrib == {"name": "qemu", "type": "raw", "cache": "none"}  # type: ignore[union-attr]
+    assert disk.find("shareable") is not None

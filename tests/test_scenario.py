@@ -4,7 +4,7 @@ import pytest
 
 from lab.config import REPO_ROOT
 from lab.errors import UsageError
-from lab.scenario import Disk, Registry, parse_size, scenario
+from lab.scenario import Disk, Node, Registry, parse_size, scenario
 
 
 def _declare(**kwargs: object):  # type: ignore[no-untyped-def]
@@ -54,6 +54,11 @@ def test_bad_sets_are_usage_errors(sets: list[str], message: str) -> None:
     ({"tags": ("storage", "Fast one")}, "tags must be lowercase words"),
     ({"disks": (Disk("1G", "a"), Disk("2G", "a"))}, "serials must be unique"),
     ({"disks": (Disk("lots", "a"),)}, "bad size"),
+    ({"machines": {"host-1": Node()}}, "short host names"),
+    ({"machines": {"h1": Node()}, "disks": (Disk("1G", "a"),)}, "give each its disks"),
+    ({"shared_disks": (Disk("1G", "s"),)}, "needs machines"),
+    ({"machines": {"h1": Node(disks=(Disk("1G", "s"),))}, "shared_disks": (Disk("1G", "s"),)}, "unique \\(h1\\)"),
+    ({"machines": {"h1": Node(disks=(Disk("huge", "a"),))}}, "bad size"),
 ])
 def test_bad_declarations_fail_at_import(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -76,3 +81,11 @@ def test_the_shipped_registry_loads_and_unknown_names_list_the_valid_ones() -> N
     assert [d.serial for d in smoke.disks] == ["data1", "data2"]
     with pytest.raises(UsageError, match=r"valid names: .*smoke"):
         registry.get("no-such-thing")
+
+
+def test_a_scenario_without_machines_has_one_named_vm1_with_its_disks() -> None:
+    single = _declare(disks=(Disk("1G", "a"),), memory=512)
+    assert single.nodes() == {"vm1": Node(disks=(Disk("1G", "a"),), memory=512)}
+    several = _declare(machines={"host1": Node(disks=[Disk("1G", "a")]), "host2": Node(memory=2048)})
+    assert list(several.nodes()) == ["host1", "host2"]
+    assert several.nodes()["host1"].disks == (Disk("1G", "a"),)  # a list declared, a tuple kept
