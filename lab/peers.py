@@ -2,9 +2,10 @@
 
 Each guest gets a second NIC on a QEMU multicast socket bound to 127.0.0.1 (lab.domain.PeerLink): the
 guests' frames stay on the host's loopback, with no bridge and no route on the host. Inside, the lab
-gives that NIC a fixed address on PEER_NET and each guest's /etc/hosts the others' names, through a
-systemd unit so that reboots keep it. A restored guest also takes its own host name (the saved one
-was booted under another).
+gives that NIC a fixed address on PEER_NET, raised again at every boot by a systemd unit, and each
+guest's /etc/hosts every guest's name on it (its own too, in place of Debian's 127.0.1.1 line, as on a
+host with a fixed address). A restored guest also takes its own host name (the saved one was booted
+under another).
 """
 
 from __future__ import annotations
@@ -83,5 +84,5 @@ def join(machine: GuestShell, plan: PeerPlan, host: str) -> None:
         f"printf %s {shlex.quote(UNIT_TEXT)} >/etc/systemd/system/{UNIT} && "
         f"hostname {host} && echo {host} >/etc/hostname && "
         f"sed -i '/^{net}[.]/d; /^127[.]0[.]1[.]1\\s/d' /etc/hosts && "
-        f"printf '127.0.1.1 %s\\n%s' {host} {shlex.quote(plan.hosts_lines())} >>/etc/hosts && "
+        f"printf %s {shlex.quote(plan.hosts_lines())} >>/etc/hosts && "
         f"{SCRIPT} && systemctl --no-reload enable {UNIT} 2>&1")
