@@ -1,0 +1,95 @@
+"""flannel-two-hosts: one etcd, the flannel stand-in on two hosts, a distinct subnet and docker0 on each.
+
+system-containers-intro.txt: etcd runs as a system container, flannel on each host reads its network
+config from that etcd, leases a subnet there, and docker on the host uses it. Here etcd (Debian's binary,
+as in system-containers) runs on host1 and listens on the hosts' network too; flannel (the lab's stand-in,
+bookworm has no flannel) runs on both hosts against host1's etcd. What is asserted comes from etcd and
+the hosts: etcd holds exactly two leases, one per host with that host's address as PublicIP, and each
+host's docker0 and docker's bridge network sit in its own lease; the two subnets differ.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+from pathlib import Path
+
+from lab.context import ScenarioContext
+from lab.machine import Machine
+from lab.scenario import Node, scenario
+
+IMAGES = Path(__file__).parent / "system-containers"
+PREFIX = "/atomic.io/network"
+
+
+@scenario(
+    "flannel-two-hosts",
+    "one etcd and flannel on two hosts: each host leases its own subnet from the shared etcd, docker0 on each "
+    "sits in it (system containers intro)",
+    image="lab-atomic",
+    memory=1024,
+    machines={"host1": Node(), "host2": Node()},
+    params={"network": "10.40.0.0/16"},
+    tags=("containers", "catalog"),
+    timeout=1500,
+)
+def flannel_two_hosts(lab: ScenarioContext) -> None:
+    one, two = lab.machines["host1"], lab.machines["host2"]
+    hosts = {"host1": one, "host2": two}
+    address = {name: vm.succeed(f"getent hosts {name}").split()[0] for name, vm in hosts.items()}
+    lab.record("addresses", address)
+
+    with lab.step("the etcd and flannel images built on each host (OCI layouts, no registry)"):
+        for vm in hosts.values():
+            build_images(lab, vm)
+
+    with lab.step("host1: etcd as a system container, listening on the hosts' network; flannel's config in it"):
+        endpoint = f"http://{address['host1']}:2379"
+        one.succeed(f"atomic install --system --set ETCD_LISTEN_CLIENT_URLS={endpoint},http://127.0.0.1:2379 "
+                    "oci:/root/images/etcd")
+        one.succeed("systemctl start etcd")
+        one.wait_until_succeeds("etcdctl endpoint health", timeout=120)
+        config = json.dumps({"Network": lab.params["network"], "SubnetLen": 24, "Backend": {"Type": "vxlan"}})
+        one.succeed(f"etcdctl put {PREFIX}/config '{config}'")
+        two.wait_for_open_port(2379, host="host1")
+
+    with lab.step("flannel on both hosts against host1's etcd, then docker"):
+        for name, vm in hosts.items():
+            vm.succeed(f"atomic install --system --set ETCD_ENDPOINTS={endpoint} "
+                       f"--set FLANNEL_PUBLIC_IP={address[name]} oci:/root/images/flannel")
+            vm.succeed("systemctl start flannel.service && systemctl start docker.service", timeout=300)
+
+    with lab.step("etcd holds one lease per host; each host's docker0 and bridge network sit in its own"):
+        leases = json.loads(one.succeed(f"etcdctl get --prefix {PREFIX}/subnets/ -w json"))
+        stored = {str(_subnet(kv["key"])): json.loads(_b64(kv["value"]))["PublicIP"] for kv in leases.get("kvs", [])}
+        lab.evidence("etcd-leases.json", json.dumps(stored, indent=2))
+        lab.record("leases", stored)
+        assert sorted(stored.values()) == sorted(address.values()), f"etcd's leases: {stored}"
+        network = ipaddress.ip_network(lab.params["network"])
+        for name, vm in hosts.items():
+            lease = next(ipaddress.ip_network(subnet) for subnet, public in stored.items() if public == address[name])
+            bridge = ipaddress.ip_interface(vm.succeed("ip -4 -o addr show docker0").split()[3])
+            inspect = vm.succeed("docker network inspect bridge -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}'")
+            lab.record(f"docker0_{name}", str(bridge))
+            assert bridge.network == lease and lease.subnet_of(network), f"{name}: docker0 {bridge}, lease {lease}"
+            assert inspect.strip() == str(lease), f"{name}: docker's bridge network {inspect.strip()}, lease {lease}"
+        assert len(set(stored)) == 2, stored
+
+
+def build_images(lab: ScenarioContext, vm: Machine) -> None:
+    atomic = lab.install_guest_tool("atomic", vm)
+    vm.copy_tree_to(IMAGES, "/root/system-containers")
+    vm.succeed(f"cd /root/system-containers && {atomic} build etcd --tag etcd --output /root/images/etcd"
+               " --host-binary /usr/bin/etcd")
+    vm.succeed(f"cd /root/system-containers && {atomic} build flannel --tag flannel --output /root/images/flannel"
+               " --host-binary /bin/busybox --host-binary /usr/bin/etcdctl --host-binary /usr/bin/systemd-notify")
+
+
+def _subnet(key_b64: str) -> ipaddress.IPv4Network:
+    """A lease key (`…/subnets/10.40.7.0-24`) as the network it names."""
+    return ipaddress.ip_network(_b64(key_b64).rsplit("/", 1)[1].replace("-", "/"))
+
+
+def _b64(text: str) -> str:
+    return base64.b64decode(text).decode()
