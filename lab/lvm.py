@@ -37,8 +37,9 @@ class ThinPool:
         return f"/dev/mapper/{self.dm_name}"
 
 
-def create_thin_pool(vm: Machine, vg: str, size: str, name: str = "docker-pool") -> ThinPool:
-    """`lvcreate --type thin-pool` of `size`: a size ('1G') or extents ('40%FREE', '90%VG')."""
+def create_thin_pool(vm: Machine, vg: str, size: str, name: str = "docker-pool", options: str = "") -> ThinPool:
+    """`lvcreate --type thin-pool` of `size`: a size ('1G') or extents ('40%FREE', '90%VG'); `options` are
+    more of lvcreate's (`--monitor n`, `--metadataprofile P`)."""
     amount = f"-l {size}" if "%" in size else f"-L {size}"
-    vm.succeed(f"lvcreate -y --type thin-pool {amount} -n {name} {vg}")
+    vm.succeed(f"lvcreate -y --type thin-pool {amount} {options} -n {name} {vg}")
     return ThinPool(vg, name)

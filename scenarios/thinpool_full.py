@@ -7,8 +7,15 @@ ground-truth.md §1-3 and asserted as the guest prints it. One function per mode
 - error: `--errorwhenfull y`: writes fail at once.
 - recover: the field's recovery: the VG has no free space, writes stay queued (no_space_timeout=0)
   while a new disk is plugged in, added to the VG and the pool grown onto it; the queued write completes.
-- autoextend: dmeventd grows the pool as it fills.
+- autoextend: dmeventd grows the pool as it fills (thresholds in lvmlocal.conf).
+- unmonitored: the same thresholds, the pool's monitoring off (`lvchange --monitor n`): nothing grows it,
+  it fills (field wiki: "automatic extension does not occur" without monitoring).
+- profile: no thresholds in lvm.conf; the pool carries an LVM metadata profile that has them, as
+  container-storage-setup set up docker's pool; dmeventd grows it.
 - docker: docker's own `dm.min_free_space` floor refuses the next container.
+- docker-grow: a container writes more than docker's pool holds; the pool, with no free space left in its
+  VG, is grown onto a hot-plugged disk while the write waits (operator blog: "expanded onto another disk
+  while ... online"): docker keeps running and the container's write completes.
 """
 
 from __future__ import annotations
@@ -27,17 +34,19 @@ QUEUE = "switching pool to out-of-data-space (queue IO) mode"
 ERROR = "switching pool to out-of-data-space (error IO) mode"
 RESUMED = "switching pool to write mode"
 NOSPACE = "No space left on device"
+AUTOEXTEND = "activation {\n thin_pool_autoextend_threshold = 50\n thin_pool_autoextend_percent = 100\n}\n"
 
 
 @scenario(
     "thinpool-full",
     "Fill a thin pool through xfs until dm-thin runs out of data space (modes: queue, error, recover, "
-    "autoextend, docker)",
+    "autoextend, unmonitored, profile, docker, docker-grow)",
     image="lab-atomic",
     memory=1024,
     disks=(Disk("2G", SPARE),),
     params={"mode": "queue", "pool_size": "1G", "thin_size": "3G", "no_space_timeout": 10, "extend": "1G"},
-    choices={"mode": ("queue", "error", "recover", "autoextend", "docker")},
+    choices={"mode": ("queue", "error", "recover", "autoextend", "unmonitored", "profile", "docker",
+                        "docker-grow")},
     tags=("storage",),
     timeout=1200,
 )
@@ -71,13 +80,9 @@ def error(lab: ScenarioContext) -> None:
 
 def recover(lab: ScenarioContext) -> None:
     vm = lab.machine
-    spare = f"/dev/disk/by-id/virtio-{SPARE}"
     vm.detach_disk(SPARE)  # not there yet: the operator brings it when the pool is full
     pool = make_pool(lab)
-    with lab.step(f"the rest of VG {pool.vg} is taken: the pool cannot grow from it"):
-        vm.succeed(f"lvcreate -y -l 100%FREE -n lab-other {pool.vg}")
-        refused = vm.fail(f"lvextend -L +{lab.params['extend']} {pool.lv}")
-        assert "Insufficient free space" in refused, refused
+    vg_full(lab, pool)
     with lab.step("a write larger than the pool, queued for as long as it takes (no_space_timeout=0)"):
         vm.succeed("echo 0 > /sys/module/dm_thin_pool/parameters/no_space_timeout")
         marker = vm.mark_kernel_log("fill begins")
@@ -87,10 +92,7 @@ def recover(lab: ScenarioContext) -> None:
         assert health(vm, pool) == "out_of_data", f"pool health {health(vm, pool)!r}"
         vm.succeed("pgrep -x dd")  # still blocked, not failed
     with lab.step("plug in a disk, add it to the VG and grow the pool onto it: the queued write completes"):
-        vm.attach_disk(SPARE)
-        vm.wait_until_succeeds(f"test -b {spare}")
-        vm.succeed(f"pvcreate -y {spare} && vgextend {pool.vg} {spare}")
-        vm.succeed(f"lvextend -L +{lab.params['extend']} {pool.lv} $(readlink -f {spare})")
+        grow_onto_spare(lab, pool)
         dd = vm.wait_for_spawned("fill", timeout=600)
         lab.evidence("dd.txt", dd.stdout)
         assert dd.rc == 0, f"the queued write failed instead of resuming: rc={dd.rc} {dd.stdout}"
@@ -100,17 +102,78 @@ def recover(lab: ScenarioContext) -> None:
         assert first(log, RESUMED) is not None, f"no {RESUMED!r} in the kernel log"
         assert first(log, ERROR) is None, "the pool errored writes instead of queueing them"
         assert health(vm, pool) == "", f"pool health after growing: {health(vm, pool)!r}"
-        devices = vm.succeed(f"lvs -a --noheadings -o devices {pool.lv}_tdata")
-        lab.record("pool_data_devices", devices.split())
-        assert vm.succeed(f"readlink -f {spare}").strip() in devices, f"the pool did not grow onto {spare}: {devices}"
-        lab.evidence("lvs-after.txt", lvs(vm))
+        on_spare(lab, pool)
     files_intact(lab)
 
 
-def make_pool(lab: ScenarioContext, *, error_when_full: bool = False) -> ThinPool:
+def vg_full(lab: ScenarioContext, pool: ThinPool) -> None:
+    with lab.step(f"the rest of VG {pool.vg} is taken: the pool cannot grow from it"):
+        lab.machine.succeed(f"lvcreate -y -l 100%FREE -n lab-other {pool.vg}")
+        refused = lab.machine.fail(f"lvextend -L +{lab.params['extend']} {pool.lv}")
+        assert "Insufficient free space" in refused, refused
+
+
+def grow_onto_spare(lab: ScenarioContext, pool: ThinPool) -> None:
+    """The spare disk plugged in, made a PV of the pool's VG, and the pool extended onto it."""
+    vm, spare = lab.machine, f"/dev/disk/by-id/virtio-{SPARE}"
+    vm.attach_disk(SPARE)
+    vm.wait_until_succeeds(f"test -b {spare}")
+    vm.succeed(f"pvcreate -y {spare} && vgextend {pool.vg} {spare}")
+    vm.succeed(f"lvextend -L +{lab.params['extend']} {pool.lv} $(readlink -f {spare})")
+
+
+def on_spare(lab: ScenarioContext, pool: ThinPool) -> None:
+    """The pool's data LV lies on the spare disk too."""
+    vm, spare = lab.machine, f"/dev/disk/by-id/virtio-{SPARE}"
+    devices = vm.succeed(f"lvs -a --noheadings -o devices {pool.lv}_tdata")
+    lab.record("pool_data_devices", devices.split())
+    assert vm.succeed(f"readlink -f {spare}").strip() in devices, f"the pool did not grow onto {spare}: {devices}"
+    lab.evidence("lvs-after.txt", lvs(vm))
+
+
+def docker_grow(lab: ScenarioContext) -> None:
     vm = lab.machine
-    with lab.step("thin pool with a thin LV, xfs, and files written before the fill"):
-        pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"], "lab-pool")
+    vm.detach_disk(SPARE)
+    with lab.step("docker on devicemapper with its own thin pool"):
+        pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"])
+        start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]})
+        image = busybox_image(vm)
+    vg_full(lab, pool)
+    with lab.step("a container writes half as much again as the pool holds: its writes wait when it is full"):
+        vm.succeed("echo 0 > /sys/module/dm_thin_pool/parameters/no_space_timeout")  # queue until it grows
+        marker = vm.mark_kernel_log("container fill")
+        count = (pool_bytes(vm, pool) >> 20) * 3 // 2
+        vm.spawn(f"docker run --name writer {image} dd if=/dev/zero of=/big bs=1M count={count} oflag=direct",
+                 name="writer")
+        wait_for_kernel(vm, marker, QUEUE)
+        vm.succeed("docker ps --filter name=writer --filter status=running -q | grep -q .")
+    with lab.step("the pool grown onto a hot-plugged disk online: docker kept running, the write completed"):
+        before = vm.succeed("docker info --format '{{range .DriverStatus}}{{.}}{{end}}'")
+        grow_onto_spare(lab, pool)
+        run = vm.wait_for_spawned("writer", timeout=900)
+        lab.evidence("writer.txt", run.stdout)
+        assert run.rc == 0 and f"{count}+0 records out" in run.stdout, f"rc={run.rc} {run.stdout}"
+        vm.require_unit_state("docker.service", "active")
+        after = vm.succeed("docker info --format '{{range .DriverStatus}}{{.}}{{end}}'")
+        lab.evidence("docker-driver-status.txt", f"before:\n{before}\nafter:\n{after}")
+        assert data_total(after) != data_total(before), f"docker still sees {data_total(after)} for its pool"
+        log = "\n".join(text for _, text in vm.get_kernel_log_since(marker))
+        assert RESUMED in log and ERROR not in log, log
+        on_spare(lab, pool)
+
+
+def data_total(driver_status: str) -> str:
+    """docker info's `Data Space Total` (devicemapper), e.g. '1.074GB'."""
+    found = re.search(r"\[Data Space Total (\S+)\]", driver_status)
+    assert found, driver_status
+    return found.group(1)
+
+
+def make_pool(lab: ScenarioContext, *, error_when_full: bool = False, options: str = "") -> ThinPool:
+    vm = lab.machine
+    with lab.step(f"thin pool{' ' + options if options else ''} with a thin LV, xfs, and files written before "
+                  "the fill"):
+        pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"], "lab-pool", options)
         if error_when_full:  # lvcreate refuses --errorwhenfull for thin pools in lvm2 2.03.16; lvchange takes it
             vm.succeed(f"lvchange --errorwhenfull y {pool.lv}")
         vm.succeed(f"lvcreate -y -V {lab.params['thin_size']} -T {pool.lv} -n lab-thin")
@@ -170,13 +233,47 @@ def files_intact(lab: ScenarioContext) -> None:
 
 def autoextend(lab: ScenarioContext) -> None:
     vm = lab.machine
-    vm.succeed("printf 'activation {\\n thin_pool_autoextend_threshold = 50\\n"
-               " thin_pool_autoextend_percent = 100\\n}\\n' > /etc/lvm/lvmlocal.conf")
+    vm.write_file("/etc/lvm/lvmlocal.conf", AUTOEXTEND)
     pool = make_pool(lab)
     with lab.step("dmeventd monitors the pool"):
-        assert vm.succeed(f"lvs --noheadings -o seg_monitor {pool.lv}").strip() == "monitored"
+        assert monitor(vm, pool) == "monitored"
         lab.record("autoextend", vm.succeed("lvmconfig --type full activation/thin_pool_autoextend_threshold "
                                             "activation/thin_pool_autoextend_percent").split())
+    grows_while_written(lab, pool)
+
+
+def unmonitored(lab: ScenarioContext) -> None:
+    vm = lab.machine
+    vm.write_file("/etc/lvm/lvmlocal.conf", AUTOEXTEND)
+    pool = make_pool(lab)  # its thin LV's activation monitors it, whatever lvcreate --monitor said
+    with lab.step("the thresholds are set, but the pool's monitoring is turned off (lvchange --monitor n)"):
+        vm.succeed(f"lvchange --monitor n {pool.lv}")
+        assert monitor(vm, pool) == "not monitored", monitor(vm, pool)
+        before = pool_bytes(vm, pool)
+    fill_until_error(lab, pool, queued=True)
+    with lab.step("the pool never grew: nothing extended it"):
+        assert pool_bytes(vm, pool) == before, f"the pool grew from {before} to {pool_bytes(vm, pool)} bytes"
+        journal = vm.succeed("journalctl -b --no-pager -t dmeventd -t lvm")
+        lab.evidence("dmeventd.txt", journal)
+        assert "Size of logical volume" not in journal, journal
+
+
+def profile(lab: ScenarioContext) -> None:
+    vm = lab.machine
+    vm.write_file("/etc/lvm/profile/lab-pool.profile", AUTOEXTEND)
+    pool = make_pool(lab, options="--metadataprofile lab-pool")
+    with lab.step("lvm.conf does not extend pools; the pool's own profile does, and dmeventd monitors it"):
+        assert vm.succeed("lvmconfig --type full activation/thin_pool_autoextend_threshold").strip() \
+            == "thin_pool_autoextend_threshold=100", "lvm.conf itself would extend the pool"
+        assert vm.succeed(f"lvs --noheadings -o lv_profile {pool.lv}").strip() == "lab-pool"
+        assert monitor(vm, pool) == "monitored"
+        lab.record("profile", vm.succeed("lvmconfig --type full --metadataprofile lab-pool "
+                                         "activation/thin_pool_autoextend_threshold").strip())
+    grows_while_written(lab, pool)
+
+
+def grows_while_written(lab: ScenarioContext, pool: ThinPool) -> None:
+    vm = lab.machine
     with lab.step("a write larger than the pool completes while the pool grows"):
         before = pool_bytes(vm, pool)
         marker = vm.mark_kernel_log("autoextend fill")
@@ -229,6 +326,10 @@ def first(log: list[tuple[float, str]], text: str) -> float | None:
     return next((t for t, line in log if text in line), None)
 
 
+def monitor(vm: Machine, pool: ThinPool) -> str:
+    return vm.succeed(f"lvs --noheadings -o seg_monitor {pool.lv}").strip()
+
+
 def health(vm: Machine, pool: ThinPool) -> str:
     return vm.succeed(f"lvs --noheadings -o lv_health_status {pool.lv}").strip()
 
@@ -247,5 +348,6 @@ def lvs(vm: Machine) -> str:
 
 
 MODES: dict[str, Callable[[ScenarioContext], None]] = {
-    "queue": queue, "error": error, "recover": recover, "autoextend": autoextend, "docker": docker}
+    "queue": queue, "error": error, "recover": recover, "autoextend": autoextend, "unmonitored": unmonitored,
+    "profile": profile, "docker": docker, "docker-grow": docker_grow}
 
