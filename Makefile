@@ -29,7 +29,7 @@ scenario: setup
 ## make test: lint, unit tests, libvirt test-driver tests, and every mission scenario on real guests
 ## (scenarios/ through lab's pytest plugin; smoke runs through the CLI in tests/, the catalog nightly)
 test: setup lint
-	$(PYTEST) -n $(JOBS) --dist worksteal -m "not catalog" --ignore=scenarios/smoke.py tests scenarios
+	$(PYTEST) -n $(JOBS) --dist worksteal --durations=25 -m "not catalog" --ignore=scenarios/smoke.py tests scenarios
 
 ## make unit: only what needs no hypervisor
 unit: setup
@@ -39,7 +39,7 @@ unit: setup
 ## (--lab-variants) and soak-like tests; ARGS="--lab-shard K/N" runs a slice (the nightly workflow's matrix);
 ## writes runs/nightly-<stamp>/ (summary.md, summary.json, junit.xml of the scenario runs) and runs/nightly-junit.xml
 nightly: setup
-	$(PYTEST) -n $(JOBS) --dist worksteal tests scenarios --nightly --lab-variants --lab-external $(ARGS) \
+	$(PYTEST) -n $(JOBS) --dist worksteal --durations=40 tests scenarios --nightly --lab-variants --lab-external $(ARGS) \
 		--junitxml=runs/nightly-junit.xml \
 		--lab-report runs/nightly-$$(date -u +%Y%m%dT%H%M%SZ)
 
