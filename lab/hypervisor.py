@@ -6,7 +6,9 @@ hypervisor `/dev/kvm` exists but stock kernels hang before printing anything.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import platform
 import time
 import xml.etree.ElementTree as ET
@@ -73,16 +75,51 @@ def lab_domains(conn: libvirt.virConnect) -> list[LabDomain]:
     return found
 
 
-def free_cpus(conn: libvirt.virConnect) -> int:
-    """The libvirt host's CPUs less the vCPUs of the guests running there (the lab's and any other), at
-    least 1: under TCG a guest given more vCPUs than the host has free starves (RCU stall warnings)."""
-    busy = 0
-    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+def reserve_vcpus(conn: libvirt.virConnect, state_dir: Path, run_id: str, wanted: int) -> int:
+    """vCPUs for a new guest of run `run_id`: `wanted`, within the libvirt host's CPUs that running guests and
+    other live runs' reservations leave free, at least 1 (under TCG a guest given more vCPUs than the host has
+    free starves: RCU stalls, soft lockups). Recorded in state/vcpus/<run id> under a lock, so that two runs
+    starting at once do not both take the whole host; `release_vcpus` (or the run's process ending) frees it."""
+    directory = state_dir / "vcpus"
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        reserved = _live_reservations(directory)
+        busy = sum(reserved.values())
+        for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            if dom.name().removeprefix(RUN_PREFIX).split("-")[0] in reserved:
+                continue  # counted in its run's reservation
+            try:
+                busy += int(dom.info()[3])
+            except libvirt.libvirtError:
+                continue  # gone while we looked
+        given = max(1, min(wanted, int(conn.getInfo()[2]) - busy))
+        mine = directory / run_id
+        (directory / f".{run_id}.tmp").write_text(f"{os.getpid()} {reserved.get(run_id, 0) + given}\n")
+        (directory / f".{run_id}.tmp").replace(mine)
+        return given
+
+
+def release_vcpus(state_dir: Path, run_id: str) -> None:
+    (state_dir / "vcpus" / run_id).unlink(missing_ok=True)
+
+
+def _live_reservations(directory: Path) -> dict[str, int]:
+    """vCPUs reserved by run id, of runs whose process is alive; a dead run's file is removed."""
+    found = {}
+    for path in directory.iterdir():
+        if path.name.startswith("."):
+            continue
         try:
-            busy += int(dom.info()[3])
-        except libvirt.libvirtError:
-            continue  # gone while we looked
-    return max(1, int(conn.getInfo()[2]) - busy)
+            pid, count = (int(field) for field in path.read_text().split())
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            path.unlink(missing_ok=True)
+            continue
+        except PermissionError:
+            pass  # alive, another user's
+        found[path.name] = count
+    return found
 
 
 def create_domain(conn: libvirt.virConnect, xml: str, flags: int,

@@ -21,7 +21,7 @@ from lab.disks import Disk
 from lab.domain import DiskSpec, DomainSpec, KernelBoot, PeerLink, retarget_saved_xml
 from lab.errors import HarnessError, Interrupted
 from lab.guest_shell import Timeouts
-from lab.hypervisor import AccelProbe, free_cpus
+from lab.hypervisor import AccelProbe, release_vcpus, reserve_vcpus
 from lab.image import BOOT_TIMEOUT, Image
 from lab.log import Log
 from lab.machine import Machine
@@ -60,6 +60,7 @@ class Provisioner:
         self.volumes: list[str] = []
         self.machines: list[Machine] = []
         self.key_files: list[Path] = []  # the run's private keys, removed with it
+        self._cpus: dict[str, int] = {}  # vCPUs reserved for each machine, by name
         host = config.libvirt_host
         # a remote libvirt host: the guests' ports are on its loopback
         self.jump = JumpHost(host, log.child("paramiko")) if host else None
@@ -162,8 +163,12 @@ class Provisioner:
         return "kvm" if self.accel == "kvm" else "qemu"
 
     def _vcpus(self, request: MachineRequest) -> int:
-        """What the scenario asks, within LAB_MAX_VCPUS and the host's CPUs other guests leave free."""
-        return max(1, min(request.cpus, self.config.max_vcpus, free_cpus(self.conn)))
+        """What the scenario asks, within LAB_MAX_VCPUS and the host's CPUs other guests (and runs about to
+        start theirs) leave free: reserved once per machine, so its warm key and its domain agree."""
+        if request.name not in self._cpus:
+            wanted = max(1, min(request.cpus, self.config.max_vcpus))
+            self._cpus[request.name] = reserve_vcpus(self.conn, self.config.state_dir, self.run_id, wanted)
+        return self._cpus[request.name]
 
     def _prefix(self, request: MachineRequest) -> str:
         return f"{run_prefix(self.run_id)}{request.name}"
@@ -214,6 +219,8 @@ class Provisioner:
         self.key_files.clear()
         self.machines.clear()
         self.volumes.clear()
+        release_vcpus(self.config.state_dir, self.run_id)
+        self._cpus.clear()
 
     def _root_overlay(self, prefix: str, image: Image) -> str:
         base = self._volume(image.disk_volume)

@@ -14,7 +14,7 @@ from lab.cleanup import RunLock, inventory, reap, run_alive
 from lab.config import Config
 from lab.domain import DiskSpec, DomainSpec
 from lab.guest_shell import Timeouts
-from lab.hypervisor import connect, free_cpus, lab_domains
+from lab.hypervisor import connect, lab_domains, release_vcpus, reserve_vcpus
 from lab.image import ImageCache
 from lab.log import Log
 from lab.machine import Machine
@@ -177,6 +177,14 @@ def test_pools_of_cache_directories_that_are_gone_are_forgotten(tmp_path: Path) 
     assert kept.name in conn.listStoragePools() and gone.name not in conn.listStoragePools()
 
 
-def test_a_guest_gets_only_the_cpus_other_guests_leave_free() -> None:
-    """libvirt's test driver: a host of 16 CPUs running one 2-vCPU domain."""
-    assert free_cpus(libvirt.open("test:///default")) == 14
+def test_a_guest_gets_only_the_cpus_other_guests_and_starting_runs_leave_free(tmp_path: Path) -> None:
+    """libvirt's test driver: a host of 16 CPUs running one 2-vCPU domain. Two runs starting at once
+    (neither guest running yet) must not both take the 14 free CPUs."""
+    conn = libvirt.open("test:///default")
+    assert reserve_vcpus(conn, tmp_path, "aaaa1111", 16) == 14
+    assert reserve_vcpus(conn, tmp_path, "bbbb2222", 4) == 1  # none left: still at least one
+    release_vcpus(tmp_path, "aaaa1111")
+    assert reserve_vcpus(conn, tmp_path, "cccc3333", 4) == 4
+    (tmp_path / "vcpus" / "dddd4444").write_text("999999999 12\n")  # a run that died without releasing
+    assert reserve_vcpus(conn, tmp_path, "eeee5555", 8) == 8
+    assert not (tmp_path / "vcpus" / "dddd4444").exists()
