@@ -103,12 +103,18 @@ def _disk(parent: ET.Element, disk: DiskSpec, index: int) -> ET.Element:
     return element
 
 
-def render_disk_xml(spec: DomainSpec, serial: str) -> str:
-    """The <disk> element of the disk with this serial, as given to libvirt (for detaching it)."""
+def disk_index(spec: DomainSpec, serial: str) -> int:
+    """Where the disk with this serial stands among the domain's disks (its target: vda, vdb, ...)."""
     for index, disk in enumerate(spec.disks):
         if disk.serial == serial:
-            return ET.tostring(_disk(ET.Element("devices"), disk, index), encoding="unicode")
+            return index
     raise KeyError(f"{spec.name} has no disk with serial {serial!r}")
+
+
+def render_disk_xml(spec: DomainSpec, serial: str) -> str:
+    """The <disk> element of the disk with this serial, as given to libvirt (for detaching it)."""
+    index = disk_index(spec, serial)
+    return ET.tostring(_disk(ET.Element("devices"), spec.disks[index], index), encoding="unicode")
 
 
 def _metadata(root: ET.Element, spec: DomainSpec) -> None:

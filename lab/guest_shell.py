@@ -56,11 +56,16 @@ def shell(command: str, user: str, login_user: str) -> str:
 
 
 class GuestShell:
-    def __init__(self, spec: DomainSpec, domain: GuestDomain, ssh: SshSession, log: Log, timeouts: Timeouts) -> None:
-        self.spec, self.domain, self.ssh, self.log, self.timeouts = spec, domain, ssh, log, timeouts
+    def __init__(self, domain: GuestDomain, ssh: SshSession, log: Log, timeouts: Timeouts) -> None:
+        self.domain, self.ssh, self.log, self.timeouts = domain, ssh, log, timeouts
         self.name = domain.label
         self.boot_id = ""
         self.gone = ""  # why no command can run any more (the guest stopped or panicked), until a new boot
+
+    @property
+    def spec(self) -> DomainSpec:
+        """The guest's domain as the lab made it (a disk moved here is part of it)."""
+        return self.domain.spec
 
     @property
     def user(self) -> str:

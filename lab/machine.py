@@ -13,7 +13,7 @@ from pathlib import Path
 import libvirt
 
 from lab import console
-from lab.domain import DiskSpec, DomainSpec
+from lab.domain import DiskSpec, DomainSpec, disk_index
 from lab.errors import BootTimeout, CommandTimeout, GuestGone, WaitTimeout
 from lab.guest_domain import GuestDomain
 from lab.guest_shell import ROOT as ROOT  # scenarios take it from here, with Machine
@@ -47,7 +47,7 @@ CLOUD_INIT_DONE = (f"test -e {CLOUD_INIT_OFF} || {{ "
 class Machine(GuestShell):
     def __init__(self, spec: DomainSpec, conn: libvirt.virConnect, ssh: SshSession, log: Log,
                  timeouts: Timeouts, *, autodestroy: bool = True) -> None:
-        super().__init__(spec, GuestDomain(spec, conn, autodestroy=autodestroy), ssh, log, timeouts)
+        super().__init__(GuestDomain(spec, conn, autodestroy=autodestroy), ssh, log, timeouts)
         self.boots = 0
         self.degraded: list[str] = []  # "boot N: unit" for each unit failed when a boot was ready
         self.journals: list[str] = []  # the journals of boots that ended in a reboot
@@ -257,16 +257,12 @@ class Machine(GuestShell):
 
     def get_disk(self, serial: str) -> DiskSpec:
         """The disk with this serial, as the lab gave it to the guest."""
-        for disk in self.domain.spec.disks:
-            if disk.serial == serial:
-                return disk
-        raise KeyError(f"{self.name} has no disk with serial {serial!r}")
+        return self.spec.disks[disk_index(self.spec, serial)]
 
     def adopt_disk(self, disk: DiskSpec) -> None:
         """Plug in a disk another guest of the run let go of (`detach_disk` there), and wait for its device."""
         with self.log.nested(f"{self.name}: attaching disk {disk.serial} (moved here)"):
             self.domain.adopt_disk(disk)
-            self.spec = self.domain.spec
             self.wait_until_succeeds(f"test -b /dev/disk/by-id/virtio-{disk.serial}")
 
     def reset(self, *, timeout: float | None = None) -> None:
