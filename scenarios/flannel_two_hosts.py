@@ -4,8 +4,8 @@ system-containers-intro.txt: etcd runs as a system container, flannel on each ho
 config from that etcd, leases a subnet there, and docker on the host uses it. Here etcd (Debian's binary,
 as in system-containers) runs on host1 and listens on the hosts' network too; flannel (the lab's stand-in,
 bookworm has no flannel) runs on both hosts against host1's etcd. What is asserted comes from etcd and
-the hosts: etcd holds exactly two leases, one per host with that host's address as PublicIP, and each
-host's docker0 and docker's bridge network sit in its own lease; the two subnets differ.
+the hosts: etcd holds exactly two leases, each host's docker0 and docker's bridge network sit in one of
+them, and the two hosts' subnets differ. (The leases' PublicIP is the stand-in's own writing: recorded.)
 """
 
 from __future__ import annotations
@@ -63,22 +63,23 @@ def flannel_two_hosts(lab: ScenarioContext) -> None:
                        f"--set FLANNEL_PUBLIC_IP={address[name]} oci:/root/images/flannel")
             vm.succeed("systemctl start flannel.service && systemctl start docker.service", timeout=300)
 
-    with lab.step("etcd holds one lease per host; each host's docker0 and bridge network sit in its own"):
+    with lab.step("etcd holds two leases; each host's docker0 and bridge network sit in one of them, not the same"):
         leases = json.loads(one.succeed(f"etcdctl get --prefix {PREFIX}/subnets/ -w json"))
         stored = {str(_subnet(kv["key"])): json.loads(_b64(kv["value"]))["PublicIP"] for kv in leases.get("kvs", [])}
         lab.evidence("etcd-leases.json", json.dumps(stored, indent=2))
-        lab.record("leases", stored)
-        assert sorted(stored.values()) == sorted(address.values()), f"etcd's leases: {stored}"
+        lab.record("leases", stored)  # PublicIP is what the stand-in wrote: recorded, not asserted
+        assert len(stored) == 2, f"etcd's leases: {stored}"
         network = ipaddress.ip_network(lab.params["network"])
+        bridges = {}
         for name, vm in hosts.items():
-            lease = next(ipaddress.ip_network(subnet) for subnet, public in stored.items() if public == address[name])
             bridge = ipaddress.ip_interface(vm.succeed("ip -4 -o addr show docker0").split()[3])
             inspect = vm.succeed("docker network inspect bridge -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}'")
             lab.record(f"docker0_{name}", str(bridge))
-            assert bridge.network == lease and lease.subnet_of(network), f"{name}: docker0 {bridge}, lease {lease}"
-            assert inspect.strip() == str(lease), f"{name}: docker's bridge network {inspect.strip()}, lease {lease}"
-        assert len(set(stored)) == 2, stored
-
+            assert str(bridge.network) in stored and bridge.network.subnet_of(network), \
+                f"{name}: docker0 {bridge} is in none of etcd's leases {sorted(stored)}"
+            assert inspect.strip() == str(bridge.network), f"{name}: docker's bridge network {inspect.strip()}"
+            bridges[name] = bridge.network
+        assert bridges["host1"] != bridges["host2"], f"both hosts' docker0 in {bridges['host1']}"
 
 def build_images(lab: ScenarioContext, vm: Machine) -> None:
     atomic = lab.install_guest_tool("atomic", vm)
