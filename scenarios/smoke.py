@@ -9,6 +9,7 @@ from lab.scenario import Disk, scenario
     "Boot a guest, reach it over SSH, use two extra virtio disks, reboot into a new boot",
     disks=(Disk("1G", "data1"), Disk("2G", "data2")),
     memory=768,
+    params={"reboots": 1},
     tags=("smoke",),
     timeout=600,
 )
@@ -33,11 +34,12 @@ def smoke(lab: ScenarioContext) -> None:
         assert vm.succeed("cat /tmp/lab-notes/note.txt") == note
         assert vm.succeed("stat -c %U /tmp/lab-notes/note.txt").strip() == vm.user
 
-    with lab.step("reboot into a new boot"):
-        before = vm.boot_id
-        vm.reboot()
-        assert vm.boot_id != before, "boot id did not change across the reboot"
+    for _ in range(lab.params["reboots"]):
+        with lab.step("reboot into a new boot"):
+            before = vm.boot_id
+            vm.reboot()
+            assert vm.boot_id != before, "boot id did not change across the reboot"
 
-    with lab.step("disks and data survive the reboot"):
-        vm.succeed("test -b /dev/disk/by-id/virtio-data1 && test -b /dev/disk/by-id/virtio-data2")
-        vm.succeed("mount LABEL=data1 /mnt/data1 && sha256sum -c /root/blob.sha256")
+        with lab.step("disks and data survive the reboot"):
+            vm.succeed("test -b /dev/disk/by-id/virtio-data1 && test -b /dev/disk/by-id/virtio-data2")
+            vm.succeed("mount LABEL=data1 /mnt/data1 && sha256sum -c /root/blob.sha256 && umount /mnt/data1")

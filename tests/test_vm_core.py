@@ -55,14 +55,14 @@ def test_smoke_scenario_passes_and_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_a_second_run_restores_the_saved_guest(tmp_path: Path) -> None:
-    for attempt in ("first", "second"):
-        proc = _lab(["run", "smoke"], tmp_path / attempt)
+    for attempt in ("first", "second"):  # smoke's disks and data, without its reboot (the cold test reboots)
+        proc = _lab(["run", "smoke", "--set", "reboots=0"], tmp_path / attempt)
         assert proc.returncode == 0, proc.stderr[-4000:]
     first, second = _result(tmp_path / "first"), _result(tmp_path / "second")
     assert str(first["start"]).startswith("warm")  # this run saved the guest, or an earlier one did
     assert second["start"] == "warm"
     assert "restore" in second["phases"] and "boot" not in second["phases"]  # type: ignore[operator]
-    assert [s["status"] for s in second["steps"]] == ["passed"] * 4  # type: ignore[union-attr, index]
+    assert [s["status"] for s in second["steps"]] == ["passed"] * 2  # type: ignore[union-attr, index]
     assert _leftovers(str(second["run_id"])) == []
 
 

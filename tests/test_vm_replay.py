@@ -1,5 +1,6 @@
 """lab replay on a real sos report: a lab-atomic guest with a known layout writes one with bookworm's
-`sos report`, and a fresh guest replays it within the tolerances, item by item."""
+`sos report`, and a fresh guest replays it within the tolerances, item by item (nightly); make test
+replays the report such a run wrote (tests/data/sosreport-lab-atomic) from a user's pytest file."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def _lab(args: list[str], runs: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*LAB, *args], capture_output=True, text=True, timeout=3600, env=env, check=False)
 
 
-def test_a_hosts_sos_report_replays_into_a_fresh_guest(tmp_path: Path) -> None:
+@pytest.mark.nightly  # two lab-atomic guests and bookworm's sos under TCG (~6 min); make test replays the
+def test_a_hosts_sos_report_replays_into_a_fresh_guest(tmp_path: Path) -> None:  # report this made once
     source = _lab(["run", "sos-source"], tmp_path / "source")
     assert source.returncode == 0, source.stderr[-3000:]
     archive = next((tmp_path / "source" / "latest" / "evidence").glob("sosreport.tar.*"))
@@ -52,5 +54,8 @@ def test_a_pytest_reproduction_runs_on_the_replayed_host(tmp_path: Path) -> None
                           cwd=tmp_path, capture_output=True, text=True, timeout=1800, check=False,
                           env={**os.environ, "LAB_RUNS_DIR": str(tmp_path / "runs")})
     assert proc.returncode == 0, proc.stdout[-3000:]
-    table = next((tmp_path / "runs").glob("*/evidence/replay.md")).read_text()
-    assert "| atomicos/docker-pool | data% |" in table
+    run = next(path.parent for path in (tmp_path / "runs").glob("*/result.json"))
+    figures = json.loads((run / "result.json").read_text())["facts"]["replay"]
+    assert figures["items"] >= 15 and figures["matched"] == figures["items"], figures
+    table = (run / "evidence" / "replay.md").read_text()
+    assert "| atomicos/docker-pool | data% |" in table and "| /srv/old | mount |" in table
