@@ -29,6 +29,12 @@ def booting(text: str) -> bool:
     return any(BOOT_TIMELINE[stage].search(clean) for stage in ("firmware", "kernel"))
 
 
+def sshd_started(text: str) -> bool:
+    """Whether console output shows systemd's "Started ssh.service": from then on the guest answers on port 22,
+    however late a loaded guest sends its banner."""
+    return bool(BOOT_TIMELINE["sshd"].search(strip_ansi(text)))
+
+
 # What the console shows at milestones of a cold boot.
 MILESTONES = {
     "first_console_output": re.compile(r"\S"),

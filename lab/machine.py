@@ -70,11 +70,14 @@ class Machine(GuestShell):
         limit = self._limit(timeout, self.timeouts.boot)
 
         def connected(last: bool) -> bool | None:
+            if self.ssh.connected:  # a reboot's wait for the new boot id connected already
+                return True
             self._require_running("waiting for SSH")
-            stop = console.dead_end(self.get_console_text(self._boot_offset))
+            text = self.get_console_text(self._boot_offset)
+            stop = console.dead_end(text)
             if stop:
                 raise self._stuck(f"guest never answered SSH: its boot cannot go on, the console shows {stop!r}")
-            self.ssh.connect()
+            self.ssh.connect(patient=console.sshd_started(text))
             return True
 
         with self.log.nested(f"{self.name}: waiting for SSH on 127.0.0.1:{self.ssh.port}"):
@@ -205,10 +208,10 @@ class Machine(GuestShell):
 
             def new_boot(last: bool) -> str | None:
                 self._require_running("rebooting")
-                begun = console.booting(self.get_console_text(self._boot_offset))
-                if not (begun or last or time.monotonic() > quiet_until):
+                text = self.get_console_text(self._boot_offset)
+                if not (console.booting(text) or last or time.monotonic() > quiet_until):
                     return None  # still shutting down: the old boot's sshd may take a connection and then die
-                self.ssh.connect()
+                self.ssh.connect(patient=console.sshd_started(text))
                 try:
                     boot_id = self.ssh.run(BOOT_ID, timeout=self.timeouts(10)).stdout.strip()
                 except CommandTimeout:  # a connection that a dying sshd took

@@ -28,8 +28,10 @@ BANNER_TIMEOUT = 20.0
 CHANNEL_TIMEOUT = 30.0
 # QEMU's port forward accepts a connection at once, even while the guest cannot answer it (booting,
 # rebooting): such a connection hangs until a timeout, and a poll that waits out the handshake's limits
-# learns of a ready guest up to ~20 s late. A guest whose sshd listens sends its banner within a second or
-# two, so a connection without one within this (base) limit is given up and the next poll opens another.
+# learns of a ready guest up to ~20 s late. So until the guest's sshd is known to listen, a connection
+# without a banner within this (base) limit is given up and the next poll opens another. Once it listens
+# (`connect(patient=True)`), the banner is waited for in full: a loaded guest's sshd took longer than the
+# probe to fork and send it, and every probe given up cost it another sshd start, late, in its backlog.
 BANNER_PROBE = 4.0
 LOG_CHANNEL = "lab.paramiko"  # paramiko's loggers, unless a run gives its own (Log.child)
 
@@ -209,8 +211,9 @@ class SshSession:
                                   f"not one the guest announced ({', '.join(sorted(fingerprints))})")
         self._host_key.pinned = fingerprints
 
-    def connect(self) -> None:
-        """One attempt; callers poll with `lab.retry.wait_until`."""
+    def connect(self, *, patient: bool = False) -> None:
+        """One attempt; callers poll with `lab.retry.wait_until`. `patient`: the guest's sshd is known to listen,
+        so its banner is waited for as long as any handshake step, not just `BANNER_PROBE`."""
         self.close()
         client = paramiko.SSHClient()
         client.set_log_channel(self.log_channel)
@@ -220,7 +223,7 @@ class SshSession:
         try:
             sock = self.jump.channel(self.port, timeout) if self.jump else \
                 socket.create_connection((self.host, self.port), timeout=timeout)
-            head = _await_banner(sock, BANNER_PROBE * self.scale)
+            head = _await_banner(sock, banner if patient else BANNER_PROBE * self.scale)
             client.connect(self.host, port=self.port, username=self.user, pkey=self.key.pkey(),
                            sock=_Replayed(sock, head),  # type: ignore[arg-type]
                            timeout=timeout, banner_timeout=banner, auth_timeout=banner,

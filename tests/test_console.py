@@ -18,6 +18,8 @@ def test_a_reboot_has_begun_once_firmware_or_a_kernel_shows() -> None:
     assert not console.booting("[  OK  ] Stopped ssh.service - OpenBSD Secure Shell server.\n")
     assert console.booting("reboot: Restarting system\nSeaBIOS (version 1.16.2)\n")
     assert console.booting("[    0.000000] Linux version 6.1.0-57-cloud-amd64\n")
+    assert console.sshd_started("[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39mssh.service\x1b[0m - OpenBSD Secure")
+    assert not console.sshd_started("[  OK  ] Stopped ssh.service - OpenBSD Secure Shell server.\n")
 
 
 def test_dead_ends_are_recognised() -> None:

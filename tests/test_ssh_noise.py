@@ -115,3 +115,32 @@ def test_a_connection_without_a_banner_is_given_up_soon(tmp_path: Path) -> None:
         session.connect()
     assert time.monotonic() - start < ssh.CONNECT_TIMEOUT * 0.25
     server.close()
+
+
+def test_once_sshd_listens_a_late_banner_is_waited_for(tmp_path: Path) -> None:
+    """A loaded guest's sshd sent its banner later than the probe: each probe given up cost it one more sshd
+    start. Once the console shows sshd started, connect(patient=True) waits for the banner."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def late_banner() -> None:
+        conn = server.accept()[0]
+        time.sleep(2.0)  # later than the probe (4 s x 0.25), sooner than the banner limit (20 s x 0.25)
+        conn.sendall(b"SSH-2.0-late\r\n")
+        time.sleep(1.0)
+        conn.close()
+
+    threading.Thread(target=late_banner, daemon=True).start()
+    session = ssh.SshSession("127.0.0.1", server.getsockname()[1], "lab", ssh.KeyPair.generate(tmp_path / "k", "t"),
+                             scale=0.25)
+    from lab.errors import SshUnavailable
+
+    with pytest.raises(SshUnavailable) as failed:
+        session.connect(patient=True)
+    assert "no SSH banner" not in str(failed.value)  # the banner came; the fake server then hung up
+    server.close()
