@@ -19,7 +19,10 @@ BOOT_TIMELINE = {
     "grub": re.compile(r"GNU GRUB|Booting `|Loading Linux"),
     "kernel": re.compile(r"Linux version \d"),
     "systemd": re.compile(r"Welcome to .*Linux"),
-    "sshd": re.compile(r"Started ssh\.service"),
+    # systemd's status line once sshd listens: "ssh.service - OpenBSD Secure Shell server" (Debian), older
+    # systemd's description only ("OpenSSH server daemon" on Fedora and CentOS), or its socket unit
+    "sshd": re.compile(r"Started (sshd?\.service|OpenSSH server daemon|OpenBSD Secure Shell server)|"
+                       r"Listening on (sshd?\.socket|OpenSSH Server Socket|OpenBSD Secure Shell server socket)"),
 }
 
 
@@ -29,10 +32,18 @@ def booting(text: str) -> bool:
     return any(BOOT_TIMELINE[stage].search(clean) for stage in ("firmware", "kernel"))
 
 
-def sshd_started(text: str) -> bool:
-    """Whether console output shows systemd's "Started ssh.service": from then on the guest answers on port 22,
-    however late a loaded guest sends its banner."""
-    return bool(BOOT_TIMELINE["sshd"].search(strip_ansi(text)))
+_STATUS = re.compile(r"\[  OK  \] ")
+
+
+def sshd_state(text: str) -> str:
+    """Where sshd is in the boot that console output (since a boot or reboot was asked for) shows: "started"
+    (it listens; a loaded guest may still send its banner late), "pending" (systemd reports units on this
+    console, in the shutdown before the boot or in the boot, and sshd is not among them yet: a connection now
+    is answered late or not at all) or "unknown" (nothing to go by: probe)."""
+    clean = strip_ansi(text)
+    if BOOT_TIMELINE["sshd"].search(clean):
+        return "started"
+    return "pending" if _STATUS.search(clean) else "unknown"
 
 
 # What the console shows at milestones of a cold boot.

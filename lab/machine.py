@@ -27,6 +27,7 @@ KEY_ENTER, KEY_HOME, KEY_DOWN = 28, 102, 108  # Linux input keycodes, for libvir
 # Base seconds a reboot may go without its console showing firmware or a kernel before the lab polls SSH
 # anyway (an image whose console stays quiet).
 QUIET_CONSOLE = 60.0
+SSHD_GRACE = 150.0  # base seconds a boot's console may show systemd at work before the lab probes SSH anyway
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
 JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
 LIST_BOOTS = "journalctl --list-boots --no-pager"
@@ -69,6 +70,8 @@ class Machine(GuestShell):
     def wait_for_ssh(self, *, timeout: float | None = None) -> None:
         limit = self._limit(timeout, self.timeouts.boot)
 
+        give_up_on_console = time.monotonic() + self.timeouts(SSHD_GRACE)
+
         def connected(last: bool) -> bool | None:
             if self.ssh.connected:  # a reboot's wait for the new boot id connected already
                 return True
@@ -77,14 +80,24 @@ class Machine(GuestShell):
             stop = console.dead_end(text)
             if stop:
                 raise self._stuck(f"guest never answered SSH: its boot cannot go on, the console shows {stop!r}")
-            self.ssh.connect(patient=console.sshd_started(text))
-            return True
+            return self._connect_once_sshd_may_answer(text, last or time.monotonic() > give_up_on_console)
 
         with self.log.nested(f"{self.name}: waiting for SSH on 127.0.0.1:{self.ssh.port}"):
             try:
                 wait_until(connected, what=f"SSH on 127.0.0.1:{self.ssh.port}", timeout=limit, interval=2.0)
             except WaitTimeout as exc:
                 raise self._stuck(f"guest never answered SSH: {exc}") from exc
+
+    def _connect_once_sshd_may_answer(self, text: str, anyway: bool) -> bool | None:
+        """Connect, unless the console shows systemd's status lines and no sshd started in this boot yet (and not
+        `anyway`). QEMU's port forward accepts at once and queues the guest's side until the guest's NIC has an
+        address (DHCP came 10 s after sshd listened): every probe given up still reached the guest later, each
+        one more sshd start ahead of the lab's own login (ready came 10-15 s after sshd listened)."""
+        state = console.sshd_state(text)
+        if state == "pending" and not anyway:
+            return None
+        self.ssh.connect(patient=state == "started")
+        return True
 
     def _stuck(self, what: str) -> BootTimeout:
         """A boot that ran out of time, saying which phase the console shows it stuck in."""
@@ -205,13 +218,15 @@ class Machine(GuestShell):
             self._unplanned = False  # the lab watches this one through to the next boot
             limit = self._limit(timeout, self.timeouts.boot)
             quiet_until = time.monotonic() + self.timeouts(QUIET_CONSOLE)
+            give_up_on_console = time.monotonic() + self.timeouts(SSHD_GRACE)
 
             def new_boot(last: bool) -> str | None:
                 self._require_running("rebooting")
                 text = self.get_console_text(self._boot_offset)
                 if not (console.booting(text) or last or time.monotonic() > quiet_until):
                     return None  # still shutting down: the old boot's sshd may take a connection and then die
-                self.ssh.connect(patient=console.sshd_started(text))
+                if not self._connect_once_sshd_may_answer(text, last or time.monotonic() > give_up_on_console):
+                    return None
                 try:
                     boot_id = self.ssh.run(BOOT_ID, timeout=self.timeouts(10)).stdout.strip()
                 except CommandTimeout:  # a connection that a dying sshd took

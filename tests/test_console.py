@@ -18,8 +18,19 @@ def test_a_reboot_has_begun_once_firmware_or_a_kernel_shows() -> None:
     assert not console.booting("[  OK  ] Stopped ssh.service - OpenBSD Secure Shell server.\n")
     assert console.booting("reboot: Restarting system\nSeaBIOS (version 1.16.2)\n")
     assert console.booting("[    0.000000] Linux version 6.1.0-57-cloud-amd64\n")
-    assert console.sshd_started("[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39mssh.service\x1b[0m - OpenBSD Secure")
-    assert not console.sshd_started("[  OK  ] Stopped ssh.service - OpenBSD Secure Shell server.\n")
+
+
+def test_sshd_state_reads_systemds_status_lines_of_the_boot() -> None:
+    kernel = "[    0.000000] Linux version 6.1.0-57-cloud-amd64\n"
+    shutdown = "[  OK  ] Stopped ssh.service - OpenBSD Secure Shell server.\nreboot: Restarting system\n"
+    assert console.sshd_state("reboot: Restarting system\nSeaBIOS (version 1.16.2)\n" + kernel) == "unknown"
+    assert console.sshd_state(shutdown + "SeaBIOS (version 1.16.2)\n" + kernel) == "pending"  # a reboot's
+    pending = kernel + "[\x1b[0;32m  OK  \x1b[0m] Reached target \x1b[0;1;39mnetwork.target\x1b[0m\n"
+    assert console.sshd_state(pending) == "pending"
+    assert console.sshd_state(pending + "[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39mssh.service\x1b[0m - "
+                              "OpenBSD Secure Shell server.\n") == "started"
+    assert console.sshd_state(kernel + "[  OK  ] Started OpenSSH server daemon.\n") == "started"  # CentOS 7
+    assert console.sshd_state("") == "unknown"  # a restored guest's console says nothing
 
 
 def test_dead_ends_are_recognised() -> None:
