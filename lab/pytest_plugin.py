@@ -129,8 +129,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         chosen = set(map(id, shard(items, config.getoption("--lab-shard"), key=lambda item: item.nodeid)))
         config.hook.pytest_deselected(items=[item for item in items if id(item) not in chosen])
         items[:] = [item for item in items if id(item) in chosen]
-    items.sort(key=_cost, reverse=True)
+    items[:] = _longest_first(items, int(getattr(config, "workerinput", {}).get("workercount", 1)))
     config.stash[_IMAGES] = [image for item in items if (image := _image_of(item))]
+
+
+def _longest_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
+    """Longest first, dealt out like cards: xdist's worksteal hands each worker a contiguous share of the list,
+    so a plain sort gave the first worker every long scenario and left the longest of them to run last."""
+    ordered = sorted(items, key=_cost, reverse=True)
+    return [item for worker in range(workers) for item in ordered[worker::workers]]
 
 
 def _hypervisor_missing() -> str:

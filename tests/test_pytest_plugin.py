@@ -178,3 +178,14 @@ def test_lab_run_flags_reach_the_run(pytester: pytest.Pytester) -> None:
                        spec, {"n": 1}, "lab-atomic")
     assert (flagged.keep, flagged.keep_on_failure, flagged.sit, flagged.cold) == (True, True, True, True)
     assert (flagged.params, flagged.image) == ({"n": 1}, "lab-atomic")
+
+
+def test_longest_first_deals_the_long_tests_out_to_every_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """xdist's worksteal gives each worker a contiguous share of the list: each share starts with long ones."""
+    from lab import pytest_plugin
+
+    cost = {"ostree": 1800, "containers": 1200, "partition": 1000, "overlay": 900, "unit1": 0, "unit2": 0}
+    monkeypatch.setattr(pytest_plugin, "_cost", cost.__getitem__)
+    dealt = pytest_plugin._longest_first(list(cost), 2)  # type: ignore[arg-type]
+    assert dealt[:3] == ["ostree", "partition", "unit1"] and dealt[3:] == ["containers", "overlay", "unit2"]
+    assert pytest_plugin._longest_first(list(cost), 1) == list(cost)  # type: ignore[arg-type]
