@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 import libvirt
 
@@ -35,7 +36,7 @@ def booting(text: str) -> bool:
 _STATUS = re.compile(r"\[  OK  \] ")
 
 
-def sshd_state(text: str) -> str:
+def sshd_state(text: str) -> Literal["started", "pending", "unknown"]:
     """Where sshd is in the boot that console output (since a boot or reboot was asked for) shows: "started"
     (it listens; a loaded guest may still send its banner late), "pending" (systemd reports units on this
     console, in the shutdown before the boot or in the boot, and sshd is not among them yet: a connection now

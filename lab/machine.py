@@ -69,7 +69,6 @@ class Machine(GuestShell):
 
     def wait_for_ssh(self, *, timeout: float | None = None) -> None:
         limit = self._limit(timeout, self.timeouts.boot)
-
         give_up_on_console = time.monotonic() + self.timeouts(SSHD_GRACE)
 
         def connected(last: bool) -> bool | None:
@@ -80,7 +79,7 @@ class Machine(GuestShell):
             stop = console.dead_end(text)
             if stop:
                 raise self._stuck(f"guest never answered SSH: its boot cannot go on, the console shows {stop!r}")
-            return self._connect_once_sshd_may_answer(text, last or time.monotonic() > give_up_on_console)
+            return self._connect_once_sshd_may_answer(text, last, give_up_on_console)
 
         with self.log.nested(f"{self.name}: waiting for SSH on 127.0.0.1:{self.ssh.port}"):
             try:
@@ -88,13 +87,14 @@ class Machine(GuestShell):
             except WaitTimeout as exc:
                 raise self._stuck(f"guest never answered SSH: {exc}") from exc
 
-    def _connect_once_sshd_may_answer(self, text: str, anyway: bool) -> bool | None:
-        """Connect, unless the console shows systemd's status lines and no sshd started in this boot yet (and not
-        `anyway`). QEMU's port forward accepts at once and queues the guest's side until the guest's NIC has an
-        address (DHCP came 10 s after sshd listened): every probe given up still reached the guest later, each
-        one more sshd start ahead of the lab's own login (ready came 10-15 s after sshd listened)."""
+    def _connect_once_sshd_may_answer(self, text: str, last: bool, give_up_at: float) -> bool | None:
+        """Connect, unless the console shows systemd's status lines and no sshd started in this boot yet (until
+        the wait's last try or `give_up_at`, for a console that never shows it). QEMU's port forward accepts at
+        once and queues the guest's side until the guest's NIC has an address (DHCP came 10 s after sshd
+        listened): every probe given up still reached the guest later, each one more sshd start ahead of the
+        lab's own login (ready came 10-15 s after sshd listened)."""
         state = console.sshd_state(text)
-        if state == "pending" and not anyway:
+        if state == "pending" and not (last or time.monotonic() > give_up_at):
             return None
         self.ssh.connect(patient=state == "started")
         return True
@@ -225,7 +225,7 @@ class Machine(GuestShell):
                 text = self.get_console_text(self._boot_offset)
                 if not (console.booting(text) or last or time.monotonic() > quiet_until):
                     return None  # still shutting down: the old boot's sshd may take a connection and then die
-                if not self._connect_once_sshd_may_answer(text, last or time.monotonic() > give_up_on_console):
+                if not self._connect_once_sshd_may_answer(text, last, give_up_on_console):
                     return None
                 try:
                     boot_id = self.ssh.run(BOOT_ID, timeout=self.timeouts(10)).stdout.strip()
