@@ -34,17 +34,22 @@ def booting(text: str) -> bool:
 
 
 _STATUS = re.compile(r"\[  OK  \] ")
+# A getty's prompt on the console: systemd writes no more status lines there while a getty holds it.
+_LOGIN_PROMPT = re.compile(r"^\S+ login: ", re.MULTILINE)
 
 
 def sshd_state(text: str) -> Literal["started", "pending", "unknown"]:
     """Where sshd is in the boot that console output (since a boot or reboot was asked for) shows: "started"
     (it listens; a loaded guest may still send its banner late), "pending" (systemd reports units on this
     console, in the shutdown before the boot or in the boot, and sshd is not among them yet: a connection now
-    is answered late or not at all) or "unknown" (nothing to go by: probe)."""
+    is answered late or not at all) or "unknown" (nothing to go by, or a getty took the console after the last
+    status line, so sshd's would not show: probe)."""
     clean = strip_ansi(text)
     if BOOT_TIMELINE["sshd"].search(clean):
         return "started"
-    return "pending" if _STATUS.search(clean) else "unknown"
+    last_status = max((m.start() for m in _STATUS.finditer(clean)), default=-1)
+    last_prompt = max((m.start() for m in _LOGIN_PROMPT.finditer(clean)), default=-1)
+    return "pending" if last_status > last_prompt else "unknown"
 
 
 # What the console shows at milestones of a cold boot.
@@ -74,6 +79,15 @@ def panic_line(text: str) -> str | None:
     """The kernel's panic line, if the console shows one."""
     match = _PANIC.search(text)
     return match.group(0).strip() if match else None
+
+
+# The kernel's last line before the machine restarts: a reboot, or a panic with a reboot timeout (panic=N).
+_RESTART = re.compile(r"reboot: Restarting system|Rebooting in \d+ seconds")
+
+
+def restarting(text: str) -> bool:
+    """Whether the console shows the kernel restarting the machine (not powering it off)."""
+    return _RESTART.search(text) is not None
 
 
 # A boot that ends here never reaches SSH: waiting longer cannot help.

@@ -162,7 +162,7 @@ def render_domain_xml(spec: DomainSpec) -> str:
     if spec.domain_type == "kvm":
         _sub(root, "cpu", mode="host-passthrough")
     _sub(root, "on_poweroff", "destroy")
-    _sub(root, "on_reboot", "restart")
+    _sub(root, "on_reboot", "destroy")  # the lab powers it on again: see lab.guest_domain
     _sub(root, "on_crash", "destroy")
     devices = _sub(root, "devices")
     for index, disk in enumerate(spec.disks):
@@ -204,6 +204,7 @@ def retarget_saved_xml(saved_xml: str, spec: DomainSpec) -> str:
         _text(disk, "source").set("file", paths[serial])
         for chain in disk.findall("backingStore"):
             disk.remove(chain)
+    _text(root, "on_reboot").text = "destroy"  # saved before reboots were power cycles
     for source in (*root.iterfind("devices/serial/source"), *root.iterfind("devices/console/source")):
         source.set("path", spec.console_path)
     args = root.findall(f"{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}arg")

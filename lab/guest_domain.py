@@ -1,10 +1,16 @@
-"""One lab guest's libvirt domain: start, save and restore, reset, keys, disks, metadata, destroy.
+"""One lab guest's libvirt domain: start, save and restore, reboots, reset, keys, disks, metadata, destroy.
 
 The Machine (lab.machine) holds one and speaks to the guest; this is the hypervisor's side only.
+
+A guest's reboot is a power cycle: its domain's on_reboot is destroy, and the domain is created again from
+its last definition (hot-plugged disks included) as soon as the lab finds it stopped with its kernel
+restarting on the console. Under TCG a fresh QEMU boots faster than one reset in place: a lab-bookworm
+reboot's kernel and initramfs took 11-18 s in place against 7 s from a fresh process, the same disk.
 """
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -12,35 +18,85 @@ from pathlib import Path
 
 import libvirt
 
+from lab import console
 from lab.console import ConsoleStream
 from lab.domain import LAB_NS, DiskSpec, DomainSpec, render_disk_xml, render_domain_xml
 from lab.errors import HarnessError
 from lab.hypervisor import create_domain, destroy_domain
 
+CONSOLE_LAG = 1.5  # seconds the console file may trail a stopped guest's last line (virtlogd copies it)
+
 
 class GuestDomain:
-    def __init__(self, spec: DomainSpec, conn: libvirt.virConnect, *, autodestroy: bool = True) -> None:
+    def __init__(self, spec: DomainSpec, conn: libvirt.virConnect, *, autodestroy: bool = True,
+                 on_power_cycle: Callable[[str], None] = lambda why: None) -> None:
         self.spec, self.conn, self.autodestroy = spec, conn, autodestroy
         self.label = spec.name.rsplit("-", 1)[-1]
+        self.on_power_cycle = on_power_cycle
         self._dom: libvirt.virDomain | None = None
         self._console_stream: ConsoleStream | None = None  # copies a remote guest's console into its file
+        self._xml = ""  # the running domain's definition, to create it again at a reboot
+        self._powered_on_at = 0  # where this power-on's console output begins
+        self._stopped = False  # found stopped for good (powered off, or crashed)
 
     def start(self) -> None:
         """Create the domain; returns at once."""
+        self._create(render_domain_xml(self.spec))
+
+    def _create(self, xml: str) -> None:
         flags = libvirt.VIR_DOMAIN_START_AUTODESTROY if self.autodestroy else 0
+        self._powered_on_at = self._console_size()
         try:
             self._dom, self._console_stream = create_domain(
-                self.conn, render_domain_xml(self.spec), flags,
-                Path(self.spec.console_path) if self.spec.console_stream else None)
+                self.conn, xml, flags, Path(self.spec.console_path) if self.spec.console_stream else None)
         except libvirt.libvirtError as exc:
             raise HarnessError(f"{self.label}: libvirt refused to start {self.spec.name}: "
                                f"{exc.get_error_message()}") from exc
+        self._remember()
+
+    def _remember(self) -> None:
+        """Keep the running domain's definition as it is now (disks plugged or unplugged included)."""
+        self._xml = self._running().XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+        self._stopped = False
 
     def is_running(self) -> bool:
+        """Whether the guest is up. A guest found stopped with its kernel restarting on the console is
+        powered on again first, as QEMU would have reset it in place."""
+        if self._active():
+            return True
+        if self._dom is None or self._stopped or not self._xml:
+            return False
+        deadline = time.monotonic() + CONSOLE_LAG
+        while not console.restarting(self._console_since_power_on()):
+            if time.monotonic() > deadline:
+                self._stopped = True
+                return False
+            time.sleep(0.3)
+        self._power_cycle("its kernel restarted")
+        return True
+
+    def _active(self) -> bool:
         try:
             return bool(self._dom and self._dom.isActive())
         except libvirt.libvirtError:
             return False
+
+    def _power_cycle(self, why: str) -> None:
+        if self._dom is not None:
+            destroy_domain(self._dom)
+        if self._console_stream is not None:
+            self._console_stream.stop()
+        self._create(self._xml)
+        self.on_power_cycle(why)
+
+    def _console_size(self) -> int:
+        path = Path(self.spec.console_path)
+        return path.stat().st_size if path.exists() else 0
+
+    def _console_since_power_on(self) -> str:
+        with Path(self.spec.console_path).open("rb") as text:
+            text.seek(self._powered_on_at)
+            return text.read().decode(errors="replace")
 
     def save(self, path: Path) -> None:
         """Save the running guest to `path`; the domain is gone afterwards."""
@@ -60,10 +116,24 @@ class GuestDomain:
             self._dom = self._lookup()
         if self._dom is None:
             raise HarnessError(f"{self.label}: libvirt restored {save_file} but {self.spec.name} is not there")
+        self._powered_on_at = self._console_size()
+        self._remember()
 
     def reset(self) -> None:
-        """The reset button."""
-        self._running().reset(0)
+        """The reset button: a power cycle, as every reboot of the lab's guests."""
+        self._running()
+        self._power_cycle("the reset button")
+
+    def hand_over(self) -> str:
+        """From now on the guest reboots in place (a kept guest: no lab is there to power it on again);
+        returns what went wrong, if anything."""
+        try:
+            self._running().setLifecycleAction(libvirt.VIR_DOMAIN_LIFECYCLE_REBOOT,
+                                               libvirt.VIR_DOMAIN_LIFECYCLE_ACTION_RESTART,
+                                               libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except libvirt.libvirtError as exc:
+            return f"a reboot inside it powers it off (libvirt: {exc.get_error_message()})"
+        return ""
 
     def send_keys(self, keycodes: Sequence[int]) -> None:
         """Press and release each key (Linux input keycodes) in turn, as at the guest's keyboard."""
@@ -77,10 +147,12 @@ class GuestDomain:
         dom.detachDeviceFlags(render_disk_xml(self.spec, serial), libvirt.VIR_DOMAIN_AFFECT_LIVE)
         wait(lambda last: None if f"<serial>{serial}</serial>" in dom.XMLDesc() else True,
              f"disk {serial} to leave the domain")
+        self._remember()
 
     def attach_disk(self, serial: str) -> None:
         """Plug in a disk of this domain's spec (one `detach_disk` took away, or a restore left out)."""
         self._running().attachDeviceFlags(render_disk_xml(self.spec, serial), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        self._remember()
 
     def adopt_disk(self, disk: DiskSpec) -> None:
         """Plug in a disk another guest let go of; it becomes this domain's next disk."""
@@ -94,6 +166,7 @@ class GuestDomain:
         element = ET.Element("run", {**attributes, **self.spec.metadata})
         self._running().setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, ET.tostring(element, "unicode"),
                                     "lab", LAB_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        self._remember()
 
     def destroy(self) -> None:
         if self._dom is not None:

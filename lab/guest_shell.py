@@ -270,6 +270,7 @@ class GuestShell:
         regex = re.compile(pattern)
 
         def seen(last: bool) -> str | None:
+            self.is_running()  # a guest whose kernel restarted is powered on again (see lab.guest_domain)
             match = regex.search(self.get_console_text(since))
             if match:
                 return match.string[match.string.rfind("\n", 0, match.start()) + 1:match.end()]

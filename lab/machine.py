@@ -48,7 +48,9 @@ CLOUD_INIT_DONE = (f"test -e {CLOUD_INIT_OFF} || {{ "
 class Machine(GuestShell):
     def __init__(self, spec: DomainSpec, conn: libvirt.virConnect, ssh: SshSession, log: Log,
                  timeouts: Timeouts, *, autodestroy: bool = True) -> None:
-        super().__init__(GuestDomain(spec, conn, autodestroy=autodestroy), ssh, log, timeouts)
+        domain = GuestDomain(spec, conn, autodestroy=autodestroy,
+                             on_power_cycle=lambda why: log.info(f"{self.name}: {why}: powered on again"))
+        super().__init__(domain, ssh, log, timeouts)
         self.boots = 0
         self.degraded: list[str] = []  # "boot N: unit" for each unit failed when a boot was ready
         self.journals: list[str] = []  # the journals of boots that ended in a reboot
@@ -177,6 +179,7 @@ class Machine(GuestShell):
     def restore(self, save_file: Path, extra_disks: tuple[str, ...]) -> None:
         """Start from a save file written for this machine (see lab.warm), then hot-plug the disks
         with the serials `extra_disks`, as an operator adds disks to a live host."""
+        self._boot_offset = self.get_console_size()  # a restored guest prints nothing: no boot to read
         with self.log.nested(f"{self.name}: restoring a saved guest"):
             self.domain.restore(save_file)
         for serial in extra_disks:
@@ -312,6 +315,9 @@ class Machine(GuestShell):
         """Close the lab's connection and say how to log in (a kept guest): user, port, key file, the
         host key the lab pinned."""
         self.ssh.close()
+        trouble = self.domain.hand_over()
+        if trouble:
+            self.log.warning(f"{self.name}: {trouble}")
         return {"user": self.ssh.user, "port": self.spec.ssh_port, "key": str(self.ssh.key.private_path),
                 "host_key": self.ssh.pinned_key}
 

@@ -188,3 +188,38 @@ def test_a_guest_gets_only_the_cpus_other_guests_and_starting_runs_leave_free(tm
     (tmp_path / "vcpus" / "dddd4444").write_text("999999999 12\n")  # a run that died without releasing
     assert reserve_vcpus(conn, tmp_path, "eeee5555", 8) == 8
     assert not (tmp_path / "vcpus" / "dddd4444").exists()
+
+
+def _stop_outside_the_lab(machine: Machine, last_console_line: str) -> None:
+    """The guest's kernel prints its last line and QEMU ends (on_reboot is destroy)."""
+    with Path(machine.spec.console_path).open("a") as console:
+        console.write(f"[   42.000000] {last_console_line}\n")
+    machine.domain.conn.lookupByName(machine.spec.name).destroy()
+
+
+def test_a_guest_whose_kernel_restarted_is_powered_on_again(pool: Pool, tmp_path: Path) -> None:
+    machine = _machine(pool, secrets.token_hex(4), tmp_path)
+    machine.start()
+    _stop_outside_the_lab(machine, "reboot: Restarting system")
+    assert machine.is_running()
+    assert machine.domain.conn.lookupByName(machine.spec.name).isActive()
+    machine.destroy()
+
+
+def test_a_guest_that_powered_off_stays_off(pool: Pool, tmp_path: Path) -> None:
+    machine = _machine(pool, secrets.token_hex(4), tmp_path)
+    machine.start()
+    _stop_outside_the_lab(machine, "reboot: Power down")
+    assert not machine.is_running()
+    assert machine.spec.name not in [d.name for d in lab_domains(pool.conn)]
+    machine.destroy()
+
+
+def test_an_earlier_power_on_s_restart_does_not_count(pool: Pool, tmp_path: Path) -> None:
+    machine = _machine(pool, secrets.token_hex(4), tmp_path)
+    machine.start()
+    _stop_outside_the_lab(machine, "reboot: Restarting system")
+    assert machine.is_running()  # powered on again: its console from here on is a new power-on's
+    _stop_outside_the_lab(machine, "reboot: Power down")
+    assert not machine.is_running()
+    machine.destroy()
