@@ -92,6 +92,7 @@ def _saved_xml() -> str:
     root = ET.fromstring(render_domain_xml(_spec(name="lab-run-aaaa0000-vm1", run_id="aaaa0000", disks=(
         DiskSpec("/pool/warm-root.qcow2", "lab-root"), DiskSpec("/pool/warm-seed.iso", "cidata", "raw", True)))))
     ET.SubElement(root, "uuid").text = "11111111-2222-3333-4444-555555555555"
+    root.find("on_reboot").text = "restart"  # type: ignore[union-attr]  # saved before reboots were power cycles
     chain = ET.SubElement(root.find("devices/disk"), "backingStore", type="file")  # type: ignore[arg-type]
     ET.SubElement(chain, "source", file="/pool/image-base.qcow2")
     return ET.tostring(root, encoding="unicode")
@@ -107,6 +108,7 @@ def test_a_saved_guest_is_made_this_machines_own() -> None:
     assert [(d.findtext("serial"), d.find("source").get("file")) for d in disks] == [  # type: ignore[union-attr]
         ("lab-root", "/pool/run-root.qcow2"), ("cidata", "/pool/warm-seed.iso")]  # data1 is hot-plugged later
     assert root.find("devices/disk/backingStore") is None  # libvirt probes the new chain
+    assert root.findtext("on_reboot") == "destroy"  # the lab powers it on again (lab.guest_domain)
     assert root.find("devices/serial/source").get("path") == "/runs/x/console.log"  # type: ignore[union-attr]
     runs = root.findall(f"metadata/{{{LAB_NS}}}run")
     assert [r.get("id") for r in runs] == ["0123abcd"]

@@ -223,3 +223,13 @@ def test_an_earlier_power_on_s_restart_does_not_count(pool: Pool, tmp_path: Path
     _stop_outside_the_lab(machine, "reboot: Power down")
     assert not machine.is_running()
     machine.destroy()
+
+
+def test_a_kept_guest_reboots_in_place(pool: Pool, tmp_path: Path) -> None:
+    machine = _machine(pool, secrets.token_hex(4), tmp_path)
+    machine.start()
+    dom = pool.conn.lookupByName(machine.spec.name)
+    assert "<on_reboot>destroy</on_reboot>" in dom.XMLDesc()  # the lab powers it on again
+    machine.hand_over()
+    assert "<on_reboot>restart</on_reboot>" in dom.XMLDesc()  # no lab is there to do it
+    machine.destroy()
