@@ -9,6 +9,7 @@
    local sshd on 127.0.0.1 plays it: scripts/loopback-remote.sh).
 4. With BENCH_BUILD=1, the cold build time of lab-atomic (`lab images build lab-atomic`: mmdebstrap,
    builder VM, upload; some minutes).
+`BENCH_PARTS` picks the tables (default: boots build parallel remote).
 """
 
 from __future__ import annotations
@@ -138,11 +139,12 @@ def boot_table(runs: Path) -> None:
 
 
 def main() -> None:
+    parts = os.environ.get("BENCH_PARTS", "boots build parallel remote").split()
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
-        boot_table(Path(tmp))
-        build_table()
-        parallel_table(Path(tmp))
-        remote_table(Path(tmp))
+        for name, table in (("boots", boot_table), ("build", lambda _: build_table()),
+                            ("parallel", parallel_table), ("remote", remote_table)):
+            if name in parts:
+                table(Path(tmp))
 
 
 if __name__ == "__main__":
