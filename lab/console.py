@@ -132,6 +132,21 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+def size(path: Path) -> int:
+    """Where a console capture ends now (0 before it exists): an offset for `read`."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def read(path: Path, since: int = 0) -> str:
+    """A console capture from offset `since` on, with the serial line's carriage returns dropped."""
+    with path.open("rb") as console:
+        console.seek(since)
+        return console.read().decode(errors="replace").replace("\r", "")
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
         text = path.read_text(errors="replace")

@@ -10,7 +10,6 @@ reboot's kernel and initramfs took 11-18 s in place against 7 s from a fresh pro
 
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -23,6 +22,7 @@ from lab.console import ConsoleStream
 from lab.domain import LAB_NS, DiskSpec, DomainSpec, render_disk_xml, render_domain_xml
 from lab.errors import HarnessError
 from lab.hypervisor import create_domain, destroy_domain
+from lab.retry import wait_until
 
 CONSOLE_LAG = 1.5  # seconds the console file may trail a stopped guest's last line (virtlogd copies it)
 
@@ -39,16 +39,20 @@ class GuestDomain:
         self._powered_on_at = 0  # where this power-on's console output begins
         self._stopped = False  # found stopped for good (powered off, or crashed)
 
+    @property
+    def console_path(self) -> Path:
+        return Path(self.spec.console_path)
+
     def start(self) -> None:
         """Create the domain; returns at once."""
         self._create(render_domain_xml(self.spec))
 
     def _create(self, xml: str) -> None:
         flags = libvirt.VIR_DOMAIN_START_AUTODESTROY if self.autodestroy else 0
-        self._powered_on_at = self._console_size()
+        self._powered_on_at = console.size(self.console_path)
         try:
             self._dom, self._console_stream = create_domain(
-                self.conn, xml, flags, Path(self.spec.console_path) if self.spec.console_stream else None)
+                self.conn, xml, flags, self.console_path if self.spec.console_stream else None)
         except libvirt.libvirtError as exc:
             raise HarnessError(f"{self.label}: libvirt refused to start {self.spec.name}: "
                                f"{exc.get_error_message()}") from exc
@@ -66,14 +70,16 @@ class GuestDomain:
             return True
         if self._dom is None or self._stopped or not self._xml:
             return False
-        deadline = time.monotonic() + CONSOLE_LAG
-        while not console.restarting(self._console_since_power_on()):
-            if time.monotonic() > deadline:
-                self._stopped = True
-                return False
-            time.sleep(0.3)
+        restarted = wait_until(lambda last: True if self._console_shows_restart() else (False if last else None),
+                               what=f"{self.label}'s last console line", timeout=CONSOLE_LAG, interval=0.3)
+        if not restarted:
+            self._stopped = True
+            return False
         self._power_cycle("its kernel restarted")
         return True
+
+    def _console_shows_restart(self) -> bool:
+        return console.restarting(console.read(self.console_path, self._powered_on_at))
 
     def _active(self) -> bool:
         try:
@@ -88,15 +94,6 @@ class GuestDomain:
             self._console_stream.stop()
         self._create(self._xml)
         self.on_power_cycle(why)
-
-    def _console_size(self) -> int:
-        path = Path(self.spec.console_path)
-        return path.stat().st_size if path.exists() else 0
-
-    def _console_since_power_on(self) -> str:
-        with Path(self.spec.console_path).open("rb") as text:
-            text.seek(self._powered_on_at)
-            return text.read().decode(errors="replace")
 
     def save(self, path: Path) -> None:
         """Save the running guest to `path`; the domain is gone afterwards."""
@@ -116,7 +113,7 @@ class GuestDomain:
             self._dom = self._lookup()
         if self._dom is None:
             raise HarnessError(f"{self.label}: libvirt restored {save_file} but {self.spec.name} is not there")
-        self._powered_on_at = self._console_size()
+        self._powered_on_at = console.size(self.console_path)
         self._remember()
 
     def reset(self) -> None:

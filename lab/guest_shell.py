@@ -74,7 +74,7 @@ class GuestShell:
 
     @property
     def console_path(self) -> Path:
-        return Path(self.spec.console_path)
+        return self.domain.console_path
 
     def is_running(self) -> bool:
         return self.domain.is_running()
@@ -255,15 +255,10 @@ class GuestShell:
 
     def get_console_size(self) -> int:
         """Where the console capture ends now: an offset for `get_console_text` and `wait_for_console`."""
-        try:
-            return self.console_path.stat().st_size
-        except FileNotFoundError:
-            return 0
+        return console.size(self.console_path)
 
     def get_console_text(self, since: int = 0) -> str:
-        with self.console_path.open("rb") as console:
-            console.seek(since)
-            return console.read().decode(errors="replace").replace("\r", "")
+        return console.read(self.console_path, since)
 
     def wait_for_console(self, pattern: str, *, since: int = 0, timeout: float | None = None) -> str:
         """Poll the serial console from offset `since` until regex `pattern` shows; returns its line."""
