@@ -27,6 +27,9 @@ KEY_ENTER, KEY_HOME, KEY_DOWN = 28, 102, 108  # Linux input keycodes, for libvir
 # Base seconds a reboot may go without its console showing firmware or a kernel before the lab polls SSH
 # anyway (an image whose console stays quiet).
 QUIET_CONSOLE = 60.0
+# Seconds between looks at a booting guest: most looks read only its console (a local file), and a look
+# also powers the guest on again when it restarted (lab.guest_domain); 2 s cost a reboot 1-2 s on average.
+BOOT_POLL = 0.5
 SSHD_GRACE = 150.0  # base seconds a boot's console may show systemd at work before the lab probes SSH anyway
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
 JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
@@ -85,7 +88,7 @@ class Machine(GuestShell):
 
         with self.log.nested(f"{self.name}: waiting for SSH on 127.0.0.1:{self.ssh.port}"):
             try:
-                wait_until(connected, what=f"SSH on 127.0.0.1:{self.ssh.port}", timeout=limit, interval=2.0)
+                wait_until(connected, what=f"SSH on 127.0.0.1:{self.ssh.port}", timeout=limit, interval=BOOT_POLL)
             except WaitTimeout as exc:
                 raise self._stuck(f"guest never answered SSH: {exc}") from exc
 
@@ -244,7 +247,7 @@ class Machine(GuestShell):
 
             try:
                 wait_until(new_boot, what=f"{self.name} to come back with a new boot id", timeout=limit,
-                           interval=2.0)
+                           interval=BOOT_POLL)
             except WaitTimeout as exc:
                 raise self._stuck(str(exc)) from exc
             self.wait_for_boot(timeout=limit)
