@@ -112,9 +112,13 @@ class Recipe:
 
     @property
     def digest(self) -> str:
+        """Each file's place and bytes: an empty file (one that masks a unit or a generator) counts too."""
         h = hashlib.sha256()
         for path in self.files:
-            h.update(path.read_bytes())
+            data = path.read_bytes()
+            place = path.name if path == _BUILD_CODE else path.relative_to(self.path.parent).as_posix()
+            h.update(f"{place}\0{len(data)}\0".encode())
+            h.update(data)
         return h.hexdigest()[:12]
 
     def image(self) -> Image:

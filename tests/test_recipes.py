@@ -28,3 +28,12 @@ def test_a_change_in_the_overlay_changes_the_image(tmp_path: Path) -> None:
     after = Recipe.load(recipe)
     assert after.digest != before
     assert after.build["files"]["/etc/motd"] == "changed\n"
+
+
+def test_an_empty_file_added_to_the_overlay_changes_the_image(tmp_path: Path) -> None:
+    """An empty file masks a generator or a unit: the digest once hashed contents only, and missed it."""
+    shutil.copytree(IMAGES, tmp_path / "images")
+    recipe = tmp_path / "images" / "lab-bookworm.toml"
+    before = Recipe.load(recipe).digest
+    (tmp_path / "images" / "guest" / "etc" / "systemd" / "system-generators" / "a-masked-generator").touch()
+    assert Recipe.load(recipe).digest != before
