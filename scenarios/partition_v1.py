@@ -4,13 +4,21 @@ atomic-host-operator-blog.txt, "Disk partition scheme for RHEL Atomic Hosts": ro
 with ROOT_SIZE, a docker thin pool from the rest of the root VG, and /var/srv on a
 second disk in its own VG. Sizes are scaled to the lab's 10 GiB image disk.
 
-The /var/srv VG once came up inactive after some reboots (its PV seen by the initramfs first), and the
-boot fell into emergency mode; nightly reboots `reboots=8` times, where that race showed within a few.
+The /var/srv VG once came up inactive after some reboots, and the boot fell into emergency mode. The initramfs
+usually activates srv (its LVM udev rule sees every PV), and pvscan records each PV it handled in
+/run/lvm/pvs_online; after the switch to the real root bookworm's LVM activates a VG only from a PV event
+that completes it, so a VG the initramfs recorded but left inactive stays inactive. The image activates
+every VG at boot, as the Atomic hosts did (lab-lvm-activate.service, images/lab-atomic.toml).
+`pv_event=lost` makes that failing case happen at every reboot: srv is deactivated before udev's coldplug
+and its PV's events are kept from pvscan; srv must still come up, and vgchange's own lines in the journal
+show who brought it down and who up. Without lab-lvm-activate that boot times out on /dev/mapper/srv-srv
+and stops in emergency mode.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, root_vg
@@ -18,6 +26,26 @@ from lab.machine import Machine
 from lab.scenario import Disk, parse_size, scenario
 
 SRV_DISK = "/dev/disk/by-id/virtio-srv"
+# The old race's outcome, made to happen: srv left inactive by the time the real root's udev replays the events
+# (after the initramfs had activated it), and its PV's events kept from pvscan, which 69-lvm.rules runs only
+# for devices that blkid (60-persistent-storage.rules) typed LVM2_member.
+LOST_EVENT_FILES = {
+    "/etc/udev/rules.d/68-lab-lost-pv-event.rules":
+        'SUBSYSTEM=="block", ENV{ID_SERIAL}=="srv", ENV{DEVTYPE}=="partition", ENV{ID_FS_TYPE}="lost"\n',
+    "/etc/systemd/system/lab-srv-inactive.service": """\
+[Unit]
+Description=partition-v1 pv_event=lost: srv inactive after the initramfs, as the old reboot race left it
+DefaultDependencies=no
+Before=systemd-udev-trigger.service lab-lvm-activate.service local-fs-pre.target
+
+[Service]
+Type=oneshot
+ExecStart=/sbin/lvm vgchange -an srv
+
+[Install]
+WantedBy=sysinit.target
+""",
+}
 
 
 @scenario(
@@ -25,7 +53,8 @@ SRV_DISK = "/dev/disk/by-id/virtio-srv"
     "Partition scheme v1: ROOT_SIZE-grown xfs root, docker-pool thin pool in atomicos, /var/srv on its own disk+VG",
     image="lab-atomic",
     disks=(Disk("2G", "srv"),),
-    params={"root_size": "4G", "data_size": "40%FREE", "reboots": 1},
+    params={"root_size": "4G", "data_size": "40%FREE", "reboots": 1, "pv_event": "seen"},
+    choices={"pv_event": ("seen", "lost")},
     tags=("storage",),
     timeout=1200,
 )
@@ -57,11 +86,21 @@ def partition_v1(lab: ScenarioContext) -> None:
     with lab.step("the layout is as configured"):
         check_layout(lab, vm, pool, root, root_size, "before-reboot")
 
+    lost = lab.params["pv_event"] == "lost"
+    if lost:
+        with lab.step("from the next boot on, srv is inactive after the initramfs and its PV events never reach LVM"):
+            for path, text in LOST_EVENT_FILES.items():
+                vm.write_file(path, text)
+            vm.succeed("systemctl enable lab-srv-inactive.service")
+
     for boot in range(1, lab.params["reboots"] + 1):
         with lab.step(f"everything is the same after reboot {boot}"):
             vm.reboot()
             vm.wait_for_unit("docker.service", timeout=300)
             check_layout(lab, vm, pool, root, root_size, f"after-reboot-{boot}")
+        if lost:
+            with lab.step(f"reboot {boot}: the event was lost, and the image's activation brought srv up"):
+                require_activated_without_event(lab, vm, boot)
 
 
 def check_layout(lab: ScenarioContext, vm: Machine, pool: ThinPool, root: str, root_size: str, when: str) -> None:
@@ -83,3 +122,12 @@ def check_layout(lab: ScenarioContext, vm: Machine, pool: ThinPool, root: str, r
     assert set(space) == {"Data Space Used", "Data Space Total", "Data Space Available"}, space
     lab.record(f"docker_data_space_{when.replace('-', '_')}", space)
     assert vm.succeed("lvs --noheadings -o lv_active srv/srv").strip() == "active"
+
+
+def require_activated_without_event(lab: ScenarioContext, vm: Machine, boot: int) -> None:
+    """vgchange's own lines: srv went down before udev's coldplug, and lab-lvm-activate brought it up again."""
+    journal = vm.succeed("journalctl -b --no-pager -o cat -u lab-srv-inactive.service -u lab-lvm-activate.service")
+    lab.evidence(f"activation-after-reboot-{boot}.txt", journal)
+    counts = [int(m[1]) for m in re.finditer(r'(\d+) logical volume\(s\) in volume group "srv" now active', journal)]
+    assert counts[:1] == [0], f"srv was not deactivated first in this boot:\n{journal}"
+    assert any(n > 0 for n in counts[1:]), f"lab-lvm-activate did not activate srv after that:\n{journal}"
