@@ -138,11 +138,17 @@ def boot_table(runs: Path) -> None:
         print(f"  {image} {label}: {seen['analyze first']} | {seen['analyze reboot']}")
 
 
+TABLES = {"boots": boot_table, "build": lambda _: build_table(), "parallel": parallel_table, "remote": remote_table}
+
+
 def main() -> None:
-    parts = os.environ.get("BENCH_PARTS", "boots build parallel remote").split()
+    parts = os.environ.get("BENCH_PARTS", " ".join(TABLES)).split()
+    unknown = [part for part in parts if part not in TABLES]
+    if unknown:
+        print(f"BENCH_PARTS: no table {', '.join(unknown)} (choose from {', '.join(TABLES)})", file=sys.stderr)
+        sys.exit(2)
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
-        for name, table in (("boots", boot_table), ("build", lambda _: build_table()),
-                            ("parallel", parallel_table), ("remote", remote_table)):
+        for name, table in TABLES.items():
             if name in parts:
                 table(Path(tmp))
 
