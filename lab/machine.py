@@ -81,9 +81,7 @@ class Machine(GuestShell):
                 return True
             self._require_running("waiting for SSH")
             text = self.get_console_text(self._boot_offset)
-            stop = console.dead_end(text)
-            if stop:
-                raise self._stuck(f"guest never answered SSH: its boot cannot go on, the console shows {stop!r}")
+            self._require_no_dead_end(text, "guest never answered SSH")
             return self._connect_once_sshd_may_answer(text, last, give_up_on_console)
 
         with self.log.nested(f"{self.name}: waiting for SSH on 127.0.0.1:{self.ssh.port}"):
@@ -103,6 +101,12 @@ class Machine(GuestShell):
             return None
         self.ssh.connect(patient=state == "started")
         return True
+
+    def _require_no_dead_end(self, text: str, what: str) -> None:
+        """Stop waiting at once when the console shows a boot that no login can follow."""
+        stop = console.dead_end(text)
+        if stop:
+            raise self._stuck(f"{what}: its boot cannot go on, the console shows {stop!r}")
 
     def _stuck(self, what: str) -> BootTimeout:
         """A boot that ran out of time, saying which phase the console shows it stuck in."""
@@ -231,6 +235,7 @@ class Machine(GuestShell):
                 text = self.get_console_text(self._boot_offset)
                 if not (console.booting(text) or last or time.monotonic() > quiet_until):
                     return None  # still shutting down: the old boot's sshd may take a connection and then die
+                self._require_no_dead_end(text, "never came back from the reboot")
                 if not self._connect_once_sshd_may_answer(text, last, give_up_on_console):
                     return None
                 try:

@@ -6,6 +6,7 @@ import os
 import secrets
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from lab.cleanup import RunLock, inventory, reap, run_alive
 from lab.config import Config
 from lab.domain import DiskSpec, DomainSpec
+from lab.errors import BootTimeout
 from lab.guest_shell import Timeouts
 from lab.hypervisor import connect, lab_domains, release_vcpus, reserve_vcpus
 from lab.image import ImageCache
@@ -232,4 +234,21 @@ def test_a_kept_guest_reboots_in_place(pool: Pool, tmp_path: Path) -> None:
     assert "<on_reboot>destroy</on_reboot>" in dom.XMLDesc()  # the lab powers it on again
     machine.hand_over()
     assert "<on_reboot>restart</on_reboot>" in dom.XMLDesc()  # no lab is there to do it
+    machine.destroy()
+
+
+def test_a_reboot_into_emergency_mode_fails_at_once(pool: Pool, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reboot's wait reads the console: a boot that stopped in emergency mode fails when it shows, with the
+    line, not when the wait's limit runs out (partition-v1 without lab-lvm-activate waited 300 s)."""
+    machine = _machine(pool, secrets.token_hex(4), tmp_path)
+    machine.start()
+    monkeypatch.setattr(machine, "_keep_journal", lambda: None)
+    monkeypatch.setattr(machine, "_systemctl_soon", lambda verb: Path(machine.spec.console_path).write_text(
+        "[    0.000000] Linux version 6.1.0\n[  95.0] You are in emergency mode. After logging in, type ...\n"))
+    started = time.monotonic()
+    with pytest.raises(BootTimeout, match="never came back from the reboot: its boot cannot go on, the console "
+                                          "shows 'You are in emergency mode"):
+        machine.reboot(timeout=60)
+    assert time.monotonic() - started < 10
     machine.destroy()
