@@ -57,7 +57,7 @@ rm -rf "$tree"
 # from the builder otherwise); later deployments inherit its kernel arguments.
 ostree admin deploy --sysroot="$sysroot" --os="$osname" \
     --karg="root=/dev/mapper/$vg-root" --karg="rd.lvm.lv=$vg/root" --karg=rw \
-    --karg=console=ttyS0,115200 --karg=net.ifnames=0 --karg=apparmor=0 --karg=tsc=reliable "$ref"
+    --karg=console=ttyS0,115200 --karg=net.ifnames=0 --karg=apparmor=0 --karg=tsc=reliable --karg=norandmaps "$ref"
 deployment=$(echo "$sysroot/ostree/deploy/$osname/deploy/"*.0)
 cp -a "$var/." "$sysroot/ostree/deploy/$osname/var/"
 cat > "$deployment/etc/fstab" <<FSTAB
