@@ -31,7 +31,7 @@ QUIET_CONSOLE = 60.0
 # also powers the guest on again when it restarted (lab.guest_domain); 2 s cost a reboot 1-2 s on average.
 BOOT_POLL = 0.5
 SSHD_GRACE = 150.0  # base seconds a boot's console may show systemd at work before the lab probes SSH anyway
-# Shell builtins where they will do: each process costs about 0.25 s under TCG.
+# Shell builtins where they will do: under TCG every process costs tens to hundreds of milliseconds.
 BOOT_ID = "read -r boot_id </proc/sys/kernel/random/boot_id; echo \"$boot_id\""
 JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
 LIST_BOOTS = "journalctl --list-boots --no-pager"
