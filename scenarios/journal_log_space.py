@@ -19,8 +19,12 @@ from lab.scenario import scenario
 
 LIMIT_MIB = 24
 JOURNALD_CONF = f"[Journal]\nStorage=persistent\nSystemMaxUse={LIMIT_MIB}M\nSystemMaxFileSize=4M\n"
-# 4 KiB lines: journald's per-service rate limit (10000 messages in 30 s) is not what stops them
-CHATTY = "i=0; pad=$(head -c 4000 /dev/zero | tr '\\0' x); while :; do echo \"line $i $pad\"; i=$((i+1)); done"
+# Lines of about 4 KiB that journald cannot compress (it compresses every field over 512 bytes: with
+# lines of 4000 x's, 9216 of them and the rest of the journal took 17.1M of the 24M, and nothing was
+# deleted): a random pad, the same on every line. journald's per-service rate limit (10000 messages in
+# 30 s) is not what stops them.
+CHATTY = ("i=0; pad=$(head -c 3000 /dev/urandom | base64 | tr -d '\\n'); "
+          "while :; do echo \"line $i $pad\"; i=$((i+1)); done")
 ENOUGH = LIMIT_MIB * 1024 * 3 // 8  # lines of about 4 KiB each: half as much again as the limit holds
 USAGE = re.compile(r"take up ([\d.]+)([KMG])")
 
