@@ -46,7 +46,7 @@ def test_smoke_scenario_passes_and_leaves_nothing(tmp_path: Path) -> None:
     result = _result(tmp_path)
     assert result["status"] == "passed"
     assert result["start"] == "cold"
-    assert [s["status"] for s in result["steps"]] == ["passed"] * 2  # type: ignore[union-attr, index]
+    assert [s["status"] for s in result["steps"]] == ["passed"] * 3  # type: ignore[union-attr, index]
     run_dir = Path(str(result["artifacts"]))
     assert "Linux version" in (run_dir / "console.log").read_text(errors="replace")
     assert "$ lsblk -dbno SERIAL,SIZE" in (run_dir / "transcript.log").read_text()
@@ -62,7 +62,7 @@ def test_a_second_run_restores_the_saved_guest(tmp_path: Path) -> None:
     assert str(first["start"]).startswith("warm")  # this run saved the guest, or an earlier one did
     assert second["start"] == "warm"
     assert "restore" in second["phases"] and "boot" not in second["phases"]  # type: ignore[operator]
-    assert [s["status"] for s in second["steps"]] == ["passed"] * 4  # type: ignore[union-attr, index]
+    assert [s["status"] for s in second["steps"]] == ["passed"] * 6  # type: ignore[union-attr, index]
     assert _leftovers(str(second["run_id"])) == []
 
 

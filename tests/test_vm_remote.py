@@ -41,7 +41,7 @@ def test_smoke_on_a_remote_libvirt_host(remote_uri: str, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads((tmp_path / "runs" / "latest" / "result.json").read_text())
     assert result["start"] == "cold (warm starts need libvirt on this machine)"
-    assert [s["status"] for s in result["steps"]] == ["passed"] * 4
+    assert [s["status"] for s in result["steps"]] == ["passed"] * 6
     console = (Path(result["artifacts"]) / "console.log").read_text(errors="replace")
     assert "Linux version" in console and "SSH HOST KEY FINGERPRINTS" in console, "console stream is empty"
     config = Config.from_env()
