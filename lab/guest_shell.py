@@ -171,6 +171,13 @@ class GuestShell:
             status = self.execute(f"systemctl status --no-pager -n 20 {shlex.quote(unit)}").stdout
             raise ScenarioFailed(f"{self.name}: unit {unit} is {now}, expected {state}\n{status}")
 
+    def require_system_running(self) -> None:
+        """Fail the scenario unless systemd reports the system `running` now (booted, no unit failed)."""
+        state = self.execute("systemctl is-system-running").stdout.strip()
+        if state != "running":
+            failed = self.execute("systemctl --failed --no-legend --plain").stdout
+            raise ScenarioFailed(f"{self.name}: systemd reports {state!r}, expected 'running'; failed units:\n{failed}")
+
     def require_mount(self, path: str, source: str, fstype: str) -> None:
         """Fail the scenario unless `path` is a mount point of `source` with filesystem `fstype` now."""
         found = self.execute(f"findmnt -n -o SOURCE,FSTYPE --mountpoint {shlex.quote(path)}").stdout.split()
