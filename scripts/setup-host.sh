@@ -32,10 +32,10 @@ if [[ -c /dev/kvm ]] && ! pgrep -x systemd-udevd >/dev/null; then
 fi
 
 # The daemons started here run without transparent huge pages (prctl PR_SET_THP_DISABLE, which QEMU
-# inherits from libvirtd). Hosts without systemd as PID 1 are containers and sandboxes, often nested VMs,
-# where the outer hypervisor backs a huge page slowly: on the 2-core nested host the lab is measured on,
-# restoring a 235 MB saved guest took 1.5-2.5 s with QEMU's RAM in huge pages (1.4-1.8 s of it in the
-# kernel, faulting them in) and 0.75-0.85 s without; cold boots were no slower without them.
+# inherits from libvirtd). Hosts without systemd as PID 1 are containers and sandboxes, often nested VMs.
+# On the 2-core nested host the lab is measured on, restoring a 235 MB saved guest took 1.5-2.5 s with
+# QEMU's RAM in huge pages (1.4-1.8 s of it in QEMU's kernel time) and 0.75-0.85 s without; cold boots
+# were no slower without them. A libvirtd started before this ran keeps huge pages until restarted.
 start_daemon() {
     local name=$1
     if ! pgrep -x "$name" >/dev/null; then
