@@ -4,7 +4,10 @@
 set -euxo pipefail
 PS4='+ [${SECONDS}s] '  # each traced command with the seconds since the start: where a build's time goes
 target=$1 tarball=$2 vg=$3 root_size=$4 boot_size=$5 osname=$6 ref=$7
-sysroot=/mnt/sysroot tree=/var/tmp/tree var=/var/tmp/var
+# The tree is unpacked on the sysroot's own filesystem, so that `ostree commit --consume` can rename
+# its files into the repository after checksumming them instead of copying them (ostree's "adopt" path
+# for bare repositories); /var's content waits beside it.
+sysroot=/mnt/sysroot tree=/mnt/sysroot/lab-tree var=/mnt/sysroot/lab-var
 
 # vda1 /boot, vda2 the LVM physical volume: lab-atomic's layout
 parted -s "$target" mklabel msdos \
@@ -50,8 +53,8 @@ repo=$sysroot/ostree/repo
 # ostree's default, so the guest's own commits and deploys fsync as on a real host.
 ostree config --repo="$repo" set core.fsync false
 ostree commit --repo="$repo" --branch="$ref" --subject="lab-ostree 1" --add-metadata-string=version=1 \
-    --tree=dir="$tree"
-rm -rf "$tree"
+    --consume --tree=dir="$tree"
+test ! -e "$tree"
 
 # The first deployment, made before GRUB has a config (ostree would run grub-mkconfig
 # from the builder otherwise); later deployments inherit its kernel arguments.
@@ -59,7 +62,7 @@ ostree admin deploy --sysroot="$sysroot" --os="$osname" \
     --karg="root=/dev/mapper/$vg-root" --karg="rd.lvm.lv=$vg/root" --karg=rw \
     --karg=console=ttyS0,115200 --karg=net.ifnames=0 --karg=apparmor=0 --karg=tsc=reliable --karg=norandmaps "$ref"
 deployment=$(echo "$sysroot/ostree/deploy/$osname/deploy/"*.0)
-cp -a "$var/." "$sysroot/ostree/deploy/$osname/var/"
+cp -a "$var/." "$sysroot/ostree/deploy/$osname/var/" && rm -rf "$var"
 cat > "$deployment/etc/fstab" <<FSTAB
 /dev/mapper/$vg-root / xfs defaults 0 0
 UUID=$(blkid -s UUID -o value "$boot_part") /boot ext4 defaults 0 2

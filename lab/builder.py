@@ -9,6 +9,7 @@ read-only disk, and runs the recipe's assemble script as root.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -26,9 +27,9 @@ from lab.provision import MachineRequest, Provisioner
 ASSEMBLE_TIMEOUT = 1800.0  # seconds, before the TCG scale factor
 
 
-def _run(argv: list[str], log: Log, what: str) -> None:
-    log.transcript("+ " + shlex.join(argv))
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+def _run(argv: list[str], log: Log, what: str, env: dict[str, str] | None = None) -> None:
+    log.transcript("+ " + "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items()) + shlex.join(argv))
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})})
     log.transcript(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
@@ -46,14 +47,15 @@ def _hooks(build: dict[str, Any]) -> list[str]:
 
 
 def mmdebstrap(build: dict[str, Any], target: Path, log: Log) -> None:
-    """A Debian rootfs as a directory or, when `target` ends in .tar, a tarball."""
+    """A Debian rootfs as a directory or, when `target` ends in .tar, a tarball; the recipe's `environment`
+    reaches the packages' maintainer scripts and the recipe's commands."""
     if shutil.which("mmdebstrap") is None:
         raise ImageError("mmdebstrap is not installed: run `make setup` (or `apt-get install mmdebstrap`)")
     packages = build["packages"]
     argv = ["mmdebstrap", f"--variant={build.get('variant', 'minbase')}", "--components=main",
             f"--include={','.join(packages)}", *_hooks(build), build["suite"], str(target)]
     with log.nested(f"mmdebstrap {build['suite']} ({len(packages)} packages)"):
-        _run(argv, log, "mmdebstrap")
+        _run(argv, log, "mmdebstrap", build.get("environment"))
 
 
 def _only(pattern: str, directory: Path) -> Path:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
+import pytest
+
+from lab.builder import mmdebstrap
 from lab.image import Recipe, load_recipes
+from lab.log import Log
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 
@@ -37,3 +42,14 @@ def test_an_empty_file_added_to_the_overlay_changes_the_image(tmp_path: Path) ->
     before = Recipe.load(recipe).digest
     (tmp_path / "images" / "guest" / "etc" / "systemd" / "system-generators" / "a-masked-generator").touch()
     assert Recipe.load(recipe).digest != before
+
+
+def test_a_recipes_environment_reaches_mmdebstrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lab-ostree's INITRD=No must reach the packages' install hooks, which mmdebstrap runs in its environment."""
+    fake = tmp_path / "mmdebstrap"
+    fake.write_text(f'#!/bin/sh\necho "INITRD=$INITRD" > {tmp_path}/seen\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    build = load_recipes((IMAGES,))["lab-ostree"].build
+    mmdebstrap(build, tmp_path / "rootfs.tar", Log(terminal=False))
+    assert (tmp_path / "seen").read_text() == "INITRD=No\n"
