@@ -116,8 +116,14 @@ _PHASES = (
 )
 
 
+# The kernel's own words for a boot that stalls rather than stops (its backtrace fills the console's tail).
+_KERNEL_TROUBLE = re.compile(r"(?:watchdog: )?BUG: .*|rcu: INFO: .*|INFO: task \S+ blocked for more than .*|"
+                             r"general protection fault.*|Oops: .*")
+
+
 def boot_phase(text: str) -> str:
-    """Where a boot is, read from its console output: the phase of the latest milestone, with the last line."""
+    """Where a boot is, read from its console output: the phase of the latest milestone, with the last line
+    and the first stall or bug the kernel reported, if any."""
     clean = strip_ansi(text)
     phase, at = "nothing yet (no console output since the boot began)", -1
     for name, pattern in _PHASES:
@@ -125,7 +131,9 @@ def boot_phase(text: str) -> str:
         if found and found[-1] > at:
             phase, at = name, found[-1]
     lines = [line for line in clean.splitlines() if line.strip()]
-    return f"{phase}; last console line: {lines[-1].strip()[:160]!r}" if lines else phase
+    trouble = _KERNEL_TROUBLE.search(clean)
+    return phase + (f"; last console line: {lines[-1].strip()[:160]!r}" if lines else "") + \
+        (f"; the kernel reported: {trouble.group(0).strip()[:160]!r}" if trouble else "")
 
 
 def strip_ansi(text: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -147,10 +148,11 @@ def main() -> None:
     if unknown:
         print(f"BENCH_PARTS: no table {', '.join(unknown)} (choose from {', '.join(TABLES)})", file=sys.stderr)
         sys.exit(2)
-    with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
-        for name, table in TABLES.items():
-            if name in parts:
-                table(Path(tmp))
+    runs = Path(tempfile.mkdtemp(prefix="lab-bench-"))
+    for name, table in TABLES.items():
+        if name in parts:
+            table(runs)
+    shutil.rmtree(runs)  # kept when a table failed: its report names the run's artifacts in there
 
 
 if __name__ == "__main__":

@@ -14,6 +14,14 @@ def test_the_phase_is_the_latest_milestone_with_the_last_line() -> None:
     assert console.boot_phase("") == "nothing yet (no console output since the boot began)"
 
 
+def test_a_stalled_boot_names_the_kernels_first_report_under_its_backtrace() -> None:
+    stalled = GRUB_BOOT + ("[  215.9] watchdog: BUG: soft lockup - CPU#1 stuck for 23s! [systemd-udevd:92]\n"
+                           + "[  215.9]  ? do_syscall_64+0x69/0x90\n" * 30 + "[  240.7]  </TASK>\n")
+    assert console.boot_phase(stalled) == ("initramfs; last console line: '[  240.7]  </TASK>'; the kernel reported: "
+                                           "'watchdog: BUG: soft lockup - CPU#1 stuck for 23s! [systemd-udevd:92]'")
+    assert "the kernel reported" not in console.boot_phase(GRUB_BOOT)
+
+
 def test_a_reboot_has_begun_once_firmware_or_a_kernel_shows() -> None:
     assert not console.booting("[  OK  ] Stopped ssh.service - OpenBSD Secure Shell server.\n")
     assert console.booting("reboot: Restarting system\nSeaBIOS (version 1.16.2)\n")
