@@ -76,7 +76,8 @@ mount --bind "$sysroot" "$deployment/sysroot"
 chroot "$deployment" grub-install --target=i386-pc "$target"
 chroot "$deployment" grub-mkconfig -o /boot/loader/grub.cfg
 ln -s ../loader/grub.cfg "$sysroot/boot/grub/grub.cfg"
-grep "ostree=/ostree/boot" "$sysroot/boot/loader/grub.cfg"
+grep "^\s*linux16\s.*ostree=/ostree/boot" "$sysroot/boot/loader/grub.cfg"  # through 15_ostree-linux16 (the recipe)
+grep -q "^\s*initrd16\s" "$sysroot/boot/loader/grub.cfg"
 ostree admin status --sysroot="$sysroot"
 ostree config --repo="$repo" unset core.fsync
 

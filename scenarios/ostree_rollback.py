@@ -186,6 +186,6 @@ def booted_from(lab: ScenarioContext) -> str:
 def first_grub_entry(lab: ScenarioContext) -> str:
     """The deployment GRUB's first (default) menu entry boots."""
     grub = lab.machine.succeed("cat /boot/grub/grub.cfg")
-    path = re.search(r"^\s*linux\s.*\bostree=(\S+)", grub, re.MULTILINE)
+    path = re.search(r"^\s*linux(?:16)?\s.*\bostree=(\S+)", grub, re.MULTILINE)  # linux16: BIOS menus, as lab-ostree
     assert path, f"no ostree= entry in GRUB's menu:\n{grub}"
     return lab.machine.succeed(f"readlink -f {path[1]}").strip().rsplit("/", 1)[1]
