@@ -33,13 +33,7 @@ for fs in dev proc sys run; do mount --bind "/$fs" "$sysroot/$fs"; done  # not -
 # The initramfs (built on the host) already carries lvm2's hook, which activates the root VG.
 chroot "$sysroot" grub-install --target=i386-pc "$target"
 chroot "$sysroot" update-grub
-# linux16/initrd16, as the Atomic hosts' BIOS menus had them (Fedora's grub2-mkconfig and ostree's GRUB
-# generator wrote them for BIOS): GRUB enters the kernel through its real-mode setup code. Debian's
-# grub-mkconfig writes linux/initrd, GRUB's 32-bit entry, after which the kernel took 5.7-5.9 s under TCG
-# from GRUB's last line to its own first timestamp, against 1.8 s through linux16 (same guest, one reboot
-# each). An update-grub inside a guest writes linux/initrd again: slower, not broken.
-sed -i -E 's/^(\s*)linux(\s)/\1linux16\2/; s/^(\s*)initrd(\s)/\1initrd16\2/' "$sysroot/boot/grub/grub.cfg"
-grep -q "^\s*linux16\s.*root=/dev/mapper/$vg-root" "$sysroot/boot/grub/grub.cfg"
+grep -q "^\s*linux16\s.*root=/dev/mapper/$vg-root" "$sysroot/boot/grub/grub.cfg"  # 10_linux-linux16 (the recipe)
 grep -q "^\s*initrd16\s" "$sysroot/boot/grub/grub.cfg"
 
 sync
