@@ -23,6 +23,7 @@ from lab.image import Image, ImageCache, Recipe
 from lab.log import Log
 from lab.progress import progress
 from lab.provision import MachineRequest, Provisioner
+from lab.warm import WarmStore
 
 ASSEMBLE_TIMEOUT = 1800.0  # seconds, before the TCG scale factor
 
@@ -78,10 +79,15 @@ class ImageBuilder:
         image = recipe.image()
         with self.cache.lock(name):
             if rebuild:
+                self._forget_saved_guests(image)
                 self.cache.drop(image)
             if not self.cache.is_cached(image):
                 self._build(recipe, image)
         return image
+
+    def _forget_saved_guests(self, image: Image) -> None:
+        for key in WarmStore(self.cache.config, self.cache.pool).discard_using(image.volumes):
+            self.log.info(f"discarded saved guest {key}: it was made from the {image.name} being rebuilt")
 
     def _build(self, recipe: Recipe, image: Image) -> None:
         workdir = self.cache.config.build_dir / f"{recipe.name}-{recipe.digest}"

@@ -23,7 +23,7 @@ import json
 import os
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,15 +177,25 @@ class WarmStore:
     def prune(self, max_idle_days: float) -> list[str]:
         """Discard saved guests whose image volumes are gone or that no run used for `max_idle_days`."""
         names = set(self.pool.names())
-        pruned = []
+        return self._discard_where(lambda volumes, idle_days: not volumes <= names or idle_days > max_idle_days)
+
+    def discard_using(self, volumes: Iterable[str]) -> list[str]:
+        """Discard the saved guests made from any of `volumes`. For a rebuild, which stores new bytes under
+        the same names: a frozen disk backs onto its image volume, and a guest restored over a rebuilt one
+        reads blocks its memory never saw (binaries fail with 'Exec format error')."""
+        replaced = set(volumes)
+        return self._discard_where(lambda used, _idle_days: bool(used & replaced))
+
+    def _discard_where(self, condition: Callable[[set[str], float], bool]) -> list[str]:
+        discarded = []
         for meta_path in sorted(self.directory.glob("*.json")):
             key = meta_path.stem
             idle_days = (time.time() - meta_path.stat().st_mtime) / 86400
-            if not set(self._meta(key).get("volumes", ())) <= names or idle_days > max_idle_days:
+            if condition(set(self._meta(key).get("volumes", ())), idle_days):
                 with self.lock(key):
                     self.discard(key)
-                pruned.append(key)
-        return pruned
+                discarded.append(key)
+        return discarded
 
     def discard(self, key: str) -> None:
         """Remove a saved guest, complete or half-made."""

@@ -9,6 +9,7 @@ import pytest
 
 from lab.config import Config
 from lab.image import Image
+from lab.ssh import KeyPair
 from lab.warm import HEADER, MAGIC, SaveFile, Shape, WarmStore, WarmUnusable
 
 STREAM = bytes(range(256)) * 4096  # stands in for QEMU's migration stream (1 MiB)
@@ -68,3 +69,32 @@ def test_the_key_changes_with_everything_the_saved_guest_depends_on(tmp_path: Pa
         assert store.key(changed) != key
     (cloudinit / "user-data").write_text("#cloud-config\npackages: [vim]\n")
     assert store.key(shape) != key
+
+
+class _Pool:
+    def __init__(self, names: set[str]) -> None:
+        self.volumes = names
+
+    def names(self) -> list[str]:
+        return sorted(self.volumes)
+
+    def delete(self, name: str) -> None:
+        self.volumes.discard(name)
+
+
+def test_a_rebuild_discards_the_saved_guests_made_from_the_image(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    pool = _Pool({"image-a.qcow2", "image-b.qcow2"})
+    store = WarmStore(Config.from_env(), pool)  # type: ignore[arg-type]
+    for key, volume in (("ka", "image-a.qcow2"), ("kb", "image-b.qcow2")):
+        shape = Shape(Image(volume[6], volume, "qcow2"), 1024, 1, "qemu", "QEMU 7002000")
+        store.directory.mkdir(parents=True, exist_ok=True)
+        store.save_path(key).write_bytes(b"saved")
+        pool.volumes |= {store.root_volume(key), store.seed_volume(key)}
+        store.mark_saved(key, KeyPair.generate(tmp_path / key, key),
+                         frozenset(), shape)
+    assert store.has("ka") and store.has("kb")
+    assert store.discard_using(["image-a.qcow2"]) == ["ka"]
+    assert not store.has("ka") and not store.save_path("ka").exists() and store.has("kb")
+    assert pool.volumes == {"image-a.qcow2", "image-b.qcow2", "warm-kb-root.qcow2", "warm-kb-seed.iso"}
