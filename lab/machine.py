@@ -33,6 +33,14 @@ BOOT_POLL = 0.5
 SSHD_GRACE = 150.0  # base seconds a boot's console may show systemd at work before the lab probes SSH anyway
 # Shell builtins where they will do: under TCG every process costs tens to hundreds of milliseconds.
 BOOT_ID = "read -r boot_id </proc/sys/kernel/random/boot_id; echo \"$boot_id\""
+# A restored guest's first command runs as the login user, without sudo (0.15 s under TCG): before a guest is
+# saved, the login user gets its authorized_keys file and a copy of date(1) that may set the clock (file
+# capability CAP_SYS_TIME), runnable by the user's group only. Where that fails (no setcap), the copy is not
+# left and restores do both through sudo.
+SET_CLOCK = "/usr/local/libexec/lab/set-clock"
+PREPARE_RESTORES = ("chown {user}: ~{user}/.ssh/authorized_keys && "
+                    f"install -D -m 0750 -g \"$(id -gn {{user}})\" \"$(command -v date)\" {SET_CLOCK} && "
+                    f"setcap cap_sys_time+ep {SET_CLOCK} || {{{{ rm -f {SET_CLOCK}; exit 1; }}}}")
 JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
 LIST_BOOTS = "journalctl --list-boots --no-pager"
 # cloud-init runs its four stages at the first boot only, as Atomic operators set it up: later boots skip
@@ -180,6 +188,8 @@ class Machine(GuestShell):
     def save(self, path: Path) -> None:
         """Flush the guest's disks and save the running guest to `path`; the domain is gone afterwards."""
         with self.log.nested(f"{self.name}: saving the booted guest to {path}"):
+            if self.execute(PREPARE_RESTORES.format(user=self.user)).rc != 0:
+                self.log.info(f"{self.name}: no {SET_CLOCK} (see above): its restores set the clock through sudo")
             self.succeed("sync")
             self.ssh.close()  # connections do not survive a restore
             self.domain.save(path)
@@ -194,23 +204,27 @@ class Machine(GuestShell):
             self.attach_disk(serial)
         self._plugged = bool(extra_disks)
 
-    def wait_for_restore(self, run_key: KeyPair) -> None:
+    def wait_for_restore(self, run_key: KeyPair, saved_failed: tuple[str, ...]) -> None:
         """Ready after a restore: log in with the saved guest's key, set the clock from the host's
-        (it stopped at the save) and put the run's own key in place of the saved guest's."""
+        (it stopped at the save) and put the run's own key in place of the saved guest's; one command as
+        the login user. `saved_failed`: the units that had failed when the guest was saved (it carries
+        on from there, and was saved with cloud-init off for later boots)."""
         self.wait_for_ssh()
-        out = self.succeed(f"date -u -s @{time.time():.3f} >/dev/null; "
-                           f"printf '%s\\n' {shlex.quote(run_key.public_line)} >~{self.ssh.user}/.ssh/authorized_keys; "
-                           f"{'udevadm settle; ' if self._plugged else ''}{self._first_boot_only()}"  # their links
-                           f"{BOOT_ID}; systemctl is-system-running || true")
+        now = f"@{time.time():.3f}"
+        write_key = f"printf '%s\\n' {shlex.quote(run_key.public_line)} >~{self.user}/.ssh/authorized_keys"
+        out = self.succeed(f"if [ -x {SET_CLOCK} ]; then {SET_CLOCK} -u -s {now}; {write_key}; "
+                           f"else sudo -n bash -c {shlex.quote(f'date -u -s {now}; {write_key}')}; fi >/dev/null; "
+                           f"{'sudo -n udevadm settle; ' if self._plugged else ''}{BOOT_ID}",  # the disks' links
+                           user=self.user)
         self.ssh.key = run_key
-        self.boot_id, state = out.split()[:2]
-        if state not in ("running", "degraded"):
-            raise BootTimeout(f"{self.name}: systemd reports {state!r} after the restore")
-        if state == "degraded":
-            self._note_degraded()
+        self.boot_id = out.strip()
+        if saved_failed:
+            self.log.warning(f"{self.name}: the saved guest is degraded; failed units: {', '.join(saved_failed)}")
+            self.degraded.extend(f"boot {self.boots + 1}: {unit}" for unit in saved_failed)
         self._keep_lost_journals()
         self.boots += 1
-        self.log.info(f"{self.name}: ready (restored), boot_id {self.boot_id}, systemd {state}")
+        self.log.info(f"{self.name}: ready (restored), boot_id {self.boot_id}, "
+                      f"systemd {'degraded' if saved_failed else 'running'} when saved")
 
     def start_reboot(self) -> None:
         """Ask the guest to reboot and return at once (for boots that are meant to fail)."""

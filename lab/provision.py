@@ -110,7 +110,8 @@ class Provisioner:
 
     def save(self, machine: Machine, store: WarmStore, key: str, shape: Shape) -> None:
         machine.save(store.save_path(key))
-        store.mark_saved(key, machine.ssh.key, machine.ssh.pinned, shape)
+        store.mark_saved(key, machine.ssh.key, machine.ssh.pinned, shape,
+                         tuple(entry.split(": ", 1)[1] for entry in machine.degraded))
         self.machines.remove(machine)
 
     def restored_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
@@ -138,7 +139,7 @@ class Provisioner:
             raise WarmUnusable(f"saved guest {key}: {exc}") from exc
         finally:
             copy.unlink(missing_ok=True)
-        machine.wait_for_restore(run_key)
+        machine.wait_for_restore(run_key, store.failed_units(key))
         store.touch(key)
         return machine
 

@@ -162,10 +162,16 @@ class WarmStore:
         return self.save_path(key).is_file() and {self.root_volume(key), self.seed_volume(key)} <= names \
             and (self.directory / f"{key}.json").is_file()
 
-    def mark_saved(self, key: str, keys: KeyPair, host_keys: frozenset[str], shape: Shape) -> None:
+    def failed_units(self, key: str) -> tuple[str, ...]:
+        """The units that had failed when the guest was saved (a restore carries on from there)."""
+        return tuple(self._meta(key).get("failed_units", ()))
+
+    def mark_saved(self, key: str, keys: KeyPair, host_keys: frozenset[str], shape: Shape,
+                   failed_units: tuple[str, ...]) -> None:
         """Written last: its presence (with the save file and volumes) makes the saved guest usable."""
         (self.directory / f"{key}.json").write_text(json.dumps(
             {"public_key": keys.public_line, "host_keys": sorted(host_keys), "image": shape.image.name,
+             "failed_units": list(failed_units),
              "volumes": list(shape.image.volumes),
              "memory_mib": shape.memory_mib, "vcpus": shape.vcpus, "domain_type": shape.domain_type},
             indent=2) + "\n")

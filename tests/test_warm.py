@@ -92,9 +92,8 @@ def test_a_rebuild_discards_the_saved_guests_made_from_the_image(tmp_path: Path,
         store.directory.mkdir(parents=True, exist_ok=True)
         store.save_path(key).write_bytes(b"saved")
         pool.volumes |= {store.root_volume(key), store.seed_volume(key)}
-        store.mark_saved(key, KeyPair.generate(tmp_path / key, key),
-                         frozenset(), shape)
-    assert store.has("ka") and store.has("kb")
+        store.mark_saved(key, KeyPair.generate(tmp_path / key, key), frozenset(), shape, (f"{key}.service",))
+    assert store.has("ka") and store.has("kb") and store.failed_units("kb") == ("kb.service",)
     assert store.discard_using(["image-a.qcow2"]) == ["ka"]
     assert not store.has("ka") and not store.save_path("ka").exists() and store.has("kb")
     assert pool.volumes == {"image-a.qcow2", "image-b.qcow2", "warm-kb-root.qcow2", "warm-kb-seed.iso"}
