@@ -71,7 +71,7 @@ class Machine(GuestShell):
         self._first_boot = ""  # the run's first boot id (journal form): the journal's boots before it are not the run's
         self._unplanned = False  # boots may have come and gone unwatched (a reset, a reboot the lab did not wait on)
         self._boot_offset = 0  # where the console output of the current boot (or shutdown) begins
-        self.cloud_init_every_boot = False  # set by a scenario that tests cloud-init on later boots
+        self._cloud_init_every_boot = False  # see run_cloud_init_at_every_boot
 
     # --- lifecycle -------------------------------------------------------
 
@@ -145,7 +145,12 @@ class Machine(GuestShell):
 
     def _first_boot_only(self) -> str:
         """The command that keeps cloud-init from running again at the next boot (unless a scenario wants it)."""
-        return "" if self.cloud_init_every_boot else f": >{CLOUD_INIT_OFF}; "
+        return "" if self._cloud_init_every_boot else f": >{CLOUD_INIT_OFF}; "
+
+    def run_cloud_init_at_every_boot(self) -> None:
+        """From the next boot on, cloud-init runs its stages at every boot (for a scenario that tests them)."""
+        self.succeed(f"rm -f {CLOUD_INIT_OFF}")
+        self._cloud_init_every_boot = True
 
     def _note_degraded(self) -> None:
         """Ready but degraded: the failed units go into the result; the scenario decides what they mean."""
