@@ -3,7 +3,7 @@
 1. Boots of each image side by side: a cold boot and a warm start (a saved guest restored) to the first
    command, and a reboot of each to ready, with when each stage (shutdown, firmware, GRUB, kernel, systemd,
    sshd, cloud-init) showed on the console and systemd-analyze's line of every boot (`BENCH_IMAGES` picks
-   the images: default lab-bookworm, lab-atomic, lab-ostree).
+   the images: default lab-bookworm, lab-atomic, lab-ostree); then the spread of 5 warm starts in a row.
 2. Wall time of four scenarios run with -j 1 and with -j 2.
 3. Cold time to the first command on libvirt here vs a "remote" libvirt host over qemu+ssh:// (a
    local sshd on 127.0.0.1 plays it: scripts/loopback-remote.sh).
@@ -90,6 +90,7 @@ def build_table() -> None:
 
 
 ANALYZE = "systemd-analyze 2>/dev/null | head -n 1 | sed 's/^Startup finished in //'"
+WARM_STARTS = 5
 STAGES = ("shut_down", "firmware", "grub", "kernel", "systemd", "sshd", "cloud_init_finished", "ready")
 
 
@@ -137,6 +138,20 @@ def boot_table(runs: Path) -> None:
     print("systemd-analyze, first boot | after the reboot:")
     for image, label, seen in rows:
         print(f"  {image} {label}: {seen['analyze first']} | {seen['analyze reboot']}")
+    print(f"\nwarm start to the first command, {WARM_STARTS} restores in a row per image (min / median / max)")
+    for image in images:
+        starts = sorted(warm_start(image, runs) for _ in range(WARM_STARTS))
+        print(f"  {image:<13}{starts[0]:>5.2f} /{starts[len(starts) // 2]:>5.2f} /{starts[-1]:>5.2f} s")
+
+
+def warm_start(image: str, runs: Path) -> float:
+    """Seconds from the image being ready to the restored guest's first command (a saved guest exists)."""
+    spec = declare("bench-warm", "warm start", lambda lab: None, image=image)
+    run = Run(Config.from_env(), RunRequest(spec, {}, image=image, cold=False), Log(terminal=False))
+    with run.session():
+        pass
+    marks: dict[str, float] = json.loads((run.artifacts / "result.json").read_text())["marks"]  # type: ignore[operator]
+    return marks["ssh_ready"] - marks["image_ready"]
 
 
 TABLES = {"boots": boot_table, "build": lambda _: build_table(), "parallel": parallel_table, "remote": remote_table}
