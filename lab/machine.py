@@ -152,6 +152,11 @@ class Machine(GuestShell):
         self.succeed(f"rm -f {CLOUD_INIT_OFF}")
         self._cloud_init_every_boot = True
 
+    def failed_units(self) -> tuple[str, ...]:
+        """The units that had failed when the current boot was ready."""
+        this_boot = f"boot {self.boots}: "
+        return tuple(entry.removeprefix(this_boot) for entry in self.degraded if entry.startswith(this_boot))
+
     def _note_degraded(self) -> None:
         """Ready but degraded: the failed units go into the result; the scenario decides what they mean."""
         failed = self.execute("systemctl --failed --no-legend --plain").stdout.strip()

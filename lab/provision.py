@@ -110,8 +110,7 @@ class Provisioner:
 
     def save(self, machine: Machine, store: WarmStore, key: str, shape: Shape) -> None:
         machine.save(store.save_path(key))
-        store.mark_saved(key, machine.ssh.key, machine.ssh.pinned, shape,
-                         tuple(entry.split(": ", 1)[1] for entry in machine.degraded))
+        store.mark_saved(key, machine.ssh.key, machine.ssh.pinned, shape, machine.failed_units())
         self.machines.remove(machine)
 
     def restored_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
