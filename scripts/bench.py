@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,17 +110,21 @@ def boot(image: str, cold: bool, runs: Path) -> dict[str, Any]:
         seen["reboot"] = {**watcher.seen, "ready": time.monotonic() - start}
         seen["analyze reboot"] = vm.succeed(ANALYZE).strip()
 
+    marks = run_marks(image, cold, runs, body)
+    origin = marks.get("domain_started", marks["image_ready"])
+    seen["first"] = {k: marks[k] - origin for k in STAGES if k in marks} | {"ready": marks["ssh_ready"] - origin}
+    return seen
+
+
+def run_marks(image: str, cold: bool, runs: Path, body: Callable[[ScenarioContext], None]) -> dict[str, float]:
+    """Run `body` on a guest of `image` in-process; the run's marks (seconds since it began)."""
     spec = declare("bench-boot", "boot timings", body, image=image)
     os.environ["LAB_RUNS_DIR"] = str(runs)
     run = Run(Config.from_env(), RunRequest(spec, {}, image=image, cold=cold), Log(terminal=False))
     with run.session() as ctx:
         body(ctx)
-    result: dict[str, Any] = json.loads((run.artifacts / "result.json").read_text())  # type: ignore[operator]
-    marks = result["marks"]
-    origin = marks.get("domain_started", marks["image_ready"])
-    seen["first"] = {k: marks[k] - origin for k in STAGES if k in marks} | {"ready": marks["ssh_ready"] - origin}
-    seen["first command"] = marks["ssh_ready"] - marks["image_ready"]
-    return seen
+    marks: dict[str, float] = json.loads((run.artifacts / "result.json").read_text())["marks"]  # type: ignore[operator]
+    return marks
 
 
 def boot_table(runs: Path) -> None:
@@ -146,11 +151,7 @@ def boot_table(runs: Path) -> None:
 
 def warm_start(image: str, runs: Path) -> float:
     """Seconds from the image being ready to the restored guest's first command (a saved guest exists)."""
-    spec = declare("bench-warm", "warm start", lambda lab: None, image=image)
-    run = Run(Config.from_env(), RunRequest(spec, {}, image=image, cold=False), Log(terminal=False))
-    with run.session():
-        pass
-    marks: dict[str, float] = json.loads((run.artifacts / "result.json").read_text())["marks"]  # type: ignore[operator]
+    marks = run_marks(image, False, runs, lambda lab: None)
     return marks["ssh_ready"] - marks["image_ready"]
 
 
