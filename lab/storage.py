@@ -159,6 +159,11 @@ class Pool:
         """Bytes the volume takes on the pool's disk."""
         return int(self.pool.storageVolLookupByName(name).info()[2])
 
+    def modified(self, name: str) -> str:
+        """When the volume's content was last written (its mtime, as libvirt reads it afresh)."""
+        xml = ET.fromstring(self.pool.storageVolLookupByName(name).XMLDesc(0))
+        return xml.findtext("target/timestamps/mtime", "")
+
     def sha256(self, name: str) -> str:
         """The volume's content digest, read through a libvirt stream (works on a remote host too)."""
         volume = self.pool.storageVolLookupByName(name)

@@ -10,8 +10,8 @@ scenario's extra disks. libvirt refuses a changed name on `restore --xml`, so
 the header is rewritten instead (layout: libvirt's qemu_saveimage.h); a header
 this code does not know means a cold boot, never a guess.
 
-The key hashes everything the saved guest depends on (image volumes, memory,
-vCPUs, accelerator, cloud-init templates, the code that renders domains and
+The key hashes everything the saved guest depends on (image volumes and when
+each was last written, memory, vCPUs, accelerator, cloud-init templates, the code that renders domains and
 seeds): change any of it and the next run saves a new guest.
 """
 
@@ -122,7 +122,8 @@ class WarmStore:
 
     def key(self, shape: Shape) -> str:
         h = hashlib.sha256(json.dumps({
-            "volumes": shape.image.volumes, "cmdline": shape.image.cmdline, "user": shape.image.login_user,
+            "volumes": self._written(shape.image.volumes),
+            "cmdline": shape.image.cmdline, "user": shape.image.login_user,
             "memory": shape.memory_mib, "vcpus": shape.vcpus, "type": shape.domain_type,
             "hypervisor": shape.hypervisor, **({"peer_nic": True} if shape.peer_nic else {}),
         }, sort_keys=True).encode())
@@ -172,7 +173,7 @@ class WarmStore:
         (self.directory / f"{key}.json").write_text(json.dumps(
             {"public_key": keys.public_line, "host_keys": sorted(host_keys), "image": shape.image.name,
              "failed_units": list(failed_units),
-             "volumes": list(shape.image.volumes),
+             "volumes": list(shape.image.volumes), "written": self._written(shape.image.volumes),
              "memory_mib": shape.memory_mib, "vcpus": shape.vcpus, "domain_type": shape.domain_type},
             indent=2) + "\n")
 
@@ -181,23 +182,34 @@ class WarmStore:
         (self.directory / f"{key}.json").touch()
 
     def prune(self, max_idle_days: float) -> list[str]:
-        """Discard saved guests whose image volumes are gone or that no run used for `max_idle_days`."""
+        """Discard saved guests whose image volumes are gone or were written since the save, or that no run
+        used for `max_idle_days`."""
         names = set(self.pool.names())
-        return self._discard_where(lambda volumes, idle_days: not volumes <= names or idle_days > max_idle_days)
+
+        def stale(meta: dict[str, Any], idle_days: float) -> bool:
+            volumes = set(meta.get("volumes", ()))
+            if not volumes <= names or idle_days > max_idle_days:
+                return True
+            return "written" in meta and meta["written"] != self._written(volumes)
+        return self._discard_where(stale)
 
     def discard_using(self, volumes: Iterable[str]) -> list[str]:
         """Discard the saved guests made from any of `volumes`. For a rebuild, which stores new bytes under
         the same names: a frozen disk backs onto its image volume, and a guest restored over a rebuilt one
         reads blocks its memory never saw (binaries fail with 'Exec format error')."""
         replaced = set(volumes)
-        return self._discard_where(lambda used, _idle_days: bool(used & replaced))
+        return self._discard_where(lambda meta, _idle_days: bool(set(meta.get("volumes", ())) & replaced))
 
-    def _discard_where(self, condition: Callable[[set[str], float], bool]) -> list[str]:
+    def _written(self, volumes: Iterable[str]) -> dict[str, str]:
+        """When each volume was last written: a volume uploaded anew stales the guests saved on it."""
+        return {name: self.pool.modified(name) for name in volumes}
+
+    def _discard_where(self, condition: Callable[[dict[str, Any], float], bool]) -> list[str]:
         discarded = []
         for meta_path in sorted(self.directory.glob("*.json")):
             key = meta_path.stem
             idle_days = (time.time() - meta_path.stat().st_mtime) / 86400
-            if condition(set(self._meta(key).get("volumes", ())), idle_days):
+            if condition(self._meta(key), idle_days):
                 with self.lock(key):
                     self.discard(key)
                 discarded.append(key)

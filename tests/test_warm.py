@@ -52,28 +52,13 @@ def test_an_unknown_or_partial_save_file_is_refused(tmp_path: Path, magic: bytes
         SaveFile.read(saved)
 
 
-def test_the_key_changes_with_everything_the_saved_guest_depends_on(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    cloudinit = tmp_path / "cloudinit"
-    cloudinit.mkdir()
-    (cloudinit / "user-data").write_text("#cloud-config\n")
-    monkeypatch.setenv("LAB_CLOUDINIT_DIR", str(cloudinit))
-    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
-    store = WarmStore(Config.from_env(), pool=None)  # type: ignore[arg-type]
-    shape = Shape(Image("lab-atomic", "image-lab-atomic-abc.qcow2", "qcow2"), 1024, 1, "qemu", "QEMU 7002000")
-    key = store.key(shape)
-    assert store.key(shape) == key
-    for changed in (dataclasses.replace(shape, memory_mib=2048), dataclasses.replace(shape, vcpus=2),
-                    dataclasses.replace(shape, hypervisor="QEMU 8000000"),
-                    dataclasses.replace(shape, image=Image("lab-atomic", "image-lab-atomic-def.qcow2", "qcow2"))):
-        assert store.key(changed) != key
-    (cloudinit / "user-data").write_text("#cloud-config\npackages: [vim]\n")
-    assert store.key(shape) != key
-
-
 class _Pool:
     def __init__(self, names: set[str]) -> None:
         self.volumes = names
+        self.written = dict.fromkeys(names, "1796267567.079278007")
+
+    def modified(self, name: str) -> str:
+        return self.written[name]
 
     def names(self) -> list[str]:
         return sorted(self.volumes)
@@ -82,8 +67,31 @@ class _Pool:
         self.volumes.discard(name)
 
 
-def test_a_rebuild_discards_the_saved_guests_made_from_the_image(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_key_changes_with_everything_the_saved_guest_depends_on(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    cloudinit = tmp_path / "cloudinit"
+    cloudinit.mkdir()
+    (cloudinit / "user-data").write_text("#cloud-config\n")
+    monkeypatch.setenv("LAB_CLOUDINIT_DIR", str(cloudinit))
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    pool = _Pool({"image-lab-atomic-abc.qcow2", "image-lab-atomic-def.qcow2"})
+    store = WarmStore(Config.from_env(), pool)  # type: ignore[arg-type]
+    shape = Shape(Image("lab-atomic", "image-lab-atomic-abc.qcow2", "qcow2"), 1024, 1, "qemu", "QEMU 7002000")
+    key = store.key(shape)
+    assert store.key(shape) == key
+    pool.written["image-lab-atomic-abc.qcow2"] = "1796267999.5"  # the same volume uploaded anew
+    assert store.key(shape) != key
+    key = store.key(shape)
+    for changed in (dataclasses.replace(shape, memory_mib=2048), dataclasses.replace(shape, vcpus=2),
+                    dataclasses.replace(shape, hypervisor="QEMU 8000000"),
+                    dataclasses.replace(shape, image=Image("lab-atomic", "image-lab-atomic-def.qcow2", "qcow2"))):
+        assert store.key(changed) != key
+    (cloudinit / "user-data").write_text("#cloud-config\npackages: [vim]\n")
+    assert store.key(shape) != key
+
+
+def _two_saved_guests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[_Pool, WarmStore]:
+    """Saved guests ka and kb, made from image-a.qcow2 and image-b.qcow2."""
     monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
     pool = _Pool({"image-a.qcow2", "image-b.qcow2"})
     store = WarmStore(Config.from_env(), pool)  # type: ignore[arg-type]
@@ -93,6 +101,21 @@ def test_a_rebuild_discards_the_saved_guests_made_from_the_image(tmp_path: Path,
         store.save_path(key).write_bytes(b"saved")
         pool.volumes |= {store.root_volume(key), store.seed_volume(key)}
         store.mark_saved(key, KeyPair.generate(tmp_path / key, key), frozenset(), shape, (f"{key}.service",))
+    return pool, store
+
+
+def test_prune_discards_the_saved_guests_whose_image_was_written_since(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    pool, store = _two_saved_guests(tmp_path, monkeypatch)
+    assert store.prune(max_idle_days=30) == []
+    pool.written["image-b.qcow2"] = "1796267999.5"  # uploaded anew under the same name
+    assert store.prune(max_idle_days=30) == ["kb"]
+    assert store.has("ka") and not store.has("kb")
+
+
+def test_a_rebuild_discards_the_saved_guests_made_from_the_image(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    pool, store = _two_saved_guests(tmp_path, monkeypatch)
     assert store.has("ka") and store.has("kb") and store.failed_units("kb") == ("kb.service",)
     assert store.discard_using(["image-a.qcow2"]) == ["ka"]
     assert not store.has("ka") and not store.save_path("ka").exists() and store.has("kb")
