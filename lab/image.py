@@ -89,8 +89,10 @@ class Recipe:
     def load(cls, path: Path) -> Recipe:
         data = tomllib.loads(path.read_text())
         build, boot = data["build"], data["boot"]
-        if "overlay" in build:  # a directory of files shared by several recipes; the recipe's own files win
-            build = {**build, "files": {**_overlay_files(path.with_name(build["overlay"])), **build.get("files", {})}}
+        if "overlay" in build:  # files and commands shared by several recipes; the recipe's own files win
+            overlay = path.with_name(build["overlay"])
+            build = {**build, "files": {**_overlay_files(overlay), **build.get("files", {})},
+                     "commands": [_overlay_script(overlay).read_text(), *build.get("commands", ())]}
         recipe = cls(path=path, name=data["name"], description=data["description"],
                      disk_size=data["disk_size"], method=build.get("method", "host"),
                      boot=boot["method"], cmdline=boot.get("cmdline", ""),
@@ -107,7 +109,8 @@ class Recipe:
         """Every file the image is made from."""
         extra = [self.path.with_name(self.build["assemble"])] if "assemble" in self.build else []
         if "overlay" in self.build:
-            extra += _tree(self.path.with_name(self.build["overlay"]))
+            overlay = self.path.with_name(self.build["overlay"])
+            extra += [*_tree(overlay), _overlay_script(overlay)]
         return [self.path, *extra, _BUILD_CODE]
 
     @property
@@ -138,6 +141,14 @@ def _tree(directory: Path) -> list[Path]:
 def _overlay_files(directory: Path) -> dict[str, str]:
     """The overlay's files by their path in the guest (written root-owned, whoever owns the checkout)."""
     return {"/" + str(p.relative_to(directory)): p.read_text() for p in _tree(directory)}
+
+
+def _overlay_script(directory: Path) -> Path:
+    """The script beside the overlay (`guest.sh` beside `guest/`), run before the recipe's own commands."""
+    script = directory.with_suffix(".sh")
+    if not script.is_file():
+        raise ImageError(f"recipe overlay {directory} has no {script.name} beside it (its shared commands)")
+    return script
 
 
 def load_recipes(images_dirs: tuple[Path, ...]) -> dict[str, Recipe]:
