@@ -92,7 +92,7 @@ class Recipe:
         if "overlay" in build:  # files and commands shared by several recipes; the recipe's own files win
             overlay = path.with_name(build["overlay"])
             build = {**build, "files": {**_overlay_files(overlay), **build.get("files", {})},
-                     "commands": [_overlay_script(overlay).read_text(), *build.get("commands", ())]}
+                     "commands": [*(p.read_text() for p in _overlay_script(overlay)), *build.get("commands", ())]}
         recipe = cls(path=path, name=data["name"], description=data["description"],
                      disk_size=data["disk_size"], method=build.get("method", "host"),
                      boot=boot["method"], cmdline=boot.get("cmdline", ""),
@@ -110,7 +110,7 @@ class Recipe:
         extra = [self.path.with_name(self.build["assemble"])] if "assemble" in self.build else []
         if "overlay" in self.build:
             overlay = self.path.with_name(self.build["overlay"])
-            extra += [*_tree(overlay), _overlay_script(overlay)]
+            extra += [*_tree(overlay), *_overlay_script(overlay)]
         return [self.path, *extra, _BUILD_CODE]
 
     @property
@@ -143,12 +143,10 @@ def _overlay_files(directory: Path) -> dict[str, str]:
     return {"/" + str(p.relative_to(directory)): p.read_text() for p in _tree(directory)}
 
 
-def _overlay_script(directory: Path) -> Path:
-    """The script beside the overlay (`guest.sh` beside `guest/`), run before the recipe's own commands."""
+def _overlay_script(directory: Path) -> list[Path]:
+    """The overlay's script, if it has one (`guest.sh` beside `guest/`): run before the recipe's commands."""
     script = directory.with_suffix(".sh")
-    if not script.is_file():
-        raise ImageError(f"recipe overlay {directory} has no {script.name} beside it (its shared commands)")
-    return script
+    return [script] if script.is_file() else []
 
 
 def load_recipes(images_dirs: tuple[Path, ...]) -> dict[str, Recipe]:
