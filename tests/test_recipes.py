@@ -44,6 +44,19 @@ def test_an_empty_file_added_to_the_overlay_changes_the_image(tmp_path: Path) ->
     assert Recipe.load(recipe).digest != before
 
 
+def test_the_shared_commands_run_first_and_count_in_the_digest(tmp_path: Path) -> None:
+    for recipe in load_recipes((IMAGES,)).values():
+        assert recipe.build["commands"][0] == (IMAGES / "guest.sh").read_text()
+    shutil.copytree(IMAGES, tmp_path / "images")
+    recipe = tmp_path / "images" / "lab-atomic.toml"
+    before = Recipe.load(recipe).digest
+    with (tmp_path / "images" / "guest.sh").open("a") as script:
+        script.write("systemctl mask one-more.service\n")
+    assert Recipe.load(recipe).digest != before
+    (tmp_path / "images" / "guest.sh").unlink()  # an overlay of files only (a user's own) has no shared commands
+    assert Recipe.load(recipe).build["commands"][0].startswith("systemctl disable docker.service")
+
+
 def test_a_recipes_environment_reaches_mmdebstrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """lab-ostree's INITRD=No must reach the packages' install hooks, which mmdebstrap runs in its environment."""
     fake = tmp_path / "mmdebstrap"
