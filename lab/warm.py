@@ -11,8 +11,9 @@ the header is rewritten instead (layout: libvirt's qemu_saveimage.h); a header
 this code does not know means a cold boot, never a guess.
 
 The key hashes everything the saved guest depends on (image volumes and when
-each was last written, memory, vCPUs, accelerator, cloud-init templates, the code that renders domains and
-seeds): change any of it and the next run saves a new guest.
+each was last written, memory, vCPUs, accelerator, cloud-init templates, the
+code that renders domains and seeds): change any of it and the next run saves
+a new guest.
 """
 
 from __future__ import annotations
