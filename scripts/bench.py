@@ -2,8 +2,10 @@
 
 1. Boots of each image side by side: a cold boot and a warm start (a saved guest restored) to the first
    command, and a reboot of each to ready, with when each stage (shutdown, firmware, GRUB, kernel, systemd,
-   sshd, cloud-init) showed on the console and systemd-analyze's line of every boot (`BENCH_IMAGES` picks
-   the images: default lab-bookworm, lab-atomic, lab-ostree); then the spread of 5 warm starts in a row.
+   sshd, cloud-init) showed on the console and systemd-analyze's phases of every boot (`BENCH_IMAGES` picks
+   the images: default lab-bookworm, lab-atomic, lab-ostree). `BENCH_ROUNDS` (default 3) rounds alternate
+   the cold and warm runs of every image, and each figure is the rounds' median: the host's speed drifts by
+   a fifth within minutes, so one sample per cell compares moments, not boots. Then 5 warm starts in a row.
 2. Wall time of four scenarios run with -j 1 and with -j 2.
 3. Cold time to the first command on libvirt here vs a "remote" libvirt host over qemu+ssh:// (a
    local sshd on 127.0.0.1 plays it: scripts/loopback-remote.sh).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from lab.config import Config
@@ -129,24 +133,54 @@ def run_marks(image: str, cold: bool, runs: Path, body: Callable[[ScenarioContex
 
 def boot_table(runs: Path) -> None:
     images = os.environ.get("BENCH_IMAGES", "lab-bookworm lab-atomic lab-ostree").split()
-    rows = []
     for image in images:
         boot(image, False, runs)  # makes sure a saved guest exists
-        rows += [(image, "cold", boot(image, True, runs)), (image, "warm", boot(image, False, runs))]
-    print("\nboots: seconds until each stage showed on the console, from the domain's start (cold boot) or "
-          "the reboot's request ('-': not shown; a restore shows none); 'ready' = the first command can run")
-    print(f"{'image':<13}{'boot':<12}" + "".join(f"{stage.split('_')[0]:>10}" for stage in STAGES))
-    for image, label, seen in rows:
+    samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for _ in range(rounds()):
+        for image in images:
+            for label, cold in (("cold", True), ("warm", False)):
+                samples.setdefault((image, label), []).append(boot(image, cold, runs))
+    print(f"\nboots, the median of {rounds()} rounds: seconds until each stage showed on the console, from the "
+          "domain's start (cold boot) or the reboot's request ('-': not shown; a restore shows none); "
+          "'ready' = the first command can run, with its range over the rounds")
+    print(f"{'image':<13}{'boot':<12}" + "".join(f"{stage.split('_')[0]:>10}" for stage in STAGES) + "     range")
+    for (image, label), seen in samples.items():
         for boot_label, key in ((label, "first"), (f"{label} reboot", "reboot")):
-            cells = "".join(f"{seen[key][s]:>10.1f}" if s in seen[key] else f"{'-':>10}" for s in STAGES)
-            print(f"{image:<13}{boot_label:<12}{cells}")
-    print("systemd-analyze, first boot | after the reboot:")
-    for image, label, seen in rows:
-        print(f"  {image} {label}: {seen['analyze first']} | {seen['analyze reboot']}")
+            cells = "".join(_median_cell([s[key] for s in seen], stage) for stage in STAGES)
+            ready = [s[key]["ready"] for s in seen]
+            print(f"{image:<13}{boot_label:<12}{cells}  {min(ready):>4.1f}-{max(ready):.1f}")
+    print("systemd-analyze, medians, first boot | after the reboot:")
+    for (image, label), seen in samples.items():
+        print(f"  {image} {label}: {_analyze_median([s['analyze first'] for s in seen])} | "
+              f"{_analyze_median([s['analyze reboot'] for s in seen])}")
     print(f"\nwarm start to the first command, {WARM_STARTS} restores in a row per image (min / median / max)")
     for image in images:
         starts = sorted(warm_start(image, runs) for _ in range(WARM_STARTS))
         print(f"  {image:<13}{starts[0]:>5.2f} /{starts[len(starts) // 2]:>5.2f} /{starts[-1]:>5.2f} s")
+
+
+def rounds() -> int:
+    return int(os.environ.get("BENCH_ROUNDS", "3"))
+
+
+def _median_cell(boots: list[dict[str, float]], stage: str) -> str:
+    values = [boot[stage] for boot in boots if stage in boot]
+    return f"{median(values):>10.1f}" if values else f"{'-':>10}"
+
+
+ANALYZE_PART = re.compile(r"(?:(\d+)min )?([\d.]+)s \((\w+)\)")
+
+
+def _analyze_median(lines: list[str]) -> str:
+    """systemd-analyze's phases ("4.0s (kernel) + 12.2s (userspace) = 16.2s"), each the median of `lines`."""
+    phases: dict[str, list[float]] = {}
+    for line in lines:
+        for minutes, seconds, phase in ANALYZE_PART.findall(line):
+            phases.setdefault(phase, []).append(60 * int(minutes or 0) + float(seconds))
+    if not phases:
+        return lines[0]  # a restore: no boot to analyze
+    total = sum(median(values) for values in phases.values())
+    return " + ".join(f"{median(values):.1f}s ({phase})" for phase, values in phases.items()) + f" = {total:.1f}s"
 
 
 def warm_start(image: str, runs: Path) -> float:
@@ -163,6 +197,9 @@ def main() -> None:
     unknown = [part for part in parts if part not in TABLES]
     if unknown:
         print(f"BENCH_PARTS: no table {', '.join(unknown)} (choose from {', '.join(TABLES)})", file=sys.stderr)
+        sys.exit(2)
+    if not os.environ.get("BENCH_ROUNDS", "3").isdigit() or rounds() < 1:
+        print(f"BENCH_ROUNDS: {os.environ['BENCH_ROUNDS']!r} is not a count of rounds (1 or more)", file=sys.stderr)
         sys.exit(2)
     runs = Path(tempfile.mkdtemp(prefix="lab-bench-"))
     for name, table in TABLES.items():
