@@ -160,7 +160,11 @@ def boot_table(runs: Path) -> None:
 
 
 def rounds() -> int:
-    return int(os.environ.get("BENCH_ROUNDS", "3"))
+    value = os.environ.get("BENCH_ROUNDS", "3")
+    if not value.isdigit() or int(value) < 1:
+        print(f"BENCH_ROUNDS: {value!r} is not a count of rounds (1 or more)", file=sys.stderr)
+        sys.exit(2)
+    return int(value)
 
 
 def _median_cell(boots: list[dict[str, float]], stage: str) -> str:
@@ -198,9 +202,7 @@ def main() -> None:
     if unknown:
         print(f"BENCH_PARTS: no table {', '.join(unknown)} (choose from {', '.join(TABLES)})", file=sys.stderr)
         sys.exit(2)
-    if not os.environ.get("BENCH_ROUNDS", "3").isdigit() or rounds() < 1:
-        print(f"BENCH_ROUNDS: {os.environ['BENCH_ROUNDS']!r} is not a count of rounds (1 or more)", file=sys.stderr)
-        sys.exit(2)
+    rounds()  # a bad count stops here, before any guest boots
     runs = Path(tempfile.mkdtemp(prefix="lab-bench-"))
     for name, table in TABLES.items():
         if name in parts:
