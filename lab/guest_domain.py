@@ -25,6 +25,13 @@ from lab.hypervisor import create_domain, destroy_domain
 from lab.retry import wait_until
 
 CONSOLE_LAG = 1.5  # seconds the console file may trail a stopped guest's last line (virtlogd copies it)
+# libvirt forgets a stopped transient domain a moment after it reports it stopped; until then it refuses the
+# name to a new one ("domain … is already being removed": once in a day of runs here). Host-side bookkeeping.
+REMOVAL_WAIT = 10.0
+
+
+class _StillRemoving(HarnessError):
+    """libvirt has not yet forgotten the stopped domain of the same name: not yet, not a failure."""
 
 
 class GuestDomain:
@@ -54,8 +61,9 @@ class GuestDomain:
             self._dom, self._console_stream = create_domain(
                 self.conn, xml, flags, self.console_path if self.spec.console_stream else None)
         except libvirt.libvirtError as exc:
-            raise HarnessError(f"{self.label}: libvirt refused to start {self.spec.name}: "
-                               f"{exc.get_error_message()}") from exc
+            message = exc.get_error_message() or str(exc)
+            error = _StillRemoving if "is already being removed" in message else HarnessError
+            raise error(f"{self.label}: libvirt refused to start {self.spec.name}: {message}") from exc
         self._remember()
 
     def _remember(self) -> None:
@@ -92,8 +100,13 @@ class GuestDomain:
             destroy_domain(self._dom)
         if self._console_stream is not None:
             self._console_stream.stop()
-        self._create(self._xml)
+        wait_until(self._create_again, what=f"libvirt to start {self.spec.name} again", timeout=REMOVAL_WAIT,
+                   interval=0.2, transient=(_StillRemoving,))
         self.on_power_cycle(why)
+
+    def _create_again(self, _last: bool) -> bool:
+        self._create(self._xml)
+        return True
 
     def save(self, path: Path) -> None:
         """Save the running guest to `path`; the domain is gone afterwards."""

@@ -5,6 +5,7 @@ Prints figures; exits non-zero on any failure or leftover."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,8 @@ def rounds(argv: list[str], count: int, runs: Path) -> tuple[int, list[float]]:
         walls.append(time.monotonic() - start)
         if proc.returncode != 0:
             failures += 1
-            print(f"  round {i + 1}: exit {proc.returncode}\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+            # the run's whole report (a screenful by design): its cause comes before the console tail
+            print(f"  round {i + 1}: exit {proc.returncode}\n{proc.stdout[-6000:]}{proc.stderr[-3000:]}")
     return failures, walls
 
 
@@ -44,13 +46,17 @@ def leftovers() -> list[str]:
 
 def main() -> int:
     serial, parallel = int(os.environ.get("SOAK_SERIAL", "20")), int(os.environ.get("SOAK_PARALLEL", "10"))
-    with tempfile.TemporaryDirectory(prefix="lab-soak-") as tmp:
-        f1, w1 = rounds(["smoke"], serial, Path(tmp))
-        print(f"smoke x{serial} in a row: {f1} failed; wall min/mean/max "
-              f"{min(w1):.1f}/{sum(w1) / len(w1):.1f}/{max(w1):.1f} s")
-        f2, w2 = rounds(["smoke", "smoke", "-j", "2"], parallel, Path(tmp))
-        print(f"smoke+smoke -j 2 x{parallel}: {f2} failed; wall min/mean/max "
-              f"{min(w2):.1f}/{sum(w2) / len(w2):.1f}/{max(w2):.1f} s")
+    runs = Path(tempfile.mkdtemp(prefix="lab-soak-"))
+    f1, w1 = rounds(["smoke"], serial, runs)
+    print(f"smoke x{serial} in a row: {f1} failed; wall min/mean/max "
+          f"{min(w1):.1f}/{sum(w1) / len(w1):.1f}/{max(w1):.1f} s")
+    f2, w2 = rounds(["smoke", "smoke", "-j", "2"], parallel, runs)
+    print(f"smoke+smoke -j 2 x{parallel}: {f2} failed; wall min/mean/max "
+          f"{min(w2):.1f}/{sum(w2) / len(w2):.1f}/{max(w2):.1f} s")
+    if f1 or f2:
+        print(f"the runs' artifacts, failed ones included, are kept in {runs}")
+    else:
+        shutil.rmtree(runs)
     left = leftovers()
     print(f"left behind: {len(left)}" + "".join(f"\n  {item}" for item in left))
     return 1 if f1 or f2 or left else 0
