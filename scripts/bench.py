@@ -135,12 +135,13 @@ def boot_table(runs: Path) -> None:
     images = os.environ.get("BENCH_IMAGES", "lab-bookworm lab-atomic lab-ostree").split()
     for image in images:
         boot(image, False, runs)  # makes sure a saved guest exists
+    count = rounds()
     samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for _ in range(rounds()):
+    for _ in range(count):
         for image in images:
             for label, cold in (("cold", True), ("warm", False)):
                 samples.setdefault((image, label), []).append(boot(image, cold, runs))
-    print(f"\nboots, the median of {rounds()} rounds: seconds until each stage showed on the console, from the "
+    print(f"\nboots, the median of {count} rounds: seconds until each stage showed on the console, from the "
           "domain's start (cold boot) or the reboot's request ('-': not shown; a restore shows none); "
           "'ready' = the first command can run, with its range over the rounds")
     print(f"{'image':<13}{'boot':<12}" + "".join(f"{stage.split('_')[0]:>10}" for stage in STAGES) + "     range")
