@@ -27,7 +27,7 @@ from lab.log import Log
 from lab.machine import Machine
 from lab.ssh import JumpHost, KeyPair, SshSession
 from lab.storage import Pool, run_prefix
-from lab.warm import SaveFile, Shape, WarmStore, WarmUnusable
+from lab.warm import SaveFile, Shape, WarmStore, WarmUnusable, written
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Provisioner:
     def shape(self, request: MachineRequest) -> Shape:
         hypervisor = f"{self.conn.getType()} {self.conn.getVersion()} libvirt {self.conn.getLibVersion()}"
         return Shape(request.image, request.memory, self._vcpus(request), self._domain_type, hypervisor,
-                     peer_nic=request.peer is not None)
+                     written(self.pool, request.image.volumes), peer_nic=request.peer is not None)
 
     def saving_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
         """A machine to boot cold and save as the warm guest `key`: its root and seed are the

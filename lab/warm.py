@@ -102,6 +102,13 @@ def _copy_rest(src: int, dst: int, offset: int) -> None:
         remaining -= copied
 
 
+def written(pool: Pool, volumes: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """When each volume was last written: a volume uploaded anew stales the guests saved on it. A run reads
+    it once, for its key and its saved guest's record alike: a volume rewritten during the save then leaves
+    a record that `WarmStore.prune` finds stale."""
+    return tuple((name, pool.modified(name)) for name in volumes)
+
+
 @dataclass(frozen=True)
 class Shape:
     """What a saved guest is: restoring it elsewhere needs all of this to match."""
@@ -111,6 +118,7 @@ class Shape:
     vcpus: int
     domain_type: str
     hypervisor: str  # QEMU and libvirt versions: a saved stream is only sure to load in the same ones
+    written: tuple[tuple[str, str], ...]  # when each image volume was last written, read once (see `written`)
     peer_nic: bool = False  # a NIC between the run's guests (a guest's devices cannot change at a restore)
 
 
@@ -123,7 +131,7 @@ class WarmStore:
 
     def key(self, shape: Shape) -> str:
         h = hashlib.sha256(json.dumps({
-            "volumes": self._written(shape.image.volumes),
+            "volumes": dict(shape.written),
             "cmdline": shape.image.cmdline, "user": shape.image.login_user,
             "memory": shape.memory_mib, "vcpus": shape.vcpus, "type": shape.domain_type,
             "hypervisor": shape.hypervisor, **({"peer_nic": True} if shape.peer_nic else {}),
@@ -174,7 +182,7 @@ class WarmStore:
         (self.directory / f"{key}.json").write_text(json.dumps(
             {"public_key": keys.public_line, "host_keys": sorted(host_keys), "image": shape.image.name,
              "failed_units": list(failed_units),
-             "volumes": list(shape.image.volumes), "written": self._written(shape.image.volumes),
+             "volumes": list(shape.image.volumes), "written": dict(shape.written),
              "memory_mib": shape.memory_mib, "vcpus": shape.vcpus, "domain_type": shape.domain_type},
             indent=2) + "\n")
 
@@ -191,7 +199,7 @@ class WarmStore:
             volumes = set(meta.get("volumes", ()))
             if not volumes <= names or idle_days > max_idle_days:
                 return True
-            return "written" in meta and meta["written"] != self._written(volumes)
+            return "written" in meta and meta["written"] != dict(written(self.pool, volumes))
         return self._discard_where(stale)
 
     def discard_using(self, volumes: Iterable[str]) -> list[str]:
@@ -200,10 +208,6 @@ class WarmStore:
         reads blocks its memory never saw (binaries fail with 'Exec format error')."""
         replaced = set(volumes)
         return self._discard_where(lambda meta, _idle_days: bool(set(meta.get("volumes", ())) & replaced))
-
-    def _written(self, volumes: Iterable[str]) -> dict[str, str]:
-        """When each volume was last written: a volume uploaded anew stales the guests saved on it."""
-        return {name: self.pool.modified(name) for name in volumes}
 
     def _discard_where(self, condition: Callable[[dict[str, Any], float], bool]) -> list[str]:
         discarded = []

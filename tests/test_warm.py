@@ -10,7 +10,7 @@ import pytest
 from lab.config import Config
 from lab.image import Image
 from lab.ssh import KeyPair
-from lab.warm import HEADER, MAGIC, SaveFile, Shape, WarmStore, WarmUnusable
+from lab.warm import HEADER, MAGIC, SaveFile, Shape, WarmStore, WarmUnusable, written
 
 STREAM = bytes(range(256)) * 4096  # stands in for QEMU's migration stream (1 MiB)
 
@@ -76,18 +76,24 @@ def test_the_key_changes_with_everything_the_saved_guest_depends_on(tmp_path: Pa
     monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
     pool = _Pool({"image-lab-atomic-abc.qcow2", "image-lab-atomic-def.qcow2"})
     store = WarmStore(Config.from_env(), pool)  # type: ignore[arg-type]
-    shape = Shape(Image("lab-atomic", "image-lab-atomic-abc.qcow2", "qcow2"), 1024, 1, "qemu", "QEMU 7002000")
+    shape = _shape(pool, "lab-atomic", "image-lab-atomic-abc.qcow2")
     key = store.key(shape)
-    assert store.key(shape) == key
+    assert store.key(_shape(pool, "lab-atomic", "image-lab-atomic-abc.qcow2")) == key
     pool.written["image-lab-atomic-abc.qcow2"] = "1796267999.5"  # the same volume uploaded anew
+    shape = _shape(pool, "lab-atomic", "image-lab-atomic-abc.qcow2")
     assert store.key(shape) != key
     key = store.key(shape)
     for changed in (dataclasses.replace(shape, memory_mib=2048), dataclasses.replace(shape, vcpus=2),
                     dataclasses.replace(shape, hypervisor="QEMU 8000000"),
-                    dataclasses.replace(shape, image=Image("lab-atomic", "image-lab-atomic-def.qcow2", "qcow2"))):
+                    _shape(pool, "lab-atomic", "image-lab-atomic-def.qcow2")):
         assert store.key(changed) != key
     (cloudinit / "user-data").write_text("#cloud-config\npackages: [vim]\n")
     assert store.key(shape) != key
+
+
+def _shape(pool: _Pool, name: str, volume: str) -> Shape:
+    return Shape(Image(name, volume, "qcow2"), 1024, 1, "qemu", "QEMU 7002000",
+                 written(pool, [volume]))  # type: ignore[arg-type]
 
 
 def _two_saved_guests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[_Pool, WarmStore]:
@@ -96,7 +102,7 @@ def _two_saved_guests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
     pool = _Pool({"image-a.qcow2", "image-b.qcow2"})
     store = WarmStore(Config.from_env(), pool)  # type: ignore[arg-type]
     for key, volume in (("ka", "image-a.qcow2"), ("kb", "image-b.qcow2")):
-        shape = Shape(Image(volume[6], volume, "qcow2"), 1024, 1, "qemu", "QEMU 7002000")
+        shape = _shape(pool, volume[6], volume)
         store.directory.mkdir(parents=True, exist_ok=True)
         store.save_path(key).write_bytes(b"saved")
         pool.volumes |= {store.root_volume(key), store.seed_volume(key)}
@@ -120,3 +126,18 @@ def test_a_rebuild_discards_the_saved_guests_made_from_the_image(tmp_path: Path,
     assert store.discard_using(["image-a.qcow2"]) == ["ka"]
     assert not store.has("ka") and not store.save_path("ka").exists() and store.has("kb")
     assert pool.volumes == {"image-a.qcow2", "image-b.qcow2", "warm-kb-root.qcow2", "warm-kb-seed.iso"}
+
+
+def test_a_guest_saved_over_an_image_rewritten_since_the_run_began_is_pruned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    pool = _Pool({"image-a.qcow2"})
+    store = WarmStore(Config.from_env(), pool)  # type: ignore[arg-type]
+    shape = _shape(pool, "a", "image-a.qcow2")
+    key = store.key(shape)
+    pool.written["image-a.qcow2"] = "1796267999.5"  # rebuilt while the run's guest booted, before its save
+    store.directory.mkdir(parents=True, exist_ok=True)
+    store.save_path(key).write_bytes(b"saved")
+    pool.volumes |= {store.root_volume(key), store.seed_volume(key)}
+    store.mark_saved(key, KeyPair.generate(tmp_path / key, key), frozenset(), shape, ())
+    assert store.prune(max_idle_days=30) == [key]
