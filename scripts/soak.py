@@ -44,15 +44,19 @@ def leftovers() -> list[str]:
     return found + [f"process: {p}" for p in procs if p.strip()]
 
 
+def batch(label: str, argv: list[str], count: int, runs: Path) -> int:
+    """`count` rounds of `lab run argv`, then a line of figures; the number that failed."""
+    failures, walls = rounds(argv, count, runs)
+    print(f"{label}: {failures} failed; wall min/mean/max "
+          f"{min(walls):.1f}/{sum(walls) / len(walls):.1f}/{max(walls):.1f} s")
+    return failures
+
+
 def main() -> int:
     serial, parallel = int(os.environ.get("SOAK_SERIAL", "20")), int(os.environ.get("SOAK_PARALLEL", "10"))
     runs = Path(tempfile.mkdtemp(prefix="lab-soak-"))
-    f1, w1 = rounds(["smoke"], serial, runs)
-    print(f"smoke x{serial} in a row: {f1} failed; wall min/mean/max "
-          f"{min(w1):.1f}/{sum(w1) / len(w1):.1f}/{max(w1):.1f} s")
-    f2, w2 = rounds(["smoke", "smoke", "-j", "2"], parallel, runs)
-    print(f"smoke+smoke -j 2 x{parallel}: {f2} failed; wall min/mean/max "
-          f"{min(w2):.1f}/{sum(w2) / len(w2):.1f}/{max(w2):.1f} s")
+    f1 = batch(f"smoke x{serial} in a row", ["smoke"], serial, runs)
+    f2 = batch(f"smoke+smoke -j 2 x{parallel}", ["smoke", "smoke", "-j", "2"], parallel, runs)
     if f1 or f2:
         print(f"the runs' artifacts, failed ones included, are kept in {runs}")
     else:
