@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from lab.guest_shell import ROOT
 from lab.machine import Machine
+from lab.machine.shell import ROOT
 
 ROOTFS_TAR = "/var/tmp/lab-busybox-rootfs.tar"
 BUSYBOX = "localhost/lab/busybox"

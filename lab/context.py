@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lab.artifacts import RunDir
-from lab.errors import UsageError
-from lab.image import Profile
-from lab.log import Log
+from lab.base.artifacts import RunDir
+from lab.base.errors import UsageError
+from lab.base.log import Log
+from lab.image.store import Profile
 from lab.machine import Machine
 
 GUEST_TOOLS = Path(__file__).parent / "guest"  # programs scenarios copy into guests

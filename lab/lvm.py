@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.errors import UsageError
-from lab.image import Profile
+from lab.base.errors import UsageError
+from lab.image.store import Profile
 from lab.machine import Machine
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.disks import SIZE_RE, Disk, parse_size
-from lab.errors import ScenarioFailed as ScenarioFailed  # what a scenario raises, and require_ checks
-from lab.errors import UsageError
+from lab.base.disks import SIZE_RE, Disk, parse_size
+from lab.base.errors import ScenarioFailed as ScenarioFailed  # what a scenario raises, and require_ checks
+from lab.base.errors import UsageError
 
 if TYPE_CHECKING:
     from lab.context import ScenarioContext

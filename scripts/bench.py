@@ -29,14 +29,14 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from lab.config import Config
-from lab.console import BOOT_TIMELINE, ConsoleWatcher
+from lab.base.config import Config
+from lab.base.log import Log
 from lab.context import ScenarioContext
-from lab.log import Log
-from lab.runner import Run, RunRequest
+from lab.run.runner import Run, RunRequest
 from lab.scenario import declare
+from lab.virt.console import BOOT_TIMELINE, ConsoleWatcher
 
-LAB = [sys.executable, "-m", "lab.cli"]
+LAB = [sys.executable, "-m", "lab.doors.cli"]
 PARALLEL_SET = ["smoke", "image-trust", "overlay-xfs", "atomic-host"]
 
 

@@ -12,12 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.cleanup import inventory
-from lab.config import Config
-from lab.hypervisor import connect
-from lab.storage import Pool
+from lab.base.config import Config
+from lab.virt.cleanup import inventory
+from lab.virt.hypervisor import connect
+from lab.virt.storage import Pool
 
-LAB = [sys.executable, "-m", "lab.cli", "run"]
+LAB = [sys.executable, "-m", "lab.doors.cli", "run"]
 
 
 def rounds(argv: list[str], count: int, runs: Path) -> tuple[int, list[float]]:
@@ -39,7 +39,7 @@ def leftovers() -> list[str]:
     pool = Pool(connect(config.libvirt_uri), config.pool_name, config.pool_dir)
     found = [f"run {run_id}: {len(o.domains)} domain(s), {len(o.volumes)} volume(s)"
              for run_id, o in inventory(pool.conn, pool).items()]
-    procs = subprocess.run(["pgrep", "-af", "lab.cli run|qemu-system"], capture_output=True, text=True,
+    procs = subprocess.run(["pgrep", "-af", "lab.doors.cli run|qemu-system"], capture_output=True, text=True,
                            check=False).stdout.split("\n")
     return found + [f"process: {p}" for p in procs if p.strip()]
 

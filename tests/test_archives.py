@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.archives import extracted
-from lab.errors import UsageError
+from lab.base.archives import extracted
+from lab.base.errors import UsageError
 
 
 def _archive(path: Path, name: str, link: str = "") -> Path:

@@ -6,8 +6,8 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from lab import bundle
-from lab.config import Config
+from lab.base.config import Config
+from lab.run import bundle
 from lab.scenario import load_file
 
 HERE = Path(__file__).parent

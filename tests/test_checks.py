@@ -1,6 +1,6 @@
 import re
 
-from lab.checks import scan
+from lab.run.checks import scan
 
 CONSOLE = """\
 [    1.0] Linux version 6.1.0

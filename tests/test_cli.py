@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import main
-from lab.cli_kept import _logins
-from lab.errors import UsageError
+from lab.base.errors import UsageError
+from lab.doors.cli import main
+from lab.doors.cli_kept import _logins
 
 
 @pytest.fixture(autouse=True)
@@ -112,7 +112,7 @@ def test_latest_without_runs_is_one_line(capsys: pytest.CaptureFixture[str], tmp
 
 def test_an_internal_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lab.cli.Registry.load", lambda dirs: 1 / 0)
+    monkeypatch.setattr("lab.doors.cli.Registry.load", lambda dirs: 1 / 0)
     err = _fails(capsys, ["list"], tmp_path)
     assert err.startswith("lab: internal error: ZeroDivisionError: division by zero (traceback: ")
     assert "Traceback" in Path(err.strip().rsplit(": ", 1)[1].rstrip(")")).read_text()

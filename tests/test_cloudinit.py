@@ -1,7 +1,7 @@
 import yaml
 
-from lab.cloudinit import SeedInputs, build_seed_iso, read_seed_iso, render_seed_files
-from lab.config import REPO_ROOT
+from lab.base.config import REPO_ROOT
+from lab.virt.cloudinit import SeedInputs, build_seed_iso, read_seed_iso, render_seed_files
 
 INPUTS = SeedInputs(hostname="vm1", instance_id="lab-abc", user="lab",
                     ssh_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample lab-run-abc")

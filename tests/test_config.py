@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import SETTINGS, Config, LibvirtHost, builtin_dir
-from lab.errors import UsageError
+from lab.base.config import SETTINGS, Config, LibvirtHost, builtin_dir
+from lab.base.errors import UsageError
 
 
 @pytest.mark.parametrize("uri", ["qemu:///system", "qemu:///session", "test:///default", "qemu+unix:///system"])

@@ -1,6 +1,6 @@
 """What the lab reads from a guest's serial console: where a boot is, and boots that cannot go on."""
 
-from lab import console
+from lab.virt import console
 
 GRUB_BOOT = ("\x1b[2JSeaBIOS (version 1.16.2)\nBooting from Hard Disk...\nGNU GRUB  version 2.06\n"
              "[    0.000000] Linux version 6.1.0-57-cloud-amd64\nBegin: Loading essential drivers ... done.\n")

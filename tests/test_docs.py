@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lab.config import SETTINGS
+from lab.base.config import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 READS = re.compile(r"""environ(?:\.get)?[(\[]\s*["']([A-Z][A-Z0-9_]+)["']|Setting\([^)]*["'](LAB_[A-Z_]+)["']""")

@@ -2,7 +2,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from lab.domain import (
+from lab.virt.domain import (
     LAB_NS,
     QEMU_NS,
     DiskSpec,
@@ -108,7 +108,7 @@ def test_a_saved_guest_is_made_this_machines_own() -> None:
     assert [(d.findtext("serial"), d.find("source").get("file")) for d in disks] == [  # type: ignore[union-attr]
         ("lab-root", "/pool/run-root.qcow2"), ("cidata", "/pool/warm-seed.iso")]  # data1 is hot-plugged later
     assert root.find("devices/disk/backingStore") is None  # libvirt probes the new chain
-    assert root.findtext("on_reboot") == "destroy"  # the lab powers it on again (lab.guest_domain)
+    assert root.findtext("on_reboot") == "destroy"  # the lab powers it on again (lab.machine.guest_domain)
     assert root.find("devices/serial/source").get("path") == "/runs/x/console.log"  # type: ignore[union-attr]
     runs = root.findall(f"metadata/{{{LAB_NS}}}run")
     assert [r.get("id") for r in runs] == ["0123abcd"]

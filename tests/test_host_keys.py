@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.console import host_key_fingerprints
-from lab.errors import HostKeyMismatch
-from lab.ssh import KeyPair, SshSession
+from lab.base.errors import HostKeyMismatch
+from lab.machine.ssh import KeyPair, SshSession
+from lab.virt.console import host_key_fingerprints
 
 # as cloud-init 22.4 writes it to the serial console (keys_to_console), syslog prefix included
 CONSOLE = """\

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import main
-from lab.config import REPO_ROOT, Config
-from lab.hypervisor import connect
-from lab.image import file_digest
+from lab.base.config import REPO_ROOT, Config
+from lab.doors.cli import main
+from lab.image.store import file_digest
+from lab.virt.hypervisor import connect
 from tests.gpgkeys import SigningKey
 
 pytestmark = pytest.mark.vm  # needs libvirt (no guest boots)

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from lab.cleanup import RunLock, inventory, reap, run_alive
-from lab.config import Config
-from lab.domain import DiskSpec, DomainSpec
-from lab.errors import BootTimeout
-from lab.guest_shell import Timeouts
-from lab.hypervisor import connect, lab_domains, release_vcpus, reserve_vcpus
-from lab.image import ImageCache
-from lab.log import Log
+from lab.base.config import Config
+from lab.base.errors import BootTimeout
+from lab.base.log import Log
+from lab.image.store import ImageCache
 from lab.machine import Machine
-from lab.ssh import KeyPair, SshSession
-from lab.storage import Pool, run_prefix
+from lab.machine.shell import Timeouts
+from lab.machine.ssh import KeyPair, SshSession
+from lab.virt.cleanup import RunLock, inventory, reap, run_alive
+from lab.virt.domain import DiskSpec, DomainSpec
+from lab.virt.hypervisor import connect, lab_domains, release_vcpus, reserve_vcpus
+from lab.virt.storage import Pool, run_prefix
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -150,7 +150,7 @@ def test_a_second_cache_directory_never_sees_the_first_ones_volumes(tmp_path: Pa
 def test_a_pool_name_that_lives_in_another_directory_is_refused(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from lab.cli import main
+    from lab.doors.cli import main
 
     name = f"lab-test-{secrets.token_hex(3)}"
     old = Pool(connect("test:///default"), name, tmp_path / "old" / "pool")  # kept open: the driver's state lives
@@ -166,7 +166,7 @@ def test_a_pool_name_that_lives_in_another_directory_is_refused(tmp_path: Path,
 
 
 def test_pools_of_cache_directories_that_are_gone_are_forgotten(tmp_path: Path) -> None:
-    from lab.storage import forget_gone_pools
+    from lab.virt.storage import forget_gone_pools
 
     conn = connect("test:///default")
     kept, gone = (Pool(conn, f"lab-test-{secrets.token_hex(3)}", tmp_path / d / "pool") for d in ("kept", "gone"))

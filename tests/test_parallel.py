@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.errors import UsageError
-from lab.parallel import Job, ParallelRuns, exit_code, longest_first, shard
-from lab.report import table as summary
+from lab.base.errors import UsageError
+from lab.doors.parallel import Job, ParallelRuns, exit_code, longest_first, shard
+from lab.doors.report import table as summary
 
 # A stand-in run: says hello, waits until its partner's flag exists (so it can
 # only pass when both run at once), then records its result as a run would.
@@ -103,7 +103,7 @@ def test_longest_known_runs_start_first(tmp_path: Path) -> None:
 
 def test_a_job_runs_lab_run_with_its_run_id() -> None:
     job = Job("thinpool-full", "lab-atomic", ("--keep", "--cold"))
-    assert job.argv()[1:] == ["-m", "lab.cli", "run", "thinpool-full", "--run-id", job.run_id,
+    assert job.argv()[1:] == ["-m", "lab.doors.cli", "run", "thinpool-full", "--run-id", job.run_id,
                               "--image", "lab-atomic", "--keep", "--cold"]
     assert job.label == "thinpool-full@lab-atomic"
 

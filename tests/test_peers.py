@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.peers import PEER_NET, PeerPlan, _script
+from lab.machine.peers import PEER_NET, PeerPlan, _script
 
 
 def test_each_guest_has_its_own_address_and_mac_on_the_runs_group() -> None:

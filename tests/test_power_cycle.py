@@ -7,10 +7,10 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from lab import guest_domain
-from lab.domain import DomainSpec
-from lab.errors import HarnessError
-from lab.guest_domain import GuestDomain
+from lab.base.errors import HarnessError
+from lab.machine import guest_domain
+from lab.machine.guest_domain import GuestDomain
+from lab.virt.domain import DomainSpec
 
 
 class _Refusal(libvirt.libvirtError):

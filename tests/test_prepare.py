@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import prepare
-from lab.config import Config
-from lab.log import Log
+from lab.base.config import Config
+from lab.base.log import Log
+from lab.provision import prepare
 
 
 @pytest.mark.parametrize(("turn", "order"), [

@@ -168,7 +168,7 @@ def test_machine_fixture_runs_a_ten_line_reproduction(pytester: pytest.Pytester,
 
 def test_lab_run_flags_reach_the_run(pytester: pytest.Pytester) -> None:
     """--lab-keep, --lab-keep-on-failure, --lab-sit and --lab-cold become the run's request, as lab run's flags do."""
-    from lab.pytest_plugin import _request
+    from lab.doors.pytest_plugin import _request
     from lab.scenario import declare
 
     spec = declare("t", "a test", lambda lab: None)
@@ -182,7 +182,7 @@ def test_lab_run_flags_reach_the_run(pytester: pytest.Pytester) -> None:
 
 def test_longest_first_deals_the_long_tests_out_to_every_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     """xdist's worksteal gives each worker a contiguous share of the list: each share starts with long ones."""
-    from lab import pytest_plugin
+    from lab.doors import pytest_plugin
 
     cost = {"ostree": 1800, "containers": 1200, "partition": 1000, "overlay": 900, "unit1": 0, "unit2": 0}
     monkeypatch.setattr(pytest_plugin, "_cost", cost.__getitem__)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.builder import mmdebstrap
-from lab.image import Recipe, load_recipes
-from lab.log import Log
+from lab.base.log import Log
+from lab.image.store import Recipe, load_recipes
+from lab.provision.builder import mmdebstrap
 
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.errors import UsageError
-from lab.replay_plan import daemon_json, plan
-from lab.sosreport import read
+from lab.base.errors import UsageError
+from lab.replay.plan import daemon_json, plan
+from lab.replay.sosreport import read
 
 SOS = Path(__file__).parent / "data" / "sosreport-lab-atomic"
 
@@ -84,7 +84,7 @@ def test_bad_input_is_one_line(tmp_path: Path, layout) -> None:  # type: ignore[
 
 
 def test_an_image_whose_root_vg_is_one_of_the_hosts_is_refused(layout) -> None:  # type: ignore[no-untyped-def]
-    from lab.replay import check_image
+    from lab.replay.replay import check_image
 
     with pytest.raises(UsageError, match="image lab-atomic has its root on VG atomicos"):
         check_image(layout, "atomicos", "lab-atomic")

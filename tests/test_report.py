@@ -6,8 +6,8 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from lab.parallel import Job, Outcome
-from lab.report import write
+from lab.doors.parallel import Job, Outcome
+from lab.doors.report import write
 
 
 def _outcome(tmp_path: Path, name: str, status: str, code: int, **result: object) -> Outcome:

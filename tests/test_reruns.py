@@ -8,11 +8,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from lab import runner
-from lab.config import Config
-from lab.log import Log
-from lab.reruns import run_with_reruns
-from lab.runner import RunRequest
+from lab.base.config import Config
+from lab.base.log import Log
+from lab.run import runner
+from lab.run.reruns import run_with_reruns
+from lab.run.runner import RunRequest
 from lab.scenario import declare
 
 

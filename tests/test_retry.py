@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from lab.errors import SshUnavailable, WaitTimeout
-from lab.retry import wait_until
+from lab.base.errors import SshUnavailable, WaitTimeout
+from lab.base.retry import wait_until
 
 
 def test_returns_the_first_non_none_value() -> None:

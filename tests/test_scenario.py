@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import REPO_ROOT
-from lab.errors import UsageError
+from lab.base.config import REPO_ROOT
+from lab.base.errors import UsageError
 from lab.scenario import Disk, Node, Registry, parse_size, scenario
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.errors import ImageError
-from lab.signed import verified_checksums
+from lab.base.errors import ImageError
+from lab.image.signed import verified_checksums
 from tests.gpgkeys import SigningKey
 
 SHA = "a" * 64
@@ -60,8 +60,8 @@ def test_a_missing_key_says_where_it_goes(tmp_path: Path) -> None:
 
 
 def test_the_fedora_manifest_pins_its_release_key() -> None:
-    from lab.config import REPO_ROOT
-    from lab.external import load_manifests
+    from lab.base.config import REPO_ROOT
+    from lab.image.external import load_manifests
 
     fedora = load_manifests((REPO_ROOT / "images",))["fedora-atomic-29"]
     assert fedora.checksum_url.endswith("-CHECKSUM") and len(fedora.fingerprint) == 40

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from lab import ssh
-from lab.log import Log, configure_terminal
+from lab.base.log import Log, configure_terminal
+from lab.machine import ssh
 
 FAILING = """
 import socket, threading
-from lab import ssh
-from lab.retry import wait_until
+from lab.machine import ssh
+from lab.base.retry import wait_until
 
 def test_polls_a_guest_that_never_answers(tmp_path):
     server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(8)
@@ -28,8 +28,8 @@ def test_polls_a_guest_that_never_answers(tmp_path):
 FIXTURE_LOG = """
 import logging
 import pytest
-from lab import ssh
-from lab.log import Log
+from lab.machine import ssh
+from lab.base.log import Log
 
 @pytest.fixture
 def log(tmp_path):  # made before the test's call phase, as the lab fixture's run log is
@@ -103,7 +103,7 @@ def test_a_connection_without_a_banner_is_given_up_soon(tmp_path: Path) -> None:
     import socket
     import time
 
-    from lab.errors import SshUnavailable
+    from lab.base.errors import SshUnavailable
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -138,7 +138,7 @@ def test_once_sshd_listens_a_late_banner_is_waited_for(tmp_path: Path) -> None:
     threading.Thread(target=late_banner, daemon=True).start()
     session = ssh.SshSession("127.0.0.1", server.getsockname()[1], "lab", ssh.KeyPair.generate(tmp_path / "k", "t"),
                              scale=0.25)
-    from lab.errors import SshUnavailable
+    from lab.base.errors import SshUnavailable
 
     with pytest.raises(SshUnavailable) as failed:
         session.connect(patient=True)

@@ -16,7 +16,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 def _lab(args: list[str], cwd: Path, runs: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LAB_RUNS_DIR": str(runs), "LAB_SCENARIOS_DIR": str(cwd / "tests" / "scenarios"),
            "PYTHONPATH": str(cwd)}  # this clone's lab
-    return subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "lab.doors.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=1800, env=env, check=False)
 
 

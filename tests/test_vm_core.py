@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.cleanup import inventory
-from lab.config import Config
-from lab.hypervisor import connect
-from lab.retry import wait_until
-from lab.storage import Pool
+from lab.base.config import Config
+from lab.base.retry import wait_until
+from lab.virt.cleanup import inventory
+from lab.virt.hypervisor import connect
+from lab.virt.storage import Pool
 
 pytestmark = pytest.mark.vm
-LAB = [sys.executable, "-m", "lab.cli"]
+LAB = [sys.executable, "-m", "lab.doors.cli"]
 
 
 def _lab(args: list[str], runs: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 
 def _lab(args: list[str], runs: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LAB_RUNS_DIR": str(runs), "LAB_SCENARIOS_DIR": str(SCENARIOS)}
-    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=900,
+    return subprocess.run([sys.executable, "-m", "lab.doors.cli", *args], capture_output=True, text=True, timeout=900,
                           env=env, check=False)
 
 
@@ -48,7 +48,7 @@ def test_a_failed_run_sits_until_enter(tmp_path: Path) -> None:
     main, terminal = pty.openpty()  # the run's stdin is a terminal: it waits for Enter
     env = {k: v for k, v in os.environ.items() if k != "CI"} | {"LAB_RUNS_DIR": str(tmp_path),
                                                                 "LAB_SCENARIOS_DIR": str(SCENARIOS)}
-    run = subprocess.Popen([sys.executable, "-m", "lab.cli", "run", "health-oops", "--sit"], stdin=terminal,
+    run = subprocess.Popen([sys.executable, "-m", "lab.doors.cli", "run", "health-oops", "--sit"], stdin=terminal,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         result = tmp_path / "latest" / "result.json"

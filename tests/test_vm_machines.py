@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from lab.context import ScenarioContext
-from lab.peers import PEER_NET
+from lab.machine.peers import PEER_NET
 from lab.scenario import Disk, Node
 
 pytestmark = pytest.mark.vm

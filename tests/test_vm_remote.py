@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.cleanup import inventory
-from lab.config import REPO_ROOT, Config
-from lab.hypervisor import connect
-from lab.storage import Pool
+from lab.base.config import REPO_ROOT, Config
+from lab.virt.cleanup import inventory
+from lab.virt.hypervisor import connect
+from lab.virt.storage import Pool
 
 pytestmark = [pytest.mark.vm, pytest.mark.nightly]
 
@@ -36,7 +36,7 @@ def remote_uri() -> Iterator[str]:
 
 def test_smoke_on_a_remote_libvirt_host(remote_uri: str, tmp_path: Path) -> None:
     env = {**os.environ, "LAB_RUNS_DIR": str(tmp_path / "runs"), "LAB_LIBVIRT_URI": remote_uri}
-    proc = subprocess.run([sys.executable, "-m", "lab.cli", "run", "smoke"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "lab.doors.cli", "run", "smoke"], capture_output=True, text=True,
                           timeout=1800, env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads((tmp_path / "runs" / "latest" / "result.json").read_text())

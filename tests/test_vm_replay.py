@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.vm
-LAB = [sys.executable, "-m", "lab.cli"]
+LAB = [sys.executable, "-m", "lab.doors.cli"]
 HERE = Path(__file__).parent
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import Config
-from lab.image import Image
-from lab.ssh import KeyPair
-from lab.warm import HEADER, MAGIC, SaveFile, Shape, WarmStore, WarmUnusable, written
+from lab.base.config import Config
+from lab.image.store import Image
+from lab.machine.ssh import KeyPair
+from lab.provision.warm import HEADER, MAGIC, SaveFile, Shape, WarmStore, WarmUnusable, written
 
 STREAM = bytes(range(256)) * 4096  # stands in for QEMU's migration stream (1 MiB)
 

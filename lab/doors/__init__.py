@@ -1,0 +1,1 @@
+"""The ways users come in: the `lab` command, the pytest plugin, parallel runs and their summary report."""

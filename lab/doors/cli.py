@@ -1,0 +1,306 @@
+"""The `lab` command: thin argument parsing over the library."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from lab.base.artifacts import find_run_dir
+from lab.base.config import DEFAULT_POOL, Config
+from lab.base.errors import LabError, UsageError
+from lab.base.log import Log, configure_terminal
+from lab.doors import cli_images, cli_kept, report
+from lab.doors.parallel import Job, ParallelRuns, exit_code, outcome_of, shard
+from lab.image.store import load_recipes
+from lab.replay import replay
+from lab.run import bundle
+from lab.run.reruns import run_with_reruns
+from lab.run.runner import RUN_ID, RunRequest
+from lab.scenario import Registry
+from lab.virt.cleanup import inventory, reap, run_alive
+from lab.virt.hypervisor import connect, kvm_available
+from lab.virt.storage import Pool, forget_gone_pools
+
+
+def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
+    items = Registry.load(config.scenarios_dirs).all()
+    if args.json:
+        print(json.dumps([{"name": s.name, "description": s.description, "image": s.image or config.default_image,
+                           "tags": sorted(s.tags), "params": s.params} for s in items], indent=2))
+    for item in [] if args.json else items:
+        print(f"{item.name:<20} {item.description}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, config: Config, log: Log) -> int:
+    """Every setting's effective value and where it came from (default, pyproject.toml, environment)."""
+    rows = config.describe()
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        print(f"{name:<{width}}  {value}  ({source})")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, config: Config, log: Log) -> int:
+    """Boot a guest whose storage is the host's in SOSREPORT, compare, and run --scenario on it if asked."""
+    then = Registry.load(config.scenarios_dirs).get(args.scenario) if args.scenario else None
+    layout, the_plan = replay.prepare(Path(args.sosreport), args.scale)
+    image = args.image or replay.REPLAY_IMAGE
+    recipe = load_recipes(config.images_dirs).get(image)
+    replay.check_image(layout, recipe.profile.root_vg if recipe else None, image)
+    spec = replay.replay_scenario(layout, the_plan, then)
+    request = RunRequest(spec, dict(then.params) if then else {}, image=image, keep=args.keep)
+    return run_with_reruns(config, request, log, 0)
+
+
+def cmd_bundle(args: argparse.Namespace, config: Config, log: Log) -> int:
+    """One archive of a run for a colleague: artifacts, scenario source, image recipe, cloud-init templates."""
+    run_dir = find_run_dir(config.runs_dir, args.run_id)
+    if run_dir is None:
+        raise UsageError(f"no run {args.run_id!r} in {config.runs_dir}")
+    out = Path(args.output or f"lab-bundle-{run_dir.name}.tar.gz")
+    print(f"wrote {bundle.pack(run_dir, out)}")
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace, config: Config, log: Log) -> int:
+    """The bundle's scenario, params and image recipe, run here; first, where this checkout differs."""
+    with bundle.opened(Path(args.bundle)) as run_dir:
+        for line in bundle.differences(run_dir, config) or ["this checkout's scenario source and recipe are "
+                                                            "the bundle's"]:
+            print(line)
+        scenario, params, image, recipes = bundle.bundled_scenario(run_dir)
+        here = dataclasses.replace(config, images_dirs=config.images_dirs + recipes)
+        return run_with_reruns(here, RunRequest(scenario, params, image=image), log, 0)
+
+
+def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
+    registry = Registry.load(config.scenarios_dirs)
+    names = registry.names() if args.all else args.names
+    if not names:
+        raise UsageError("name a scenario (see `lab list`) or use --all")
+    if len(names) == 1 and not args.all and not args.shard:
+        item = registry.get(names[0])
+        request = RunRequest(item, item.parse_sets(args.set), image=args.image, keep=args.keep,
+                             run_id=args.run_id or secrets.token_hex(4), cold=args.cold,
+                             keep_on_failure=args.keep_on_failure, sit=args.sit)
+        start = time.monotonic()
+        code = run_with_reruns(config, request, log, args.rerun_failed)
+        if args.report:
+            done = outcome_of(config.runs_dir, Job(item.name, args.image, run_id=str(request.run_id)), code,
+                              time.monotonic() - start)
+            print("reports: " + ", ".join(str(p) for p in report.write(args.report, [done], done.wall, 1)))
+        return code
+    if args.set or args.run_id or args.sit:
+        raise UsageError("--set, --run-id and --sit apply to one scenario; run several without them")
+    flags = tuple(flag for flag, on in (("--keep", args.keep), ("--keep-on-failure", args.keep_on_failure),
+                                         ("--cold", args.cold)) if on)
+    flags += ("--rerun-failed", str(args.rerun_failed)) if args.rerun_failed else ()
+    jobs = [Job(registry.get(name).name, args.image, flags) for name in names]
+    jobs = shard(jobs, args.shard, key=lambda job: job.label) if args.shard else jobs
+    start = time.monotonic()
+    outcomes = ParallelRuns(config.runs_dir, args.jobs).run(jobs)
+    wall = time.monotonic() - start
+    print(report.table(outcomes, wall, args.jobs))
+    if args.report:
+        print("reports: " + ", ".join(str(p) for p in report.write(args.report, outcomes, wall, args.jobs)))
+    return exit_code(outcomes)
+
+
+def _pool(config: Config) -> Pool:
+    return Pool(connect(config.libvirt_uri), config.pool_name, config.pool_dir)
+
+
+def cmd_destroy(args: argparse.Namespace, config: Config, log: Log) -> int:
+    pool = _pool(config)
+    reaped = reap(pool.conn, pool, config.state_dir, log, run_ids=set(args.run_ids))
+    missing = set(args.run_ids) - {r.run_id for r in reaped}
+    for run in reaped:
+        run_dir = find_run_dir(config.runs_dir, run.run_id)
+        if run_dir:
+            (run_dir / "id_ed25519").unlink(missing_ok=True)
+        print(f"destroyed run {run.run_id}: {len(run.domains)} domain(s), {len(run.volumes)} volume(s)")
+    if missing:
+        print(f"lab: no lab objects for run(s) {', '.join(sorted(missing))}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace, config: Config, log: Log) -> int:
+    pool = _pool(config)
+    if args.list:
+        rows = [{"run_id": run_id, "domains": [d.name() for d in objects.domains], "volumes": objects.volumes,
+                 "state": "kept" if objects.kept else "running" if run_alive(config.state_dir, run_id)
+                 or objects.owner_alive() else "orphaned"}
+                for run_id, objects in sorted(inventory(pool.conn, pool).items())]
+        for row in [] if args.json else rows:
+            print(f"{row['run_id']}  {row['state']:<9} domains: {len(row['domains'])}  volumes: {len(row['volumes'])}")
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        return 0
+    reaped = reap(pool.conn, pool, config.state_dir, log, include_kept=args.all)
+    for run in reaped:
+        print(f"removed run {run.run_id}: {len(run.domains)} domain(s), {len(run.volumes)} volume(s)")
+    if config.libvirt_host is None:  # a remote host's directories cannot be seen from here
+        for name in forget_gone_pools(pool.conn, DEFAULT_POOL):
+            print(f"undefined pool {name}: its cache directory is gone")
+    print(f"{len(reaped)} run(s) cleaned up")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, config: Config, log: Log) -> int:
+    problems = 0
+
+    def check(ok: bool, what: str, fix: str = "") -> None:
+        nonlocal problems
+        problems += not ok
+        print(f"[{'ok' if ok else 'FAIL'}] {what}" + (f"\n       fix: {fix}" if not ok and fix else ""))
+
+    for tool, package in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"),
+                          ("mmdebstrap", "mmdebstrap"), ("mkfs.ext4", "e2fsprogs")):
+        check(shutil.which(tool) is not None, f"{tool} installed", f"make setup (or apt-get install {package})")
+    try:
+        conn = connect(config.libvirt_uri)
+        check(True, f"libvirt reachable at {config.libvirt_uri} (libvirt {conn.getLibVersion()})")
+        kvm = kvm_available(conn)
+        print(f"[info] accelerator: KVM {'offered' if kvm else 'not offered'} by libvirt; "
+              f"LAB_ACCEL={config.accel}; a first run probes whether KVM really boots a guest, else TCG")
+        where = Pool(conn, config.pool_name, config.pool_dir).defined_at()
+        check(where in (None, config.pool_dir),
+              f"cache directory {config.cache_dir}: libvirt pool {config.pool_name!r} "
+              + (f"at {where}" if where else f"(made at {config.pool_dir} by the first run)"),
+              f"LAB_POOL=<another name> for a pool of this cache's own, or LAB_CACHE_DIR={where and where.parent}")
+    except LabError as exc:
+        check(False, str(exc))
+    config.cache_dir.mkdir(parents=True, exist_ok=True)
+    free_gib = shutil.disk_usage(config.cache_dir).free / 2**30
+    check(free_gib >= 10, f"{free_gib:.1f} GiB free in {config.cache_dir} (10 GiB wanted)",
+          "free space or point LAB_CACHE_DIR elsewhere")
+    return 1 if problems else 0
+
+
+def _run_id(text: str) -> str:
+    if not RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (4-16 lowercase hex digits)")
+    return text
+
+
+def _run_ref(text: str) -> str:
+    """A run id, or 'latest'."""
+    return text if text == "latest" else _run_id(text)
+
+
+def _resolve(config: Config, run_id: str) -> str:
+    """'latest' is the run runs/latest points at."""
+    if run_id != "latest":
+        return run_id
+    result = config.runs_dir / "latest" / "result.json"
+    if not result.is_file():
+        raise UsageError(f"no latest run under {config.runs_dir} (LAB_RUNS_DIR)")
+    return str(json.loads(result.read_text())["run_id"])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab", description="Reproduce container-host field bugs in "
+                                     "disposable libvirt VMs.")
+    parser.add_argument("--version", action="version", version=f"lab (atomic-lab) {_version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also show command outputs and paramiko's records (the transcript's detail)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and the result")
+    sub = parser.add_subparsers(dest="command", required=True)
+    listed = sub.add_parser("list", help="list scenarios")
+    listed.add_argument("--json", action="store_true", help="as JSON: name, description, image, tags, params")
+    listed.set_defaults(func=cmd_list)
+    sub.add_parser("config", help="print the settings and where each came from").set_defaults(func=cmd_config)
+    pack = sub.add_parser("bundle", help="pack a run for a colleague (artifacts, scenario source, image recipe)")
+    pack.add_argument("run_id", type=_run_ref, help="a run id or 'latest'")
+    pack.add_argument("-o", "--output", help="the archive to write (default lab-bundle-<run>.tar.gz)")
+    pack.set_defaults(func=cmd_bundle)
+    again = sub.add_parser("rerun", help="rerun a bundle's scenario with its params on its image recipe")
+    again.add_argument("bundle", help="an archive lab bundle wrote")
+    again.set_defaults(func=cmd_rerun)
+    rep = sub.add_parser("replay", help="boot a guest with a host's storage, from the host's sosreport")
+    rep.add_argument("sosreport", help="an sos archive (sosreport-*.tar.xz/.gz) or its extracted directory")
+    rep.add_argument("--scale", type=float, help="size factor (default: the host's disks fit the lab's budget)")
+    rep.add_argument("--keep", action="store_true", help="leave the replayed host running")
+    rep.add_argument("--scenario", metavar="NAME", help="then run this scenario on the replayed host")
+    rep.add_argument("--image", help=f"the guest's image (default {replay.REPLAY_IMAGE}; its root must not be LVM)")
+    rep.set_defaults(func=cmd_replay)
+    run = sub.add_parser("run", help="run scenarios, each in a fresh VM")
+    run.add_argument("names", nargs="*", metavar="NAME", help="scenario(s) to run (see `lab list`)")
+    run.add_argument("--all", action="store_true", help="run every scenario")
+    run.add_argument("-j", "--jobs", type=int, default=1, help="how many runs at once (default 1)")
+    run.add_argument("--report", type=Path, metavar="DIR",
+                     help="with several scenarios: write summary.md, summary.json and junit.xml there")
+    run.add_argument("--shard", metavar="K/N", help="run only the K-th of N deterministic slices (CI matrix)")
+    run.add_argument("--run-id", type=_run_id, help="use this run id (hex) instead of a random one")
+    run.add_argument("--image", help="image name (see `lab images list`) or path to a qcow2/raw disk")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    run.add_argument("--keep", action="store_true", help="leave the VM running and print how to enter it")
+    run.add_argument("--keep-on-failure", action="store_true", help="leave the VM running if the run fails")
+    run.add_argument("--sit", action="store_true",
+                     help="if the run fails, wait before teardown (Enter, or sit-timeout) and say how to enter it")
+    run.add_argument("--rerun-failed", type=int, default=0, metavar="N",
+                     help="re-run a failed scenario up to N times in a fresh VM; a later pass is reported flaky")
+    run.add_argument("--cold", action="store_true", help="boot the VM instead of restoring a saved, booted guest")
+    run.set_defaults(func=cmd_run)
+    cli_kept.add_parsers(sub, _run_ref)
+    destroy = sub.add_parser("destroy", help="remove a kept run's VM and volumes")
+    destroy.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    destroy.set_defaults(func=cmd_destroy)
+    cleanup = sub.add_parser("cleanup", help="remove what dead runs left behind")
+    cleanup.add_argument("--all", action="store_true", help="also remove kept VMs")
+    cleanup.add_argument("--list", action="store_true", help="only list lab objects and their state")
+    cleanup.add_argument("--json", action="store_true", help="with --list: as JSON")
+    cleanup.set_defaults(func=cmd_cleanup)
+    sub.add_parser("doctor", help="check this host can run the lab").set_defaults(func=cmd_doctor)
+    cli_images.add_parsers(sub)
+    return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("atomic-lab")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Config, Log], int] = args.func
+    try:
+        config = Config.from_env()
+        if args.command != "run" and getattr(args, "run_id", None) == "latest":
+            args.run_id = _resolve(config, args.run_id)
+        configure_terminal(args.verbose - args.quiet)
+        return handler(args, config, Log())
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `lab list | head`: the reader left; say nothing more on a closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except Exception as exc:  # a bug of the lab's: one line here, the traceback in a file
+        trace = Path(tempfile.gettempdir()) / f"lab-error-{os.getpid()}.txt"
+        trace.write_text(traceback.format_exc())
+        print(f"lab: internal error: {type(exc).__name__}: {exc} (traceback: {trace})", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

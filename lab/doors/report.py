@@ -1,0 +1,73 @@
+"""Reports of several runs: the terminal table, summary.md/.json and JUnit XML (`lab run --report DIR`)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lab.doors.parallel import Outcome
+
+
+def table(outcomes: Sequence[Outcome], wall: float, jobs: int) -> str:
+    rows = [("scenario", "image", "status", "wall", "artifacts")]
+    rows += [(o.job.scenario, o.image, o.status, f"{o.wall:.1f} s", o.artifacts) for o in outcomes]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+             for row in rows]
+    passed = sum(o.status == "passed" for o in outcomes)
+    flaky = sum(o.status == "flaky" for o in outcomes)
+    lines.append(f"{passed} of {len(outcomes)} passed" + (f", {flaky} flaky" if flaky else "")
+                 + f" in {wall:.1f} s (-j {jobs})")
+    return "\n".join(lines)
+
+
+def write(directory: Path, outcomes: Sequence[Outcome], wall: float, jobs: int) -> list[Path]:
+    """summary.json, summary.md and junit.xml in `directory`; returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = [_entry(o) for o in outcomes]
+    paths = [directory / "summary.json", directory / "summary.md", directory / "junit.xml"]
+    paths[0].write_text(json.dumps({"wall_seconds": round(wall, 1), "jobs": jobs, "runs": entries}, indent=2) + "\n")
+    paths[1].write_text(_markdown(entries, table(outcomes, wall, jobs).splitlines()[-1]))
+    ET.ElementTree(_junit(entries, wall)).write(paths[2], encoding="unicode", xml_declaration=True)
+    return paths
+
+
+def _entry(outcome: Outcome) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if outcome.artifacts and (Path(outcome.artifacts) / "result.json").is_file():
+        result = json.loads((Path(outcome.artifacts) / "result.json").read_text())
+    return {"scenario": outcome.job.scenario, "image": outcome.image, "status": outcome.status,
+            "exit_code": outcome.exit_code, "wall_seconds": round(outcome.wall, 1), "artifacts": outcome.artifacts,
+            "run_id": result.get("run_id", outcome.job.run_id), "start": result.get("start"),
+            "phases": result.get("phases", {}), "failure": result.get("failure"),
+            "attempts": result.get("attempts", [])}
+
+
+def _markdown(entries: list[dict[str, Any]], last_line: str) -> str:
+    lines = ["| scenario | image | status | wall (s) | artifacts |", "|---|---|---|---|---|"]
+    lines += [f"| {e['scenario']} | {e['image']} | {e['status']} | {e['wall_seconds']} | `{e['artifacts']}` |"
+              for e in entries]
+    failures = [f"### {e['scenario']} ({e['status']})\n\n```\n{e['failure']}\n```" for e in entries if e["failure"]]
+    return "\n".join([*lines, "", last_line, "", *failures]) + "\n"
+
+
+def _junit(entries: list[dict[str, Any]], wall: float) -> ET.Element:
+    suite = ET.Element("testsuite", name="atomic-lab", tests=str(len(entries)), time=f"{wall:.1f}",
+                       failures=str(sum(e["status"] == "failed" for e in entries)),
+                       errors=str(sum(e["status"] in ("error", "not run") for e in entries)))
+    for e in entries:
+        case = ET.SubElement(suite, "testcase", classname=f"lab.{e['image'] or 'default'}", name=e["scenario"],
+                             time=str(e["wall_seconds"]))
+        message = (e["failure"] or "").splitlines()[0] if e["failure"] else e["status"]
+        if e["status"] == "failed":
+            ET.SubElement(case, "failure", message=message).text = e["failure"]
+        elif e["status"] in ("error", "not run"):
+            ET.SubElement(case, "error", message=message).text = e["failure"] or f"exit {e['exit_code']}"
+        elif e["status"] == "flaky":
+            properties = ET.SubElement(case, "properties")
+            ET.SubElement(properties, "property", name="flaky", value=str(len(e["attempts"])))
+        ET.SubElement(case, "system-out").text = f"artifacts: {e['artifacts']}\n"
+    return suite

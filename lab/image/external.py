@@ -1,0 +1,192 @@
+"""External images: manifests of upstream qcow2 files (`images/external/*.toml`) and disks a user
+imports or fetches under a name (`lab images import PATH --as NAME`, `lab images fetch NAME`).
+
+An imported image is one read-only pool volume `image-file-<name>-<sha256[:12]>.<format>` (the prefix
+`lab images prune` keeps, like `--image PATH` imports) plus a record
+in `state/imports/<name>.json` (volume, format, sha256, source, profile), so `--image NAME` boots it
+with the profile its manifest (or `--profile`) gives.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import tomllib
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab.base.config import Config
+from lab.base.errors import ImageError, UsageError
+from lab.base.log import Log
+from lab.base.progress import progress
+from lab.image.signed import verified_checksums
+from lab.image.store import Image, ImageCache, Profile, file_digest, load_recipes, probe_disk_image
+
+DOWNLOAD_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """An upstream image as its publisher ships it, and how the lab must treat it."""
+
+    name: str
+    description: str
+    file: str
+    url: str
+    sha256: str  # optional: with neither it nor a signed checksum file, imports say they are unverified
+    profile: Profile
+    checksum_url: str = ""  # the publisher's signed checksum file (Fedora's CHECKSUM)
+    signing_key: Path | None = None  # the publisher's public key, shipped beside the manifest
+    fingerprint: str = ""  # the key's primary fingerprint: only its signature is accepted
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        data = tomllib.loads(path.read_text())
+        source, signed = data["source"], data.get("signature", {})
+        key = path.parent / signed["key"] if "key" in signed else None
+        return cls(data["name"], data["description"], source["file"], source["url"], source.get("sha256", ""),
+                   Profile.from_dict(data.get("profile", {})), signed.get("checksum_url", ""), key,
+                   signed.get("fingerprint", ""))
+
+    def published_sha256(self, checksums: Path) -> str:
+        """The image's sha256 from the signed checksum file, once its signature checks out."""
+        assert self.signing_key is not None
+        sums = verified_checksums(checksums, self.signing_key, self.fingerprint)
+        if self.file not in sums:
+            raise ImageError(f"{checksums.name}, signed by {self.fingerprint}, lists no {self.file}")
+        if self.sha256 and self.sha256 != sums[self.file]:
+            raise ImageError(f"manifest {self.name}: its sha256 {self.sha256} is not the signed {sums[self.file]}")
+        return sums[self.file]
+
+
+def load_manifests(images_dirs: tuple[Path, ...]) -> dict[str, Manifest]:
+    manifests = (Manifest.load(p) for d in images_dirs for p in sorted((d / "external").glob("*.toml")))
+    return {m.name: m for m in manifests}
+
+
+@dataclass(frozen=True)
+class Imported:
+    name: str
+    volume: str
+    format: str
+    sha256: str
+    source: str
+    profile: Profile
+    verified: bool  # the sha256 matched the manifest's, or the publisher's signed checksum
+    verified_by: str = ""  # which of the two
+
+    def image(self) -> Image:
+        return Image(self.name, self.volume, self.format, self.profile)
+
+
+def imported(config: Config, name: str) -> Imported | None:
+    """The record of an image imported as `name`, if any."""
+    path = config.state_dir / "imports" / f"{name}.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return Imported(**{**data, "profile": Profile.from_dict(data["profile"])})
+
+
+def not_imported(config: Config, name: str) -> str:
+    """Why `--image name` cannot run yet ("" if it can, or if the name is no external image)."""
+    if name in load_manifests(config.images_dirs) and imported(config, name) is None:
+        return (f"image {name} is not imported: `lab images fetch {name}` downloads it, or "
+                f"`lab images import PATH --as {name}` takes a copy you have")
+    return ""
+
+
+class Imports:
+    """The named images imported into the lab pool."""
+
+    def __init__(self, config: Config, cache: ImageCache) -> None:
+        self.config, self.cache = config, cache
+        self.directory = config.state_dir / "imports"
+        self.manifests = load_manifests(config.images_dirs)
+
+    def get(self, name: str) -> Imported | None:
+        record = imported(self.config, name)
+        return record if record and self.cache.pool.lookup(record.volume) is not None else None
+
+    def all(self) -> list[Imported]:
+        names = sorted(p.stem for p in self.directory.glob("*.json"))
+        return [record for name in names if (record := self.get(name))]
+
+    def add(self, path: Path, name: str, profile_from: str | None = None, source: str = "",
+            signed: tuple[str, str] | None = None) -> Imported:
+        """Import a local qcow2/raw file as `name`; refuses a non-disk file and a checksum mismatch: against
+        `signed` (sha256, signer) when a publisher's signed checksum file gave it, else the manifest's sha256."""
+        if name in load_recipes(self.config.images_dirs):
+            raise UsageError(f"{name!r} is a lab image built from a recipe; import under another name")
+        fmt = probe_disk_image(path)
+        manifest = self.manifests.get(name)
+        if signed:
+            expected, how = signed[0], f"the publisher's checksum file, signed by {signed[1]}"
+        else:
+            expected, how = (manifest.sha256 if manifest else ""), "the manifest's sha256"
+        digest = file_digest(path)
+        if expected and digest != expected:
+            raise UsageError(f"{path}: sha256 {digest} is not the {path.name} of manifest {name} "
+                             f"({expected}): refusing it")
+        record = Imported(name, f"image-file-{name}-{digest[:12]}.{fmt}", fmt, digest, source or str(path.resolve()),
+                          self._profile(name, profile_from), bool(expected), how if expected else "")
+        with self.cache.lock(f"import-{name}"):
+            if self.cache.pool.lookup(record.volume) is None:
+                with self.cache.log.nested(f"importing {path} as {name}"):
+                    self.cache.pool.upload_file(record.volume, path, fmt)
+            old = self.get(name)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / f"{name}.json").write_text(json.dumps(asdict(record), indent=2) + "\n")
+            if old and old.volume != record.volume:
+                self.cache.pool.delete(old.volume)
+        return record
+
+    def fetch(self, name: str) -> Imported:
+        """Download a manifest's image (with a progress bar on a terminal), verify it and import it."""
+        manifest = self.manifests.get(name)
+        if manifest is None:
+            known = ", ".join(sorted(self.manifests)) or "none"
+            where = ", ".join(str(d / "external") for d in self.config.images_dirs)
+            raise UsageError(f"no manifest for {name!r} in {where} (known: {known})")
+        self.config.build_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.config.build_dir, prefix=f"fetch-{name}-") as tmp:
+            expected = ""
+            if manifest.checksum_url:
+                checksums = Path(tmp) / "CHECKSUM"
+                download(manifest.checksum_url, checksums, self.cache.log)
+                expected = manifest.published_sha256(checksums)
+                self.cache.log.info(f"{manifest.file}: sha256 {expected}, signed by {manifest.fingerprint}")
+            target = Path(tmp) / manifest.file
+            download(manifest.url, target, self.cache.log)
+            return self.add(target, name, source=manifest.url,
+                            signed=(expected, manifest.fingerprint) if expected else None)
+
+    def _profile(self, name: str, profile_from: str | None) -> Profile:
+        source = profile_from or name
+        if source in self.manifests:
+            return self.manifests[source].profile
+        recipes = load_recipes(self.config.images_dirs)
+        if source in recipes:
+            return recipes[source].profile
+        if profile_from:
+            known = ", ".join(sorted({*self.manifests, *recipes}))
+            raise UsageError(f"--profile {profile_from}: no image of that name (known: {known})")
+        return Profile()
+
+
+def download(url: str, target: Path, log: Log) -> None:
+    """`url` to `target`: a bar on a terminal, the size and time in the log."""
+    start = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, target.open("wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            log.info(f"downloading {url} ({total / 2**20:.0f} MiB)" if total else f"downloading {url}")
+            with progress(target.name, total or None, show=log.on_terminal) as advance:
+                while chunk := response.read(DOWNLOAD_CHUNK):
+                    out.write(chunk)
+                    advance(len(chunk))
+    except OSError as exc:
+        raise ImageError(f"cannot download {url}: {exc}") from exc
+    log.info(f"downloaded {target.name}: {target.stat().st_size / 2**20:.0f} MiB in {time.monotonic() - start:.1f} s")

@@ -1,0 +1,245 @@
+"""Creating a run's machines: their volumes, seed, domain spec and SSH key.
+
+A `Provisioner` belongs to one run id; it remembers every volume and machine
+it made so the run can remove them all, whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import libvirt
+
+from lab.base.config import Config
+from lab.base.disks import Disk
+from lab.base.errors import HarnessError, Interrupted
+from lab.base.log import Log
+from lab.image.store import BOOT_TIMEOUT, Image
+from lab.machine import Machine
+from lab.machine.shell import Timeouts
+from lab.machine.ssh import JumpHost, KeyPair, SshSession
+from lab.provision.warm import SaveFile, Shape, WarmStore, WarmUnusable, written
+from lab.virt import cloudinit
+from lab.virt.cleanup import RunObjects, remove_run
+from lab.virt.domain import DiskSpec, DomainSpec, KernelBoot, PeerLink, retarget_saved_xml
+from lab.virt.hypervisor import AccelProbe, release_vcpus, reserve_vcpus
+from lab.virt.storage import Pool, run_prefix
+
+
+@dataclass(frozen=True)
+class MachineRequest:
+    name: str  # short: "vm1", "builder"
+    image: Image
+    directory: Path  # holds console.log and the machine's SSH key
+    memory: int = 1024
+    cpus: int = 2
+    disks: tuple[Disk, ...] = ()  # blank disks
+    attach: tuple[tuple[str, str], ...] = ()  # (pool volume, serial): existing volumes, read-only raw
+    labels: tuple[tuple[str, str], ...] = ()  # extra domain metadata
+    shared: tuple[DiskSpec, ...] = ()  # disks every machine of the run has (Provisioner.shared_disks)
+    peer: PeerLink | None = None  # the NIC between the run's guests, if it has several
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Provisioner:
+    def __init__(self, conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
+                 accel: str, accel_reason: str) -> None:
+        self.conn, self.pool, self.config, self.log, self.run_id = conn, pool, config, log, run_id
+        self.accel, self.accel_reason = accel, accel_reason
+        scale = config.timeout_factor * (config.tcg_timeout_factor if accel == "tcg" else 1.0)
+        self.timeouts = Timeouts(scale=scale, boot=config.boot_timeout or BOOT_TIMEOUT)
+        self.volumes: list[str] = []
+        self.machines: list[Machine] = []
+        self.key_files: list[Path] = []  # the run's private keys, removed with it
+        self._cpus: dict[str, int] = {}  # vCPUs reserved for each machine, by name
+        host = config.libvirt_host
+        # a remote libvirt host: the guests' ports are on its loopback
+        self.jump = JumpHost(host, log.child("paramiko")) if host else None
+
+    @classmethod
+    def open(cls, conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
+             probe_kernel: Callable[[], str | None]) -> Provisioner:
+        """Choose the accelerator; `probe_kernel` names a kernel volume, asked for only if KVM needs a probe."""
+
+        def kernel_path() -> str | None:
+            name = probe_kernel()
+            volume = pool.lookup(name) if name else None
+            return str(volume.path()) if volume else None
+
+        probe = AccelProbe(conn, config)
+        accel = probe.choose(kernel_path, run_id)
+        return cls(conn, pool, config, log, run_id, accel, probe.reason)
+
+    def machine(self, request: MachineRequest, *, autodestroy: bool = True) -> Machine:
+        """Create a machine's volumes and return it, not yet started (a cold boot)."""
+        request.directory.mkdir(parents=True, exist_ok=True)
+        prefix = self._prefix(request)
+        key = self._run_key(request)
+        disks = [DiskSpec(self._root_overlay(prefix, request.image), "lab-root"), *self._blank_disks(prefix, request)]
+        for volume_name, serial in request.attach:
+            disks.append(DiskSpec(self._path(volume_name), serial, format="raw", readonly=True))
+        disks.extend(request.shared)
+        seed = self._track(self.pool.upload_bytes(f"{prefix}-seed.iso", self._seed(prefix, request, key)))
+        disks.append(DiskSpec(seed, "cidata", format="raw", readonly=True))
+        return self._machine(request, disks, key, autodestroy=autodestroy)
+
+    def shape(self, request: MachineRequest) -> Shape:
+        hypervisor = f"{self.conn.getType()} {self.conn.getVersion()} libvirt {self.conn.getLibVersion()}"
+        return Shape(request.image, request.memory, self._vcpus(request), self._domain_type, hypervisor,
+                     written(self.pool, request.image.volumes), peer_nic=request.peer is not None)
+
+    def saving_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
+        """A machine to boot cold and save as the warm guest `key`: its root and seed are the
+        store's volumes (kept after the run), its key the store's; no extra disks."""
+        request.directory.mkdir(parents=True, exist_ok=True)
+        keys = store.new_key_pair(key)
+        root = self.pool.create_overlay(store.root_volume(key), self._volume(request.image.disk_volume),
+                                        request.image.disk_format)
+        seed = self.pool.upload_bytes(store.seed_volume(key), self._seed(f"warm-{key}", request, keys))
+        disks = [DiskSpec(root.path(), "lab-root"), DiskSpec(seed.path(), "cidata", format="raw", readonly=True)]
+        return self._machine(request, disks, keys, autodestroy=True)
+
+    def save(self, machine: Machine, store: WarmStore, key: str, shape: Shape) -> None:
+        machine.save(store.save_path(key))
+        store.mark_saved(key, machine.ssh.key, machine.ssh.pinned, shape, machine.failed_units())
+        self.machines.remove(machine)
+
+    def restored_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
+        """A machine started from the warm guest `key` and ready, with the run's own overlay and key."""
+        request.directory.mkdir(parents=True, exist_ok=True)
+        prefix = self._prefix(request)
+        run_key = self._run_key(request)
+        root = self._track(self.pool.create_overlay(f"{prefix}-root.qcow2", self._volume(store.root_volume(key)),
+                                                    "qcow2"))
+        extras = [*self._blank_disks(prefix, request), *request.shared]
+        disks = [DiskSpec(root, "lab-root"), DiskSpec(self._path(store.seed_volume(key)), "cidata", format="raw",
+                                                     readonly=True), *extras]
+        machine = self._machine(request, disks, store.key_pair(key), autodestroy=False)
+        host_keys = store.host_keys(key)
+        if host_keys:
+            machine.ssh.pin(host_keys)
+        saved = SaveFile.read(store.save_path(key))
+        copy = request.directory / "restore.save"
+        try:
+            saved.copy_with_xml(store.save_path(key), copy, retarget_saved_xml(saved.xml, machine.spec))
+            machine.restore(copy, tuple(d.serial for d in extras))
+        except Interrupted:
+            raise
+        except (ValueError, HarnessError) as exc:
+            raise WarmUnusable(f"saved guest {key}: {exc}") from exc
+        finally:
+            copy.unlink(missing_ok=True)
+        machine.wait_for_restore(run_key, store.failed_units(key))
+        store.touch(key)
+        return machine
+
+    def _machine(self, request: MachineRequest, disks: list[DiskSpec], key: KeyPair, *,
+                 autodestroy: bool) -> Machine:
+        spec = DomainSpec(
+            name=self._prefix(request), run_id=self.run_id, domain_type=self._domain_type,
+            memory_mib=request.memory, vcpus=self._vcpus(request), disks=tuple(disks),
+            console_path=str(request.directory / "console.log"), ssh_port=free_port(),
+            kernel_boot=self._kernel_boot(request.image), console_stream=self.jump is not None, peer=request.peer,
+            metadata={"pid": str(os.getpid()), "host": socket.gethostname(), **dict(request.labels)},
+        )
+        ssh = SshSession("127.0.0.1", spec.ssh_port, request.image.login_user, key, self.jump,
+                         scale=self.timeouts.scale, log_channel=self.log.child(f"paramiko.{request.name}"))
+        timeouts = replace(self.timeouts, boot=self.config.boot_timeout or request.image.boot_timeout)
+        machine = Machine(spec, self.conn, ssh, self.log, timeouts, autodestroy=autodestroy)
+        self.machines.append(machine)
+        return machine
+
+    @property
+    def _domain_type(self) -> str:
+        return "kvm" if self.accel == "kvm" else "qemu"
+
+    def _vcpus(self, request: MachineRequest) -> int:
+        """What the scenario asks, within LAB_MAX_VCPUS and the host's CPUs other guests (and runs about to
+        start theirs) leave free: reserved once per machine, so its warm key and its domain agree."""
+        if request.name not in self._cpus:
+            wanted = max(1, min(request.cpus, self.config.max_vcpus))
+            self._cpus[request.name] = reserve_vcpus(self.conn, self.config.state_dir, self.run_id, wanted)
+        return self._cpus[request.name]
+
+    def _prefix(self, request: MachineRequest) -> str:
+        return f"{run_prefix(self.run_id)}{request.name}"
+
+    def _run_key(self, request: MachineRequest) -> KeyPair:
+        key = KeyPair.generate(request.directory / "id_ed25519", self._prefix(request))
+        self.key_files.append(key.private_path)
+        return key
+
+    def _blank_disks(self, prefix: str, request: MachineRequest) -> list[DiskSpec]:
+        return [DiskSpec(self._track(self.pool.create_blank(f"{prefix}-{disk.serial}.qcow2", disk.bytes)),
+                         disk.serial) for disk in request.disks]
+
+    def shared_disks(self, disks: Sequence[Disk]) -> tuple[DiskSpec, ...]:
+        """Blank raw volumes for disks several machines of the run attach at once."""
+        prefix = run_prefix(self.run_id)
+        return tuple(DiskSpec(self._track(self.pool.create_blank(f"{prefix}shared-{disk.serial}.raw", disk.bytes,
+                                                                 "raw")), disk.serial, "raw", shareable=True)
+                     for disk in disks)
+
+    def _volume(self, name: str) -> libvirt.virStorageVol:
+        volume = self.pool.lookup(name)
+        if volume is None:
+            raise HarnessError(f"volume {name} is not in pool {self.pool.name}")
+        return volume
+
+    def _path(self, name: str) -> str:
+        return str(self._volume(name).path())
+
+    def upload(self, suffix: str, path: Path) -> str:
+        """Copy a local file into a run volume `lab-run-<id>-<suffix>`; returns the volume's name."""
+        name = f"{run_prefix(self.run_id)}{suffix}"
+        self._track(self.pool.upload_file(name, path, "raw"))
+        return name
+
+    def teardown(self) -> None:
+        """Destroy every machine and volume this provisioner made; never raises."""
+        for machine in self.machines:
+            try:
+                machine.destroy()
+            except libvirt.libvirtError as exc:
+                self.log.warning(f"could not destroy {machine.spec.name}: {exc.get_error_message()}")
+        for path in self.key_files:
+            path.unlink(missing_ok=True)
+        remove_run(RunObjects(self.run_id, volumes=list(self.volumes)), self.pool, self.log)
+        if self.jump:
+            self.jump.close()
+        self.key_files.clear()
+        self.machines.clear()
+        self.volumes.clear()
+        release_vcpus(self.config.state_dir, self.run_id)
+        self._cpus.clear()
+
+    def _root_overlay(self, prefix: str, image: Image) -> str:
+        base = self._volume(image.disk_volume)
+        return self._track(self.pool.create_overlay(f"{prefix}-root.qcow2", base, image.disk_format))
+
+    def _seed(self, instance_id: str, request: MachineRequest, key: KeyPair) -> bytes:
+        files = cloudinit.render_seed_files(self.config.cloudinit_dir, cloudinit.SeedInputs(
+            hostname=request.name, instance_id=instance_id, user=request.image.login_user,
+            ssh_public_key=key.public_line))
+        return cloudinit.build_seed_iso(files)
+
+    def _kernel_boot(self, image: Image) -> KernelBoot | None:
+        if not (image.kernel_volume and image.initrd_volume):
+            return None
+        kernel, initrd = self.pool.lookup(image.kernel_volume), self.pool.lookup(image.initrd_volume)
+        if kernel is None or initrd is None:
+            raise HarnessError(f"kernel or initrd of image {image.name} is missing from pool {self.pool.name}")
+        return KernelBoot(kernel.path(), initrd.path(), image.cmdline)
+
+    def _track(self, volume: libvirt.virStorageVol) -> str:
+        self.volumes.append(volume.name())
+        return str(volume.path())
