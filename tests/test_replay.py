@@ -79,7 +79,7 @@ def test_bad_input_is_one_line(tmp_path: Path, layout) -> None:  # type: ignore[
     shutil.rmtree(no_lvm / "sos_commands" / "lvm2")
     with pytest.raises(UsageError, match="no LVM data"):
         read(no_lvm)
-    with pytest.raises(UsageError, match="does not fit the lab's disk budget"):
+    with pytest.raises(UsageError, match="GiB a replay may use"):
         plan(layout, budget=1 << 30)
 
 

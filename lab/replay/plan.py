@@ -11,12 +11,16 @@ from dataclasses import dataclass
 
 from lab.base.disks import Disk as LabDisk
 from lab.base.errors import UsageError
-from lab.replay.sosreport import Disk as HostDisk
-from lab.replay.sosreport import HostLayout, LogicalVolume, Mount
+from lab.replay import grammar
+from lab.replay.layout import Disk as HostDisk
+from lab.replay.layout import HostLayout, LogicalVolume, Mount, lv_of
+
+q = shlex.quote  # every word from a report is quoted where it meets a guest shell
 
 MIB = 1 << 20
 EXTENT = 4 * MIB
 DEFAULT_BUDGET = 8 << 30  # bytes of replayed disks a guest gets unless --scale says otherwise
+MAX_DISKS = 16 << 30  # bytes of replayed disks a guest gets at most, whatever --scale says
 MINIMUM = {"xfs": 300 * MIB, "ext4": 32 * MIB, "swap": 16 * MIB, "thin-pool": 64 * MIB, "": EXTENT}
 GUEST_OWN = ("/", "/boot", "/usr", "/var", "/etc", "/home", "/tmp", "/sysroot")  # mounted under /replay instead
 REPLAY_ROOT = "/replay"
@@ -51,21 +55,26 @@ def plan(layout: HostLayout, scale: float | None = None, budget: int = DEFAULT_B
     if not layout.pvs:
         raise UsageError("the sos report shows no LVM physical volumes: nothing to replay")
     used = [d for d in layout.disks if _holds_storage(layout, d.name)]
-    total = sum(d.size for d in used)
-    factor = scale if scale is not None else min(1.0, budget / total)
-    if factor <= 0 or factor > 1:
-        raise UsageError(f"--scale {factor}: a factor in (0, 1]")
-    fs_of = {_lv_of(m.source): m for m in layout.mounts}
+    if not used:
+        raise UsageError("the sos report's PVs are on no disk its lsblk lists: nothing to replay")
+    factor = grammar.scale(scale if scale is not None else min(1.0, budget / sum(d.size for d in used)))
+    fs_of = {lv_of(m.source): m for m in layout.mounts}
     sizes = {f"{lv.vg}/{lv.name}": _scaled(lv, factor, fs_of) for lv in layout.lvs}
     disks = _disks(layout, used, factor, sizes)
-    if scale is None and sum(d.bytes for d in disks) > budget * 1.25:
-        raise UsageError(f"the host's layout does not fit the lab's disk budget ({budget >> 30} GiB) even scaled "
-                         "down: its smallest volumes need more; pass --scale")
+    _check_fits(disks, MAX_DISKS if scale is not None else int(budget * 1.25), factor)
     commands = [*_partitions(layout, factor), *_volumes(layout, sizes, factor), *_filesystems(layout, fs_of, sizes)]
-    mounts = {m.path: _guest_path(m.path) for m in layout.mounts if _lv_of(m.source) or _is_block(layout, m)}
+    mounts = {m.path: _guest_path(m.path) for m in layout.mounts if lv_of(m.source) or _is_block(layout, m)}
     commands += _mount_commands(layout, mounts) + _fill(layout, sizes, fs_of, mounts) + _settings(layout)
     applied = {k: v for k, v in layout.lvm_settings.items() if not k.endswith("volume_list")}
     return Plan(factor, tuple(disks), tuple(commands), mounts, sizes, applied, tuple(_notes(layout, mounts)))
+
+
+def _check_fits(disks: list[LabDisk], limit: int, factor: float) -> None:
+    need = sum(d.bytes for d in disks)
+    if need > limit:
+        raise UsageError(f"the host's layout needs {need / (1 << 30):.1f} GiB of lab disks at scale {factor:.3g}, "
+                         f"over the {limit >> 30} GiB a replay may use (each volume keeps a working minimum): "
+                         "a smaller --scale helps only where the host's large volumes dominate")
 
 
 def _holds_storage(layout: HostLayout, disk: str) -> bool:
@@ -73,17 +82,6 @@ def _holds_storage(layout: HostLayout, disk: str) -> bool:
     names = {disk} | {p.name for p in layout.partitions if p.disk == disk}
     return any(pv.device in names for pv in layout.pvs) or any(m.source.removeprefix("/dev/") in names
                                                                for m in layout.mounts)
-
-
-def _lv_of(source: str) -> str:
-    """'vg/lv' of a mount source (/dev/mapper/vg-lv, /dev/vg/lv), '' for anything else."""
-    if source.startswith("/dev/mapper/"):
-        name = source.removeprefix("/dev/mapper/")
-        split = next((i for i in range(1, len(name)) if name[i] == "-" and name[i - 1] != "-"
-                      and (i + 1 >= len(name) or name[i + 1] != "-")), None)
-        return "" if split is None else f"{name[:split].replace('--', '-')}/{name[split + 1:].replace('--', '-')}"
-    parts = source.removeprefix("/dev/").split("/")
-    return "/".join(parts) if len(parts) == 2 else ""
 
 
 def _is_block(layout: HostLayout, mount: Mount) -> bool:
@@ -127,27 +125,27 @@ def _partitions(layout: HostLayout, factor: float) -> list[str]:
         parts = [p for p in layout.partitions if p.disk == disk]
         lines = [f"size={max(1, int(p.size * factor / MIB))}MiB" for p in parts[:-1]] + [","]
         script = "label: gpt\\n" + "\\n".join(lines) + "\\n"
-        commands.append(f"printf '{script}' | sfdisk -q {device(layout, disk)} && udevadm settle")
+        commands.append(f"printf '{script}' | sfdisk -q {q(device(layout, disk))} && udevadm settle")
     return commands
 
 
 def _volumes(layout: HostLayout, sizes: dict[str, int], factor: float) -> list[str]:
-    commands = [f"pvcreate -q -y {device(layout, pv.device)}" for pv in layout.pvs]
+    commands = [f"pvcreate -q -y {q(device(layout, pv.device))}" for pv in layout.pvs]
     for vg in layout.vgs:
-        pvs = " ".join(device(layout, pv.device) for pv in layout.pvs if pv.vg == vg.name)
-        commands.append(f"vgcreate -q -s 1m {shlex.quote(vg.name)} {pvs}")  # 1 MiB extents: small pools' metadata
+        pvs = " ".join(q(device(layout, pv.device)) for pv in layout.pvs if pv.vg == vg.name)
+        commands.append(f"vgcreate -q -s 1m {q(vg.name)} {pvs}")  # 1 MiB extents: small pools' metadata
     order = {"thin-pool": 0, "linear": 1, "thin": 2}
     for lv in sorted(layout.lvs, key=lambda lv: order[lv.kind]):
-        size, name = sizes[f"{lv.vg}/{lv.name}"], shlex.quote(lv.name)
+        size, name = sizes[f"{lv.vg}/{lv.name}"], q(lv.name)
         if lv.kind == "thin-pool":
             chunk = f" -c {lv.chunk // 1024}k" if lv.chunk else ""
             meta_mib = math.ceil(max(lv.meta_size * factor, 2 * MIB) / MIB)  # Meta% follows data as on the host
             meta = f" --poolmetadatasize {meta_mib}m" if lv.meta_size else ""
-            commands.append(f"lvcreate -q -y --type thin-pool -L {size}b{chunk}{meta} -n {name} {shlex.quote(lv.vg)}")
+            commands.append(f"lvcreate -q -y --type thin-pool -L {size}b{chunk}{meta} -n {name} {q(lv.vg)}")
         elif lv.kind == "thin":
-            commands.append(f"lvcreate -q -y -V {size}b -T {shlex.quote(lv.vg)}/{shlex.quote(lv.pool)} -n {name}")
+            commands.append(f"lvcreate -q -y -V {size}b -T {q(lv.vg + '/' + lv.pool)} -n {name}")
         else:
-            commands.append(f"lvcreate -q -y -L {size}b -n {name} {shlex.quote(lv.vg)}")
+            commands.append(f"lvcreate -q -y -L {size}b -n {name} {q(lv.vg)}")
     return commands
 
 
@@ -158,13 +156,13 @@ def _filesystems(layout: HostLayout, fs_of: dict[str, Mount], sizes: dict[str, i
         mount = fs_of.get(f"{lv.vg}/{lv.name}")
         if mount and mount.fstype == "xfs":
             crc = " -m crc=0" if mount.ftype == 0 else ""  # ftype=0 needs the v4 format
-            commands.append(f"mkfs.xfs -q -f{crc} -n ftype={1 if mount.ftype is None else mount.ftype} {path}")
+            commands.append(f"mkfs.xfs -q -f{crc} -n ftype={1 if mount.ftype is None else mount.ftype} {q(path)}")
         elif mount:
-            commands.append(f"mkfs.{mount.fstype} -q -F {path}")
+            commands.append(f"mkfs.{q(mount.fstype)} -q -F {q(path)}")
         elif path in layout.swaps or f"/dev/mapper/{lv.vg}-{lv.name}" in layout.swaps:
-            commands.append(f"mkswap -q {path} && swapon {path}")
+            commands.append(f"mkswap -q {q(path)} && swapon {q(path)}")
     for mount in (m for m in layout.mounts if _is_block(layout, m)):
-        commands.append(f"mkfs.{mount.fstype} -q {device(layout, mount.source.removeprefix('/dev/'))}")
+        commands.append(f"mkfs.{q(mount.fstype)} -q {q(device(layout, mount.source.removeprefix('/dev/')))}")
     return commands
 
 
@@ -173,9 +171,9 @@ def _mount_commands(layout: HostLayout, mounts: dict[str, str]) -> list[str]:
     for mount in sorted(layout.mounts, key=lambda m: (m.path.rstrip("/").count("/"), m.path)):
         if mount.path not in mounts:
             continue
-        lv = _lv_of(mount.source)
+        lv = lv_of(mount.source)
         source = f"/dev/{lv}" if lv else device(layout, mount.source.removeprefix("/dev/"))
-        commands.append(f"mkdir -p {mounts[mount.path]} && mount {source} {mounts[mount.path]}")
+        commands.append(f"mkdir -p {q(mounts[mount.path])} && mount {q(source)} {q(mounts[mount.path])}")
     return commands
 
 
@@ -189,14 +187,14 @@ def _fill(layout: HostLayout, sizes: dict[str, int], fs_of: dict[str, Mount], mo
                  and lv.data_percent]
         weights = [lv.size * (lv.data_percent or 0) for lv in thins]
         pool_mib = sizes[f"{pool.vg}/{pool.name}"] // MIB
-        script = [f"used=$(lvs --noheadings -o data_percent {shlex.quote(pool.vg)}/{shlex.quote(pool.name)})"]
+        script = [f"used=$(lvs --noheadings -o data_percent {q(f'{pool.vg}/{pool.name}')})"]
         for lv, weight in zip(thins, weights, strict=True):
             mount = fs_of.get(f"{lv.vg}/{lv.name}")
             target = f"{mounts[mount.path]}/lab-replay-fill" if mount else f"/dev/{lv.vg}/{lv.name}"
             share = weight / sum(weights)
-            script.append(f"mib=$(awk -v u=\"$used\" 'BEGIN {{ m = ({pool.data_percent} - u) / 100 * {pool_mib} * "
+            script.append(f"mib=$(awk -v u=\"$used\" 'BEGIN {{ m = ({pool.data_percent:.6f} - u) / 100 * {pool_mib} * "
                           f"{share:.4f}; print (m > 0) ? int(m) : 0 }}')")
-            script.append(f"dd if=/dev/zero of={target} bs=1M count=$mib conv=fsync status=none")
+            script.append(f"dd if=/dev/zero of={q(target)} bs=1M count=$mib conv=fsync status=none")
         commands.append("; ".join(script))
     return commands
 
@@ -206,12 +204,12 @@ def _settings(layout: HostLayout) -> list[str]:
     activation = [f"{k} = {v}" for k, v in layout.lvm_settings.items() if not k.endswith("volume_list")]
     if activation:  # lvmlocal.conf: the guest's lvm.conf stays Debian's
         text = "activation {\n" + "".join(f"\t{line}\n" for line in activation) + "}\n"
-        commands.append(f"printf '%s' {shlex.quote(text)} > /etc/lvm/lvmlocal.conf")
+        commands.append(f"printf '%s' {q(text)} > /etc/lvm/lvmlocal.conf")
     if layout.containers_storage:
-        commands.append(f"mkdir -p /etc/containers && printf '%s' {shlex.quote(layout.containers_storage)} "
+        commands.append(f"mkdir -p /etc/containers && printf '%s' {q(layout.containers_storage)} "
                         "> /etc/containers/storage.conf")
     if layout.docker_storage or layout.docker_daemon:
-        commands.append(f"mkdir -p /etc/docker && printf '%s\\n' {shlex.quote(daemon_json(layout))} "
+        commands.append(f"mkdir -p /etc/docker && printf '%s\\n' {q(daemon_json(layout))} "
                         "> /etc/docker/daemon.json")
     return commands
 

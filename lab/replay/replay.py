@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.base.errors import ScenarioFailed, UsageError
 from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.replay import sosreport
+from lab.replay import grammar, sosreport
+from lab.replay.layout import KINDS, HostLayout
 from lab.replay.plan import Plan, plan
-from lab.replay.sosreport import HostLayout
 from lab.scenario import Scenario, declare
 
 REPLAY_IMAGE = "lab-bookworm"  # its root is plain ext4: none of its own VG names can clash with the host's
@@ -112,10 +113,10 @@ def compare(layout: HostLayout, the_plan: Plan, vm: Machine) -> list[Row]:
                         bool(found) and lab_fs == fs))
     for vg in layout.vgs:
         host_pvs = sum(pv.vg == vg.name for pv in layout.pvs)
-        lab_pvs = vm.succeed(f"vgs --noheadings -o pv_count {vg.name} 2>/dev/null || echo 0").strip()
+        lab_pvs = vm.succeed(f"vgs --noheadings -o pv_count {shlex.quote(vg.name)} 2>/dev/null || echo 0").strip()
         rows.append(Row(vg.name, "vg", f"{host_pvs} PVs", f"{lab_pvs} PVs", lab_pvs == str(host_pvs)))
     for key, value in the_plan.lvm_settings.items():
-        lab = vm.succeed(f"lvmconfig --type full activation/{key}").strip().partition("=")[2]
+        lab = vm.succeed(f"lvmconfig --type full {shlex.quote('activation/' + key)}").strip().partition("=")[2]
         rows.append(Row(key, "lvm.conf", value, lab, lab == value))
     for swap in layout.swaps:
         on = swap.removeprefix("/dev/mapper/").removeprefix("/dev/") in swaps
@@ -140,7 +141,7 @@ def _fs(mount: dict[str, object]) -> str:
 
 
 def _kind(attr: str) -> str:
-    return sosreport.KINDS.get(attr[0], attr[0])
+    return KINDS.get(attr[:1], attr[:1])
 
 
 def _gib(size: int) -> str:
@@ -151,7 +152,13 @@ def render(layout: HostLayout, the_plan: Plan, rows: list[Row]) -> str:
     """The side-by-side table, then what was not replayed as-is."""
     lines = [f"# {layout.hostname} ({layout.kernel}) replayed at scale {the_plan.scale:.3g}", "",
              "| item | what | host | lab | ok |", "|---|---|---|---|---|"]
-    lines += [f"| {r.item} | {r.kind} | {r.host} | {r.lab} | {'yes' if r.ok else 'NO'} |" for r in rows]
+    lines += [f"| {_cell(r.item)} | {r.kind} | {_cell(r.host)} | {_cell(r.lab)} | {'yes' if r.ok else 'NO'} |"
+              for r in rows]
     lines += ["", f"{sum(r.ok for r in rows)} of {len(rows)} items match.", ""]
     lines += ["Not replayed as-is:", *(f"- {note}" for note in the_plan.notes)] if the_plan.notes else []
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """A table cell: a mount path may hold '|', which would split the row."""
+    return grammar.printable(text).replace("|", "\\|")

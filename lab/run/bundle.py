@@ -68,11 +68,17 @@ def opened(bundle: Path) -> Iterator[Path]:
     """The bundle's run directory, extracted."""
     if not bundle.is_file() or not tarfile.is_tarfile(bundle):
         raise UsageError(f"{bundle}: not a lab bundle (lab bundle RUN_ID writes one)")
-    with extracted(bundle, "lab-bundle-") as tmp:
+    with extracted(bundle, _bundled, "lab-bundle-") as tmp:
         found = [p.parent for p in tmp.glob(f"*/{PROVENANCE}")]
         if not found:
             raise UsageError(f"{bundle}: not a lab bundle (no {PROVENANCE})")
         yield found[0]
+
+
+def _bundled(name: str) -> bool:
+    """The files of a bundle rerun reads: its record and the code it runs, under the run's directory."""
+    inside = name.partition("/")[2]
+    return inside in (PROVENANCE, "result.json") or inside.startswith((f"{SOURCE}/", f"{RECIPE}/"))
 
 
 def differences(run_dir: Path, config: Config) -> list[str]:
