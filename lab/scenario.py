@@ -56,6 +56,7 @@ class Scenario:
     expected: tuple[re.Pattern[str], ...] = ()  # health-check lines this scenario provokes on purpose
     machines: dict[str, Node] = field(default_factory=dict)  # by host name; empty: one machine, vm1
     shared_disks: tuple[Disk, ...] = ()  # one raw volume each, attached to every machine at once
+    outbound: bool = False  # its guests may reach the host and the outside (they cannot by default)
 
     def nodes(self) -> dict[str, Node]:
         """The run's guests by host name, in boot order."""
@@ -96,7 +97,7 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
             memory: int = 1024, cpus: int = 2, disks: Sequence[Disk] = (), params: dict[str, Any] | None = None,
             tags: Sequence[str] = (), timeout: float = 900.0, choices: dict[str, tuple[str, ...]] | None = None,
             expected: Sequence[str] = (), machines: dict[str, Node] | None = None,
-            shared_disks: Sequence[Disk] = ()) -> Scenario:
+            shared_disks: Sequence[Disk] = (), outbound: bool = False) -> Scenario:
     """A validated Scenario; mistakes in the declaration fail here, at import time."""
     if not NAME_RE.match(name):
         raise ValueError(f"scenario name {name!r} must be lower-case words joined by '-'")
@@ -113,7 +114,8 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
             raise ValueError(f"scenario {name}: choices for {key!r} must include its default")
     return Scenario(name, description, func, image, memory, cpus, tuple(disks), dict(params or {}),
                     frozenset(tags), timeout, dict(choices or {}), tuple(re.compile(rx) for rx in expected),
-                    {host: _node(node) for host, node in (machines or {}).items()}, tuple(shared_disks))
+                    {host: _node(node) for host, node in (machines or {}).items()}, tuple(shared_disks),
+                    outbound)
 
 
 def _node(node: Node) -> Node:

@@ -34,6 +34,6 @@ def test_only_wanted_regular_files_arrive_private(tmp_path: Path) -> None:
 
 
 def test_a_directory_reads_like_its_archive(tmp_path: Path) -> None:
-    with extracted(_archive(tmp_path / "a.tgz"), lambda _: True, "t-") as first:
-        with extracted(first, lambda name: name.startswith("top/a/"), "t-") as second:
-            assert [p.name for p in second.rglob("*.txt")] == ["wanted.txt"]
+    with extracted(_archive(tmp_path / "a.tgz"), lambda _: True, "t-") as first, \
+            extracted(first, lambda name: name.startswith("top/a/"), "t-") as second:
+        assert [p.name for p in second.rglob("*.txt")] == ["wanted.txt"]

@@ -1,3 +1,4 @@
+import dataclasses
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -113,7 +114,16 @@ def test_a_saved_guest_is_made_this_machines_own() -> None:
     runs = root.findall(f"metadata/{{{LAB_NS}}}run")
     assert [r.get("id") for r in runs] == ["0123abcd"]
     args = [a.get("value") for a in root.iter(f"{{{QEMU_NS}}}arg")]
-    assert "user,id=labnet0,hostfwd=tcp:127.0.0.1:40022-:22" in args
+    assert "user,id=labnet0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22" in args  # cut off from the host
+
+
+def test_a_guest_reaches_out_only_when_its_scenario_says_so() -> None:
+    def netdev(spec: DomainSpec) -> str:
+        args = [a.get("value") or "" for a in ET.fromstring(render_domain_xml(spec)).iter(f"{{{QEMU_NS}}}arg")]
+        return next(a for a in args if a.startswith("user,"))
+
+    assert ",restrict=on," in netdev(_spec())
+    assert ",restrict=off," in netdev(dataclasses.replace(_spec(), outbound=True))
 
 
 def test_a_saved_guest_with_a_disk_the_machine_lacks_is_refused() -> None:

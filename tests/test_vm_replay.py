@@ -38,12 +38,22 @@ def test_a_hosts_sos_report_replays_into_a_fresh_guest(tmp_path: Path) -> None: 
 
 
 REPRODUCTION = """
+import socket
+
 import pytest
 
 
 @pytest.mark.lab(host={archive!r})
-def test_the_pool_is_there(machine):
+def test_the_pool_is_there_and_the_host_out_of_reach(machine):
     assert machine.succeed("lvs --noheadings -o lv_attr atomicos/docker-pool").strip().startswith("twi")
+    # a replay guest runs names from someone else's report as root: it must not reach this host's loopback
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(1)
+        port = server.getsockname()[1]
+        said = machine.fail(f"timeout 15 bash -c 'echo hello >/dev/tcp/10.0.2.2/{{port}}'")
+        with pytest.raises(TimeoutError):
+            server.accept()
+    print("host loopback from the guest:", said.strip() or "refused")
 """
 
 

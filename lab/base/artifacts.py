@@ -14,7 +14,7 @@ class RunDir:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         root.mkdir(parents=True, exist_ok=True)
         self.path = root / f"{stamp}-{scenario}"
-        self.path.mkdir()
+        self.path.mkdir(mode=0o700)  # transcripts, keys and evidence of a guest: its user's alone
         self.evidence_dir = self.path / "evidence"
         _swap_symlink(root / "latest", self.path.name)
 

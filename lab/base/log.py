@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -66,6 +67,7 @@ class Log:
         return f"{self.logger.name}.{name}"
 
     def open_transcript(self, path: Path) -> None:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600))  # private from birth
         handler = logging.FileHandler(path, encoding="utf-8")
         formatter = logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", datefmt="%H:%M:%S")
         formatter.converter = time.gmtime

@@ -296,10 +296,23 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except Exception as exc:  # a bug of the lab's: one line here, the traceback in a file
-        trace = Path(tempfile.gettempdir()) / f"lab-error-{os.getpid()}.txt"
-        trace.write_text(traceback.format_exc())
-        print(f"lab: internal error: {type(exc).__name__}: {exc} (traceback: {trace})", file=sys.stderr)
+        print(f"lab: internal error: {type(exc).__name__}: {exc} (traceback: {_trace_file()})", file=sys.stderr)
         return 2
+
+
+def _trace_file() -> str:
+    """The current traceback in a new private file (mkstemp: a name nobody can predict or plant a link at), in
+    the runs directory when there is one, else the temporary directory."""
+    directory: Path | None = None
+    try:
+        runs = Config.from_env().runs_dir
+        directory = runs if runs.is_dir() else None
+    except Exception:  # the settings themselves may be what failed
+        directory = None
+    fd, path = tempfile.mkstemp(prefix="lab-error-", suffix=".txt", dir=directory)
+    with os.fdopen(fd, "w") as out:
+        out.write(traceback.format_exc())
+    return path
 
 
 if __name__ == "__main__":

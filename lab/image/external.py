@@ -25,6 +25,7 @@ from lab.image.signed import verified_checksums
 from lab.image.store import Image, ImageCache, Profile, file_digest, load_recipes, probe_disk_image
 
 DOWNLOAD_CHUNK = 1 << 20
+LOOPBACK = ("127.0.0.1:", "127.0.0.1/", "localhost:", "localhost/")  # a mirror on this machine may be plain http
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class Manifest:
     def load(cls, path: Path) -> Manifest:
         data = tomllib.loads(path.read_text())
         source, signed = data["source"], data.get("signature", {})
+        for url in (source["url"], signed.get("checksum_url", "")):
+            if url and not url.startswith(("https://", *(f"http://{host}" for host in LOOPBACK))):
+                raise ImageError(f"{path}: {url}: a manifest downloads over https (or from this machine) only")
         key = path.parent / signed["key"] if "key" in signed else None
         return cls(data["name"], data["description"], source["file"], source["url"], source.get("sha256", ""),
                    Profile.from_dict(data.get("profile", {})), signed.get("checksum_url", ""), key,
@@ -88,6 +92,18 @@ def imported(config: Config, name: str) -> Imported | None:
         return None
     data = json.loads(path.read_text())
     return Imported(**{**data, "profile": Profile.from_dict(data["profile"])})
+
+
+def trust(config: Config, ref: str) -> tuple[bool, str]:
+    """Whether a run's image is vouched for, and how: built here from a recipe, or imported against a sha256
+    or a publisher's signature; a disk file given by path is not."""
+    if ref in load_recipes(config.images_dirs):
+        return True, "built here from its recipe"
+    record = imported(config, ref)
+    if record is not None:
+        return record.verified, (f"imported, checked against {record.verified_by}" if record.verified
+                                 else "imported with no sha256 or signature to check it against")
+    return False, "a disk file given by path, checked against nothing"
 
 
 def not_imported(config: Config, name: str) -> str:

@@ -220,7 +220,13 @@ def probe_disk_image(path: Path) -> str:
     if proc.returncode != 0:
         reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unreadable"
         raise UsageError(f"{path}: not a usable disk image ({reason})")
-    fmt = str(json.loads(proc.stdout).get("format"))
+    info = json.loads(proc.stdout)
+    fmt = str(info.get("format"))
+    data_file = info.get("format-specific", {}).get("data", {}).get("data-file")
+    if info.get("backing-filename") or data_file:
+        other = info.get("backing-filename") or data_file
+        raise UsageError(f"{path}: refusing it: its data lives partly in {other!r}, a file of this host the guest "
+                         f"would read; flatten it first (qemu-img convert -O qcow2 {path} flat.qcow2)")
     if fmt == "qcow2":
         check = subprocess.run(["qemu-img", "check", "-q", str(path)], capture_output=True, text=True,
                                check=False)

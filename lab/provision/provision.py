@@ -42,6 +42,7 @@ class MachineRequest:
     labels: tuple[tuple[str, str], ...] = ()  # extra domain metadata
     shared: tuple[DiskSpec, ...] = ()  # disks every machine of the run has (Provisioner.shared_disks)
     peer: PeerLink | None = None  # the NIC between the run's guests, if it has several
+    outbound: bool = False  # the guest may open connections to the host and beyond (a scenario's declaration)
 
 
 def free_port() -> int:
@@ -149,6 +150,7 @@ class Provisioner:
             memory_mib=request.memory, vcpus=self._vcpus(request), disks=tuple(disks),
             console_path=str(request.directory / "console.log"), ssh_port=free_port(),
             kernel_boot=self._kernel_boot(request.image), console_stream=self.jump is not None, peer=request.peer,
+            outbound=request.outbound,
             metadata={"pid": str(os.getpid()), "host": socket.gethostname(), **dict(request.labels)},
         )
         ssh = SshSession("127.0.0.1", spec.ssh_port, request.image.login_user, key, self.jump,

@@ -85,11 +85,11 @@ class SaveFile:
         header = HEADER.pack(MAGIC, VERSION, self.data_len, self.was_running, RAW_FORMAT,
                              len(xml_bytes) if cookie else 0)
         padding = b"\0" * (self.data_len - len(xml_bytes) - len(cookie))
-        with source.open("rb") as src, target.open("wb") as dst:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)  # guest memory: private
+        with source.open("rb") as src, os.fdopen(fd, "wb") as dst:
             dst.write(header + xml_bytes + cookie + padding)
             dst.flush()
             _copy_rest(src.fileno(), dst.fileno(), self.stream_offset)
-        os.chmod(target, 0o600)
 
 
 def _copy_rest(src: int, dst: int, offset: int) -> None:

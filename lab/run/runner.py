@@ -21,7 +21,7 @@ from lab.base.errors import HarnessError, Interrupted, LabError, RunFailed, Scen
 from lab.base.log import Log
 from lab.base.signals import ignore_sigterm, trap_signals
 from lab.context import ScenarioContext
-from lab.image.external import Imports, imported, not_imported
+from lab.image.external import Imports, imported, not_imported, trust
 from lab.image.store import Image, ImageCache, load_recipes, probe_disk_image
 from lab.machine import Machine
 from lab.machine.peers import PeerPlan, join
@@ -202,6 +202,9 @@ class Run:
                                run_dir.path)
         with self.phase("image"):
             image = self._image(image_ref, cache, builder)
+        result["image_verified"], result["image_trust"] = trust(self.config, image_ref)
+        if not result["image_verified"]:
+            self.log.warning(f"image {image_ref} is unverified: {result['image_trust']}")
         self.mark("image_ready")
         provisioner = self.provisioner(conn, pool, builder, result)
         nodes = scenario.nodes()
@@ -226,12 +229,13 @@ class Run:
         scenario = self.request.scenario
         if plan is None:
             return MachineRequest(name=name, image=image, directory=run_dir.path, memory=scenario.memory,
-                                  cpus=scenario.cpus, disks=node.disks, labels=(("scenario", scenario.name),))
+                                  cpus=scenario.cpus, disks=node.disks, labels=(("scenario", scenario.name),),
+                                  outbound=scenario.outbound)
         return MachineRequest(name=name, image=image, directory=run_dir.path / name,
                               memory=node.memory or scenario.memory,
                               cpus=max(1, scenario.cpus // len(plan.hosts)), disks=node.disks,
                               labels=(("scenario", scenario.name), ("machine", name)), shared=shared,
-                              peer=plan.link(name))
+                              peer=plan.link(name), outbound=scenario.outbound)
 
     def _image(self, ref: str, cache: ImageCache, builder: ImageBuilder) -> Image:
         if ref in cache.recipes():

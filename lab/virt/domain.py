@@ -66,6 +66,7 @@ class DomainSpec:
     machine: str = "pc"
     peer: PeerLink | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    outbound: bool = False  # the user-mode NIC reaches the host and beyond (restrict=off); SSH is forwarded either way
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -123,7 +124,10 @@ def _metadata(root: ET.Element, spec: DomainSpec) -> None:
 
 
 def _netdev(spec: DomainSpec) -> str:
-    return f"user,id=labnet0,hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
+    """QEMU's user-mode NIC. restrict=on: the guest reaches neither the host (10.0.2.2 is the host's loopback)
+    nor anything beyond; the forwarded SSH port works all the same."""
+    restrict = "off" if spec.outbound else "on"
+    return f"user,id=labnet0,restrict={restrict},hostfwd=tcp:127.0.0.1:{spec.ssh_port}-:22"
 
 
 def _peer_args(link: PeerLink) -> tuple[str, str]:
