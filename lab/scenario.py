@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 # The built-in scenarios' tags (catalog: nightly only); a user's scenarios may add their own.
 TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow", "catalog"})
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+EXTENTS_RE = re.compile(r"^\d{1,3}%(FREE|VG|PVS|ORIGIN)$")  # lvcreate -l's extents
+WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,:/@+=-]{0,127}$")
 HOST_RE = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # a machine's name: its host name, the last part of its domain's
 ATTR = "__lab_scenario__"
 SINGLE = "vm1"  # the one machine of a scenario that declares no `machines`
@@ -79,15 +82,25 @@ class Scenario:
 
 
 def _convert(key: str, raw: str, default: Any) -> Any:
+    """A --set value in its default's type. Text reaches guest shells: a size, extents (40%FREE) or one plain
+    word, nothing a shell would read as more than a word."""
     try:
         if isinstance(default, bool):
             if raw.lower() not in ("true", "false", "yes", "no", "1", "0"):
                 raise ValueError("expected true or false")
             return raw.lower() in ("true", "yes", "1")
         if isinstance(default, int | float):
-            return type(default)(raw)
-        if SIZE_RE.match(str(default).upper()):  # a size parameter takes a size, as its default is one
+            value = type(default)(raw)
+            if not math.isfinite(value):
+                raise ValueError("expected a finite number")
+            return value
+        if EXTENTS_RE.match(str(default).upper()):  # a parameter that takes extents takes a size too
+            if not EXTENTS_RE.match(raw.upper()):
+                parse_size(raw)
+        elif SIZE_RE.match(str(default).upper()):  # a size parameter takes a size, as its default is one
             parse_size(raw)
+        elif not WORD_RE.match(raw):
+            raise ValueError("expected one word of letters, digits and _ . , : / @ + = - (it reaches a guest shell)")
     except ValueError as exc:
         raise UsageError(f"--set {key}={raw}: {exc}") from exc
     return raw

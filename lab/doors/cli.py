@@ -70,9 +70,21 @@ def cmd_bundle(args: argparse.Namespace, config: Config, log: Log) -> int:
     run_dir = find_run_dir(config.runs_dir, args.run_id)
     if run_dir is None:
         raise UsageError(f"no run {args.run_id!r} in {config.runs_dir}")
+    if args.list:
+        taken, left = bundle.packed(run_dir)
+        print("\n".join([*(f"packs  {p.relative_to(run_dir)}" for p in taken),
+                         *(f"leaves {p.relative_to(run_dir)} (a secret)" for p in left)]))
+        return 0
     out = Path(args.output or f"lab-bundle-{run_dir.name}.tar.gz")
     print(f"wrote {bundle.pack(run_dir, out)}")
     return 0
+
+
+def _confirmed(question: str) -> bool:
+    """A yes typed at a terminal; never a yes without one (CI, pipes)."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def cmd_rerun(args: argparse.Namespace, config: Config, log: Log) -> int:
@@ -81,6 +93,9 @@ def cmd_rerun(args: argparse.Namespace, config: Config, log: Log) -> int:
         for line in bundle.differences(run_dir, config) or ["this checkout's scenario source and recipe are "
                                                             "the bundle's"]:
             print(line)
+        if not (args.trust or _confirmed("The bundle's scenario and recipe are code that runs here as you. Run it?")):
+            raise UsageError(f"{args.bundle}: a bundle is code (its scenario source, its image recipe): read them "
+                             f"(tar -tzf {args.bundle}), then rerun with --trust")
         scenario, params, image, recipes = bundle.bundled_scenario(run_dir)
         here = dataclasses.replace(config, images_dirs=config.images_dirs + recipes)
         return run_with_reruns(here, RunRequest(scenario, params, image=image), log, 0)
@@ -227,9 +242,12 @@ def _parser() -> argparse.ArgumentParser:
     pack = sub.add_parser("bundle", help="pack a run for a colleague (artifacts, scenario source, image recipe)")
     pack.add_argument("run_id", type=_run_ref, help="a run id or 'latest'")
     pack.add_argument("-o", "--output", help="the archive to write (default lab-bundle-<run>.tar.gz)")
+    pack.add_argument("--list", action="store_true", help="print what it would pack and leave out; write nothing")
     pack.set_defaults(func=cmd_bundle)
     again = sub.add_parser("rerun", help="rerun a bundle's scenario with its params on its image recipe")
     again.add_argument("bundle", help="an archive lab bundle wrote")
+    again.add_argument("--trust", action="store_true",
+                       help="run the bundle's code (its scenario and recipe) without asking; a bundle is code")
     again.set_defaults(func=cmd_rerun)
     rep = sub.add_parser("replay", help="boot a guest with a host's storage, from the host's sosreport")
     rep.add_argument("sosreport", help="an sos archive (sosreport-*.tar.xz/.gz) or its extracted directory")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import posixpath
+import re
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -25,6 +27,8 @@ from lab.virt.storage import Pool
 
 KERNEL_IMAGE = "lab-bookworm"  # the lab's own image whose kernel the KVM probe boots
 BOOT_TIMEOUT = 120.0  # base seconds a boot (or reboot) may take to be ready, unless the recipe says otherwise
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+
 # Code whose change must rebuild images (recipes add their own files).
 _BUILD_CODE = Path(__file__).parent.parent / "provision" / "builder.py"
 
@@ -89,6 +93,7 @@ class Recipe:
     def load(cls, path: Path) -> Recipe:
         data = tomllib.loads(path.read_text())
         build, boot = data["build"], data["boot"]
+        _check_places(path, build)
         if "overlay" in build:  # files and commands shared by several recipes; the recipe's own files win
             overlay = path.with_name(build["overlay"])
             build = {**build, "files": {**_overlay_files(overlay), **build.get("files", {})},
@@ -130,6 +135,19 @@ class Recipe:
             return Image(self.name, f"{stem}.qcow2", "qcow2", self.profile, f"{stem}.vmlinuz",
                          f"{stem}.initrd", self.cmdline, self.boot_timeout)
         return Image(self.name, f"{stem}.qcow2", "qcow2", self.profile, boot_timeout=self.boot_timeout)
+
+
+def _check_places(path: Path, build: dict[str, Any]) -> None:
+    """A recipe writes only inside its image's root and reads only beside itself: a bundled recipe is someone
+    else's, and `[build.files]` keys become paths under the rootfs on this host."""
+    for key in build.get("files", {}):
+        if not key.startswith("/") or posixpath.normpath(key) != key or key == "/" or _UNPRINTABLE.search(key):
+            raise ImageError(f"{path}: [build.files] {key[:80]!r}: a file's path in the image must be absolute "
+                             "and normalised (no '..')")
+    for key in ("overlay", "assemble"):
+        name = build.get(key, "x")
+        if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+            raise ImageError(f"{path}: build.{key} {str(name)[:80]!r}: a file or directory beside the recipe")
 
 
 def _tree(directory: Path) -> list[Path]:

@@ -12,22 +12,30 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import shutil
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 from lab.base.archives import extracted
 from lab.base.config import Config
-from lab.base.errors import UsageError
+from lab.base.errors import ImageError, UsageError
 from lab.image.store import load_recipes
-from lab.scenario import Registry, Scenario, load_file
+from lab.scenario import NAME_RE, Registry, Scenario, load_file
 
 PROVENANCE = "provenance.json"
 SOURCE, RECIPE, CLOUDINIT = "source", "image", "cloudinit"  # the run directory's copies
 PRIVATE = ("PRIVATE KEY",)  # a file holding this is never bundled
+SECRET_NAMES = ("id_*", "*.key", "*.pem", "ssh_host_*")  # nor a file named like a key
+_HEX = re.compile(r"[0-9a-f]{12,64}")
+_SOURCE_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}\.py")
+_RECIPE_FILE = re.compile(r"[a-z0-9][a-z0-9._-]{0,100}\.toml")
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._-]{0,100}")
 
 
 def record(run_dir: Path, scenario: Scenario, image_ref: str, config: Config) -> dict[str, Any]:
@@ -53,25 +61,34 @@ def record(run_dir: Path, scenario: Scenario, image_ref: str, config: Config) ->
 
 
 def pack(run_dir: Path, out: Path) -> Path:
-    """The run directory as one .tar.gz, without any private key."""
+    """The run directory as one .tar.gz, without its secrets."""
+    with tarfile.open(out, "w:gz") as tar:
+        for path in packed(run_dir)[0]:
+            tar.add(path, arcname=f"{run_dir.name}/{path.relative_to(run_dir)}")
+    return out
+
+
+def packed(run_dir: Path) -> tuple[list[Path], list[Path]]:
+    """What `pack` takes and what it leaves out: keys by their names, and any file holding a private key."""
     if not (run_dir / PROVENANCE).is_file():
         raise UsageError(f"{run_dir}: this run kept no provenance (made by an older lab): it cannot be rerun")
-    with tarfile.open(out, "w:gz") as tar:
-        for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
-            if not any(mark.encode() in path.read_bytes() for mark in PRIVATE):
-                tar.add(path, arcname=f"{run_dir.name}/{path.relative_to(run_dir)}")
-    return out
+    taken: list[Path] = []
+    left: list[Path] = []
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+        secret = any(fnmatch(path.name, pattern) for pattern in SECRET_NAMES)
+        (left if secret or any(mark.encode() in path.read_bytes() for mark in PRIVATE) else taken).append(path)
+    return taken, left
 
 
 @contextmanager
 def opened(bundle: Path) -> Iterator[Path]:
-    """The bundle's run directory, extracted."""
+    """The bundle's run directory: only its record and the code a rerun runs, extracted."""
     if not bundle.is_file() or not tarfile.is_tarfile(bundle):
         raise UsageError(f"{bundle}: not a lab bundle (lab bundle RUN_ID writes one)")
     with extracted(bundle, _bundled, "lab-bundle-") as tmp:
         found = [p.parent for p in tmp.glob(f"*/{PROVENANCE}")]
-        if not found:
-            raise UsageError(f"{bundle}: not a lab bundle (no {PROVENANCE})")
+        if len(found) != 1:
+            raise UsageError(f"{bundle}: not a lab bundle (no single {PROVENANCE})")
         yield found[0]
 
 
@@ -81,39 +98,86 @@ def _bundled(name: str) -> bool:
     return inside in (PROVENANCE, "result.json") or inside.startswith((f"{SOURCE}/", f"{RECIPE}/"))
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """provenance.json, each value checked: it names files inside the bundle, never paths."""
+
+    scenario: str
+    source: str
+    source_sha256: str
+    recipe: str = ""
+    recipe_digest: str = ""
+
+    @classmethod
+    def read(cls, run_dir: Path) -> Provenance:
+        facts = _json(run_dir / PROVENANCE)
+        rules = {"scenario": NAME_RE, "source": _SOURCE_FILE, "source_sha256": _HEX, "recipe": _RECIPE_FILE,
+                 "recipe_digest": _HEX}
+        for key, rule in rules.items():
+            value = facts.get(key, "")
+            if not isinstance(value, str) or not (rule.fullmatch(value) or (not value and key.startswith("recipe"))):
+                raise UsageError(f"the bundle's {PROVENANCE}: {key} {str(value)[:60]!r} is not one")
+        return cls(**{key: facts.get(key, "") for key in rules})
+
+
 def differences(run_dir: Path, config: Config) -> list[str]:
-    """Where this checkout's scenario source and image recipe differ from the bundle's, plainly."""
-    facts = json.loads((run_dir / PROVENANCE).read_text())
+    """Where the bundle's files are not what its run recorded, and where this checkout's scenario source and
+    image recipe differ from the bundle's, plainly."""
+    facts = Provenance.read(run_dir)
+    bundled = run_dir / SOURCE / facts.source
+    if not bundled.is_file():
+        raise UsageError(f"the bundle holds no {SOURCE}/{facts.source}, the source its {PROVENANCE} names")
     lines = []
-    current = Registry.load(config.scenarios_dirs).all()
-    mine = next((s for s in current if s.name == facts["scenario"]), None)
+    if _sha256(bundled) != facts.source_sha256:
+        lines.append(f"the bundle's {facts.source} is not the file its run used (sha256 {_sha256(bundled)[:12]}, "
+                     f"recorded {facts.source_sha256[:12]}): it was changed after the run")
+    mine = next((s for s in Registry.load(config.scenarios_dirs).all() if s.name == facts.scenario), None)
     if mine is None:
-        lines.append(f"scenario {facts['scenario']}: not in this checkout; the bundle's source runs")
-    else:
-        here = Path(mine.func.__code__.co_filename)
-        if _sha256(here) != facts["source_sha256"]:
-            diff = difflib.unified_diff((run_dir / SOURCE / facts["source"]).read_text().splitlines(),
-                                        here.read_text().splitlines(), "bundle", str(here), lineterm="", n=0)
-            lines += [f"scenario {facts['scenario']}: the source here differs from the bundle's (the bundle's runs):",
-                      *(f"  {line}" for line in diff)]
-    if "recipe_digest" in facts:
-        recipe = load_recipes(config.images_dirs).get(facts["recipe"].removesuffix(".toml"))
-        if recipe is None or recipe.digest != facts["recipe_digest"]:
-            now = recipe.digest if recipe else "absent"
-            lines.append(f"image recipe {facts['recipe']}: {now} here, {facts['recipe_digest']} in the bundle "
-                         "(the bundle's recipe builds the image)")
+        lines.append(f"scenario {facts.scenario}: not in this checkout; the bundle's source runs")
+    elif _sha256(here := Path(mine.func.__code__.co_filename)) != _sha256(bundled):
+        diff = difflib.unified_diff(bundled.read_text().splitlines(), here.read_text().splitlines(), "bundle",
+                                    str(here), lineterm="", n=0)
+        lines += [f"scenario {facts.scenario}: the source here differs from the bundle's (the bundle's runs):",
+                  *(f"  {line}" for line in diff)]
+    if facts.recipe:
+        name = facts.recipe.removesuffix(".toml")
+        try:
+            theirs = load_recipes((run_dir / RECIPE,)).get(name) if (run_dir / RECIPE).is_dir() else None
+        except (ImageError, KeyError, ValueError) as exc:  # someone else's recipe: refused as input, not a lab bug
+            raise UsageError(f"the bundle's image recipe: {exc}") from None
+        ours = load_recipes(config.images_dirs).get(name)
+        for whose, recipe in (("the bundle's", theirs), ("this checkout's", ours)):
+            if recipe is None or recipe.digest != facts.recipe_digest:
+                lines.append(f"image recipe {facts.recipe}: {whose} is {recipe.digest if recipe else 'absent'}, "
+                             f"its run's was {facts.recipe_digest} (the bundle's recipe builds the image)")
     return lines
 
 
 def bundled_scenario(run_dir: Path) -> tuple[Scenario, dict[str, Any], str, tuple[Path, ...]]:
-    """The bundle's scenario (from its own source), params, image, and its recipe directory, if any."""
-    facts = json.loads((run_dir / PROVENANCE).read_text())
-    result = json.loads((run_dir / "result.json").read_text())
-    found = [s for s in load_file(run_dir / SOURCE / facts["source"]) if s.name == facts["scenario"]]
+    """The bundle's scenario (from its own source: code, run only when the user trusts the bundle), its
+    params checked as --set values are, its image (a name: a path belongs to its author's machine), and its
+    recipe directory, if any."""
+    facts, result = Provenance.read(run_dir), _json(run_dir / "result.json")
+    found = [s for s in load_file(run_dir / SOURCE / facts.source) if s.name == facts.scenario]
     if not found:
-        raise UsageError(f"the bundle's {facts['source']} declares no scenario {facts['scenario']!r}")
+        raise UsageError(f"the bundle's {facts.source} declares no scenario {facts.scenario!r}")
+    params, image = result.get("params"), result.get("image")
+    if not isinstance(params, dict) or not isinstance(image, str) or not _IMAGE.fullmatch(image):
+        raise UsageError(f"the bundle's result.json: image {str(image)[:60]!r} (a name, not a path) and params "
+                         "(a table) are needed to rerun it")
+    values = found[0].parse_sets([f"{key}={value}" for key, value in params.items()])
     images = (run_dir / RECIPE,) if (run_dir / RECIPE).is_dir() else ()
-    return found[0], dict(result["params"]), str(result["image"]), images
+    return found[0], values, image, images
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else None
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        raise UsageError(f"the bundle's {path.name} is missing or not a JSON object")
+    return data
 
 
 def _sha256(path: Path) -> str:
