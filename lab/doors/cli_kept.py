@@ -74,8 +74,9 @@ def _options(config: Config, result: dict[str, Any], alias: str, ssh: dict[str, 
 def _pinned(result: dict[str, Any], alias: str, ssh: dict[str, Any]) -> list[str]:
     """ssh_config lines that accept only the host key the lab pinned (written to the run's known_hosts)."""
     key = ssh.get("host_key", "")
-    if not key:  # a guest whose console announced no host key: nothing was pinned
-        return ["  StrictHostKeyChecking no", "  UserKnownHostsFile /dev/null"]
+    if not key:
+        raise UsageError(f"{alias}: its run recorded no SSH host key (an older lab's run): the lab will not write "
+                         "a login that skips checking it")
     known = Path(result["artifacts"]) / KNOWN_HOSTS
     kept = [line for line in (known.read_text().splitlines() if known.exists() else [])
             if not line.startswith(f"{alias} ")]

@@ -140,8 +140,6 @@ class Machine(GuestShell):
         self._keep_lost_journals()
         self.boots += 1
         self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
-        if not self.ssh.pinned:
-            self._pin_host_key()
 
     def _first_boot_only(self) -> str:
         """The command that keeps cloud-init from running again at the next boot (unless a scenario wants it)."""
@@ -184,16 +182,6 @@ class Machine(GuestShell):
             journal = self.execute(f"journalctl -b {boot} --no-pager -o short-monotonic", timeout=60)
             self.journals.append(journal.stdout)
             self._journaled.add(boot)
-
-    def _pin_host_key(self) -> None:
-        """Accept from now on only the host keys cloud-init announced on the console, which the
-        key this session already saw must be one of."""
-        announced = console.host_key_fingerprints(console.strip_ansi(self.get_console_text()))
-        if not announced:
-            self.log.warning(f"{self.name}: the console shows no SSH host key fingerprints; host key not pinned")
-            return
-        self.ssh.pin(announced)
-        self.log.info(f"{self.name}: SSH host key {self.ssh.host_key_fingerprint} pinned (announced on the console)")
 
     def save(self, path: Path) -> None:
         """Flush the guest's disks and save the running guest to `path`; the domain is gone afterwards."""

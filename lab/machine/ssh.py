@@ -79,6 +79,24 @@ class KeyPair:
 
 
 @dataclass(frozen=True)
+class HostKey:
+    """A guest's SSH host key, made by the lab and handed over in the seed: the guest is pinned to it before
+    the first byte, on every image, whatever its console prints."""
+
+    private_text: str  # OpenSSH PEM, as cloud-init's ssh_keys take it
+    public_line: str  # "ssh-ed25519 AAAA..."
+    fingerprint: str  # "SHA256:...", as paramiko reports the key a server shows
+
+    @classmethod
+    def generate(cls) -> HostKey:
+        key = Ed25519PrivateKey.generate()
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                    serialization.NoEncryption()).decode()
+        public = paramiko.Ed25519Key.from_private_key(io.StringIO(private))
+        return cls(private, f"{public.get_name()} {public.get_base64()}", public.fingerprint)
+
+
+@dataclass(frozen=True)
 class CommandResult:
     command: str
     rc: int
@@ -98,8 +116,8 @@ class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         self.fingerprint, self.public = key.fingerprint, f"{key.get_name()} {key.get_base64()}"
         if self.pinned and key.fingerprint not in self.pinned:
-            raise HostKeyMismatch(f"{hostname}: SSH host key {key.get_name()} {key.fingerprint} is not one the "
-                                  f"guest announced on its console ({', '.join(sorted(self.pinned))}): refusing it")
+            raise HostKeyMismatch(f"{hostname}: SSH host key {key.get_name()} {key.fingerprint} is not the one the "
+                                  f"lab gave the guest ({', '.join(sorted(self.pinned))}): refusing it")
 
 
 class _Replayed:
@@ -208,7 +226,7 @@ class SshSession:
         """From now on accept only these host keys (SHA256:... fingerprints)."""
         if self._host_key.fingerprint and self._host_key.fingerprint not in fingerprints:
             raise HostKeyMismatch(f"{self.host}:{self.port}: the SSH host key seen, {self._host_key.fingerprint}, is "
-                                  f"not one the guest announced ({', '.join(sorted(fingerprints))})")
+                                  f"not the one the lab gave the guest ({', '.join(sorted(fingerprints))})")
         self._host_key.pinned = fingerprints
 
     def connect(self, *, patient: bool = False) -> None:

@@ -21,7 +21,7 @@ from lab.base.log import Log
 from lab.image.store import BOOT_TIMEOUT, Image
 from lab.machine import Machine
 from lab.machine.shell import Timeouts
-from lab.machine.ssh import JumpHost, KeyPair, SshSession
+from lab.machine.ssh import HostKey, JumpHost, KeyPair, SshSession
 from lab.provision.warm import SaveFile, Shape, WarmStore, WarmUnusable, written
 from lab.virt import cloudinit
 from lab.virt.cleanup import RunObjects, remove_run
@@ -89,9 +89,12 @@ class Provisioner:
         for volume_name, serial in request.attach:
             disks.append(DiskSpec(self._path(volume_name), serial, format="raw", readonly=True))
         disks.extend(request.shared)
-        seed = self._track(self.pool.upload_bytes(f"{prefix}-seed.iso", self._seed(prefix, request, key)))
+        host_key = HostKey.generate()
+        seed = self._track(self.pool.upload_bytes(f"{prefix}-seed.iso", self._seed(prefix, request, key, host_key)))
         disks.append(DiskSpec(seed, "cidata", format="raw", readonly=True))
-        return self._machine(request, disks, key, autodestroy=autodestroy)
+        machine = self._machine(request, disks, key, autodestroy=autodestroy)
+        machine.ssh.pin(frozenset({host_key.fingerprint}))
+        return machine
 
     def shape(self, request: MachineRequest) -> Shape:
         hypervisor = f"{self.conn.getType()} {self.conn.getVersion()} libvirt {self.conn.getLibVersion()}"
@@ -105,9 +108,12 @@ class Provisioner:
         keys = store.new_key_pair(key)
         root = self.pool.create_overlay(store.root_volume(key), self._volume(request.image.disk_volume),
                                         request.image.disk_format)
-        seed = self.pool.upload_bytes(store.seed_volume(key), self._seed(f"warm-{key}", request, keys))
+        host_key = HostKey.generate()
+        seed = self.pool.upload_bytes(store.seed_volume(key), self._seed(f"warm-{key}", request, keys, host_key))
         disks = [DiskSpec(root.path(), "lab-root"), DiskSpec(seed.path(), "cidata", format="raw", readonly=True)]
-        return self._machine(request, disks, keys, autodestroy=True)
+        machine = self._machine(request, disks, keys, autodestroy=True)
+        machine.ssh.pin(frozenset({host_key.fingerprint}))
+        return machine
 
     def save(self, machine: Machine, store: WarmStore, key: str, shape: Shape) -> None:
         machine.save(store.save_path(key))
@@ -228,10 +234,11 @@ class Provisioner:
         base = self._volume(image.disk_volume)
         return self._track(self.pool.create_overlay(f"{prefix}-root.qcow2", base, image.disk_format))
 
-    def _seed(self, instance_id: str, request: MachineRequest, key: KeyPair) -> bytes:
+    def _seed(self, instance_id: str, request: MachineRequest, key: KeyPair, host_key: HostKey) -> bytes:
         files = cloudinit.render_seed_files(self.config.cloudinit_dir, cloudinit.SeedInputs(
             hostname=request.name, instance_id=instance_id, user=request.image.login_user,
-            ssh_public_key=key.public_line))
+            ssh_public_key=key.public_line, host_private_key=host_key.private_text,
+            host_public_key=host_key.public_line))
         return cloudinit.build_seed_iso(files)
 
     def _kernel_boot(self, image: Image) -> KernelBoot | None:

@@ -10,6 +10,8 @@ from string import Template
 import pycdlib
 import yaml
 
+from lab.base.errors import UsageError
+
 SEED_FILES = ("user-data", "meta-data", "network-config")
 
 
@@ -19,6 +21,8 @@ class SeedInputs:
     instance_id: str
     user: str
     ssh_public_key: str
+    host_private_key: str  # the guest's SSH host key, the lab's (its first connection is already pinned)
+    host_public_key: str
 
 
 def render_seed_files(template_dir: Path, inputs: SeedInputs) -> dict[str, str]:
@@ -28,7 +32,13 @@ def render_seed_files(template_dir: Path, inputs: SeedInputs) -> dict[str, str]:
         "instance_id": inputs.instance_id,
         "user": inputs.user,
         "ssh_public_key": inputs.ssh_public_key,
+        "host_private_key": "\n".join("    " + line for line in inputs.host_private_key.strip().splitlines()),
+        "host_public_key": inputs.host_public_key,
     }
+    user_data = (template_dir / "user-data.yaml").read_text()
+    if "${host_private_key}" not in user_data or "${host_public_key}" not in user_data:
+        raise UsageError(f"{template_dir}/user-data.yaml hands the guest no host key: its ssh_keys must take "
+                         "${host_private_key} and ${host_public_key} (see the lab's cloudinit/user-data.yaml)")
     files = {}
     for name in SEED_FILES:
         text = Template((template_dir / f"{name}.yaml").read_text()).substitute(values)

@@ -62,16 +62,6 @@ MILESTONES = {
 }
 
 
-_FINGERPRINTS = re.compile(r"-----BEGIN SSH HOST KEY FINGERPRINTS-----(.*?)-----END SSH HOST KEY FINGERPRINTS-----",
-                           re.S)
-_FINGERPRINT = re.compile(r"\b(SHA256:[A-Za-z0-9+/]{43})\b")
-
-
-def host_key_fingerprints(text: str) -> frozenset[str]:
-    """The SSH host key fingerprints cloud-init printed on the console (keys_to_console)."""
-    return frozenset(fp for block in _FINGERPRINTS.findall(text) for fp in _FINGERPRINT.findall(block))
-
-
 _PANIC = re.compile(r"Kernel panic - not syncing.*")
 
 
