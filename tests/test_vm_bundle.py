@@ -1,4 +1,5 @@
-"""A run bundled in one clone reruns from another, which says where its scenario source differs."""
+"""A run bundled in one clone reruns from another (with --trust: a bundle is code), which says where its scenario
+source differs."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def test_a_bundle_reruns_from_another_clone(tmp_path: Path) -> None:
     subprocess.run(["git", "clone", "-q", str(CHECKOUT), str(clone)], check=True)
     source = clone / "tests" / "scenarios" / "health.py"
     source.write_text(source.read_text().replace('"/run/lab-there"', '"/run/lab-here"'))
-    again = _lab(["rerun", str(tmp_path / "run.tar.gz")], clone, tmp_path / "clone-runs")
+    asked = _lab(["rerun", str(tmp_path / "run.tar.gz")], clone, tmp_path / "clone-runs")  # no terminal, no yes
+    assert asked.returncode == 2 and "a bundle is code" in asked.stderr, asked.stderr[-3000:]
+    again = _lab(["rerun", str(tmp_path / "run.tar.gz"), "--trust"], clone, tmp_path / "clone-runs")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "scenario require-verbs: the source here differs from the bundle's (the bundle's runs):" in again.stdout
     assert '/run/lab-here' in again.stdout
