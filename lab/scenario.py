@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow", "catalog"})
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 EXTENTS_RE = re.compile(r"^\d{1,3}%(FREE|VG|PVS|ORIGIN)$")  # lvcreate -l's extents
+DEFAULT_TIMEOUT = 900.0  # seconds a scenario's steps may take, before the accelerator's factor
 WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,:/@+=-]{0,127}$")
 HOST_RE = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # a machine's name: its host name, the last part of its domain's
 ATTR = "__lab_scenario__"
@@ -54,7 +55,7 @@ class Scenario:
     disks: tuple[Disk, ...]
     params: dict[str, Any] = field(default_factory=dict)
     tags: frozenset[str] = frozenset()
-    timeout: float = 900.0
+    timeout: float = DEFAULT_TIMEOUT
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     expected: tuple[re.Pattern[str], ...] = ()  # health-check lines this scenario provokes on purpose
     machines: dict[str, Node] = field(default_factory=dict)  # by host name; empty: one machine, vm1
@@ -108,8 +109,9 @@ def _convert(key: str, raw: str, default: Any) -> Any:
 
 def declare(name: str, description: str, func: Callable[[ScenarioContext], None], *, image: str | None = None,
             memory: int = 1024, cpus: int = 2, disks: Sequence[Disk] = (), params: dict[str, Any] | None = None,
-            tags: Sequence[str] = (), timeout: float = 900.0, choices: dict[str, tuple[str, ...]] | None = None,
-            expected: Sequence[str] = (), machines: dict[str, Node] | None = None,
+            tags: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT,
+            choices: dict[str, tuple[str, ...]] | None = None, expected: Sequence[str] = (),
+            machines: dict[str, Node] | None = None,
             shared_disks: Sequence[Disk] = (), outbound: bool = False) -> Scenario:
     """A validated Scenario; mistakes in the declaration fail here, at import time."""
     if not NAME_RE.match(name):

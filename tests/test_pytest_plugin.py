@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from lab.base.config import Config
+from lab.base.errors import UsageError
+from lab.doors import pytest_plugin
+from lab.replay import replay
+
 SCENARIOS = '''
 from lab.scenario import Disk, scenario
 
@@ -72,6 +77,40 @@ def test_lab_run_options_as_pytest_options(pytester: pytest.Pytester, scenarios:
     assert sorted(slices[0] + slices[1]) == sorted(_collected(pytester)) and not set(slices[0]) & set(slices[1])
     bad = pytester.runpytest_inprocess("--collect-only", "-q", "scenarios", "--lab-set", "n=many")
     assert "--set n=many: invalid literal for int()" in bad.stdout.str()
+    typo = pytester.runpytest_inprocess("--collect-only", "-q", "scenarios", "--lab-set", "nn=3")
+    assert typo.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--lab-set nn: no collected scenario has a parameter 'nn'" in typo.stderr.str()
+
+
+HOST_ON_ITS_OWN_VG = '''
+import pytest
+
+from lab.base.config import Config
+from lab.base.errors import UsageError
+from lab.doors import pytest_plugin
+from lab.replay import replay
+
+
+@pytest.mark.lab(host={report!r}, image="lab-atomic")
+def test_on_the_hosts_storage(machine):
+    pass
+'''
+
+
+def test_a_report_on_an_image_with_its_vg_is_refused_by_both_doors(pytester: pytest.Pytester,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """lab replay --image lab-atomic refuses an Atomic host's report (its VG atomicos is the image's root VG);
+    @pytest.mark.lab(host=..., image="lab-atomic") refuses it the same way, before any boot."""
+    report = Path(__file__).parent / "data" / "sosreport-lab-atomic"
+    with pytest.raises(UsageError, match="has its root on VG atomicos"):
+        replay.prepare(report, None, "lab-atomic", Config.from_env().images_dirs)
+    monkeypatch.setattr(pytest_plugin, "_hypervisor_missing", lambda: "")
+    monkeypatch.setattr(pytest_plugin, "_run", lambda *args: pytest.fail("a guest would boot"))
+    monkeypatch.setattr(pytest_plugin, "prepare_images", lambda *args, **kwargs: None)  # no image is built
+    pytester.makepyfile(test_host=HOST_ON_ITS_OWN_VG.format(report=str(report)))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*has its root on VG atomicos*"])
 
 
 def test_files_outside_the_scenarios_directory_are_left_alone(pytester: pytest.Pytester, scenarios: Path) -> None:
@@ -96,6 +135,11 @@ def test_external_images_not_imported_are_skipped_saying_how_to_get_them(
 
 VM_TESTS = '''
 import pytest
+
+from lab.base.config import Config
+from lab.base.errors import UsageError
+from lab.doors import pytest_plugin
+from lab.replay import replay
 
 
 @pytest.mark.vm
@@ -125,6 +169,11 @@ def test_without_a_hypervisor_vm_tests_skip_but_fail_under_ci(pytester: pytest.P
 
 REPRODUCTION = '''
 import pytest
+
+from lab.base.config import Config
+from lab.base.errors import UsageError
+from lab.doors import pytest_plugin
+from lab.replay import replay
 from lab.scenario import Disk
 
 

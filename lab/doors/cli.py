@@ -23,7 +23,6 @@ from lab.base.errors import LabError, UsageError
 from lab.base.log import Log, configure_terminal
 from lab.doors import cli_images, cli_kept, report
 from lab.doors.parallel import Job, ParallelRuns, exit_code, outcome_of, shard
-from lab.image.store import load_recipes
 from lab.replay import replay
 from lab.run import bundle
 from lab.run.reruns import run_with_reruns
@@ -56,10 +55,8 @@ def cmd_config(args: argparse.Namespace, config: Config, log: Log) -> int:
 def cmd_replay(args: argparse.Namespace, config: Config, log: Log) -> int:
     """Boot a guest whose storage is the host's in SOSREPORT, compare, and run --scenario on it if asked."""
     then = Registry.load(config.scenarios_dirs).get(args.scenario) if args.scenario else None
-    layout, the_plan = replay.prepare(Path(args.sosreport), args.scale)
     image = args.image or replay.REPLAY_IMAGE
-    recipe = load_recipes(config.images_dirs).get(image)
-    replay.check_image(layout, recipe.profile.root_vg if recipe else None, image)
+    layout, the_plan = replay.prepare(Path(args.sosreport), args.scale, image, config.images_dirs)
     spec = replay.replay_scenario(layout, the_plan, then)
     request = RunRequest(spec, dict(then.params) if then else {}, image=image, keep=args.keep)
     return run_with_reruns(config, request, log, 0)

@@ -41,7 +41,7 @@ from lab.provision.prepare import prepare_images
 from lab.replay import replay
 from lab.run.runner import Run, RunRequest
 from lab.run.sit import wait_for_enter
-from lab.scenario import TAGS, Registry, Scenario, declare, load_file
+from lab.scenario import DEFAULT_TIMEOUT, TAGS, Registry, Scenario, declare, load_file
 
 NIGHTLY_ONLY = "nightly only (make nightly)"  # the skip reason of nightly items without --nightly
 EXTERNAL_ABSENT = "external image absent"  # the skip reason's start (CI lets these skips pass)
@@ -117,6 +117,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 @pytest.hookimpl(trylast=True)  # after a project's own conftest marked its skips
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _check_sets(config, items)
     nightly, missing = config.getoption("--nightly"), None
     for item in items:
         if "nightly" in item.keywords and not nightly:
@@ -223,6 +224,15 @@ class ScenarioFile(pytest.File):
                     yield node
 
 
+def _check_sets(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A --lab-set key no collected scenario has is a typo: refused, as `lab run --set` refuses it."""
+    known = {key for item in items if isinstance(item, ScenarioItem) for key in item.scenario.params}
+    unknown = sorted({s.partition("=")[0] for s in config.getoption("--lab-set")} - known)
+    if unknown:
+        raise pytest.UsageError(f"--lab-set {unknown[0]}: no collected scenario has a parameter {unknown[0]!r} "
+                                f"(theirs: {', '.join(sorted(known)) or 'none'})")
+
+
 def _variants(item: Scenario, config: pytest.Config) -> Iterator[tuple[list[str], dict[str, Any]]]:
     """(the name's extra parts, params): the --lab-set values the scenario has, then with --lab-variants
     each other value of each of its choices."""
@@ -272,10 +282,11 @@ def lab(request: pytest.FixtureRequest) -> Iterator[ScenarioContext]:
     marker = request.node.get_closest_marker("lab")
     shape = dict(marker.kwargs) if marker else {}
     host = shape.pop("host", None)  # an sosreport: the guest gets that host's storage first (lab replay)
-    replayed = replay.prepare(Path(host), None) if host else None
-    image = shape.pop("image", None) or (replay.REPLAY_IMAGE if replayed else None)
+    image = shape.pop("image", None) or (replay.REPLAY_IMAGE if host else None)
+    replayed = replay.prepare(Path(host), None, image or "", Config.from_env().images_dirs) if host else None
     if replayed:
         shape["disks"] = (*shape.get("disks", ()), *replayed[1].disks)
+        shape["timeout"] = shape.get("timeout", DEFAULT_TIMEOUT) + replay.TIMEOUT
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
     doc = (request.function.__doc__ or "").strip().splitlines()
     spec = declare(name, doc[0] if doc else name, request.function, image=image, **shape)

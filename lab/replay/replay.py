@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lab.base.errors import ScenarioFailed, UsageError
 from lab.context import ScenarioContext
+from lab.image.store import load_recipes
 from lab.machine import Machine
 from lab.replay import grammar, sosreport
 from lab.replay.layout import KINDS, HostLayout
@@ -18,6 +19,7 @@ from lab.replay.plan import Plan, plan
 from lab.scenario import Scenario, declare
 
 REPLAY_IMAGE = "lab-bookworm"  # its root is plain ext4: none of its own VG names can clash with the host's
+TIMEOUT = 3600  # seconds a replay's own steps may take (filling pools under TCG), before the scenario's
 TOLERANCE = 5.0  # percentage points a replayed pool's Data% and Meta% may differ from the host's
 GUEST_LVS = ("lvs -a --reportformat json --units b --nosuffix -o vg_name,lv_name,lv_attr,lv_size,data_percent,"
              "metadata_percent,chunk_size")
@@ -34,9 +36,12 @@ class Row:
     ok: bool
 
 
-def prepare(path: Path, scale: float | None) -> tuple[HostLayout, Plan]:
-    """Read and plan before any guest boots: bad input is one line (UsageError)."""
+def prepare(path: Path, scale: float | None, image: str, images_dirs: tuple[Path, ...]) -> tuple[HostLayout, Plan]:
+    """Read, check the image and plan before any guest boots, whichever door a user took (`lab replay`, the
+    pytest plugin's host=): bad input is one line (UsageError)."""
     layout = sosreport.read(path)
+    recipe = load_recipes(images_dirs).get(image)
+    check_image(layout, recipe.profile.root_vg if recipe else None, image)
     return layout, plan(layout, scale)
 
 
@@ -51,7 +56,7 @@ def replay_scenario(layout: HostLayout, the_plan: Plan, then: Scenario | None = 
     name = "replay-" + re.sub(r"[^a-z0-9]+", "-", layout.hostname.lower()).strip("-")
     return declare(name if len(name) > 7 else "replay-host", f"{layout.hostname}'s storage, from its sosreport",
                    replay, image=REPLAY_IMAGE, memory=1024, disks=the_plan.disks,
-                   timeout=3600 + (then.timeout if then else 0))
+                   timeout=TIMEOUT + (then.timeout if then else 0))
 
 
 def recreate(lab: ScenarioContext, layout: HostLayout, the_plan: Plan) -> None:
