@@ -1,6 +1,6 @@
-"""What the lab writes on the host is its user's alone: run directories 0700, transcripts 0600 from the
-moment they exist, and an internal error's traceback in a fresh private file no one can predict or plant a
-link at. No hypervisor needed."""
+"""What the lab makes on the host is its user's alone: run directories 0700, transcripts 0600 from the moment
+they exist, an internal error's traceback in a fresh private file no one can predict or plant a link at, and
+the SSH port bound by QEMU in the same step it is chosen. No hypervisor needed."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import stat
 import tempfile
 from pathlib import Path
 
+import libvirt_qemu
 import pytest
 
 from lab.base.artifacts import RunDir
+from lab.base.errors import HarnessError
 from lab.base.log import Log
 from lab.doors import cli
+from lab.virt.hypervisor import forwarded_ssh_port
 
 
 def _mode(path: Path) -> int:
@@ -51,3 +54,18 @@ def test_an_internal_error_goes_to_a_private_unpredictable_file(tmp_path: Path, 
     trace = Path(re.search(r"traceback: (\S+)\)", err).group(1))  # type: ignore[union-attr]
     assert trace.parent == tmp_path / "runs" and _mode(trace) == 0o600 and "a lab bug" in trace.read_text()
     assert not (tmp_path / "victim").exists()
+
+
+USERNET = """Hub -1 (labnet0):
+  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ
+  TCP[HOST_FORWARD]  14       127.0.0.1 39493       10.0.2.15    22     0     0
+"""
+
+
+def test_the_ssh_port_is_the_one_qemu_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab asks QEMU for port 0 and reads back the port it bound: no free-then-bind window in between."""
+    monkeypatch.setattr(libvirt_qemu, "qemuMonitorCommand", lambda dom, command, flags: USERNET)
+    assert forwarded_ssh_port(object()) == 39493  # type: ignore[arg-type]
+    monkeypatch.setattr(libvirt_qemu, "qemuMonitorCommand", lambda dom, command, flags: "Hub -1 (labnet0):\n")
+    with pytest.raises(HarnessError, match="forwards no port"):
+        forwarded_ssh_port(object())  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from lab.base.retry import wait_until
 from lab.virt import console
 from lab.virt.console import ConsoleStream
 from lab.virt.domain import LAB_NS, DiskSpec, DomainSpec, render_disk_xml, render_domain_xml
-from lab.virt.hypervisor import create_domain, destroy_domain
+from lab.virt.hypervisor import create_domain, destroy_domain, forwarded_ssh_port
 
 CONSOLE_LAG = 1.5  # seconds the console file may trail a stopped guest's last line (virtlogd copies it)
 # libvirt forgets a stopped transient domain a moment after it reports it stopped; until then it refuses the
@@ -45,6 +45,7 @@ class GuestDomain:
         self._xml = ""  # the running domain's definition, to create it again at a reboot
         self._powered_on_at = 0  # where this power-on's console output begins
         self._stopped = False  # found stopped for good (powered off, or crashed)
+        self.ssh_port = spec.ssh_port  # where SSH is forwarded: QEMU's choice when the spec asks for port 0
 
     @property
     def console_path(self) -> Path:
@@ -65,11 +66,17 @@ class GuestDomain:
             error = _StillRemoving if "is already being removed" in message else HarnessError
             raise error(f"{self.label}: libvirt refused to start {self.spec.name}: {message}") from exc
         self._remember()
+        self._read_ssh_port()
 
     def _remember(self) -> None:
         """Keep the running domain's definition as it is now (disks plugged or unplugged included)."""
         self._xml = self._running().XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
         self._stopped = False
+
+    def _read_ssh_port(self) -> None:
+        """Each QEMU process binds its own port for SSH (a power cycle starts a new one)."""
+        if self.spec.ssh_port == 0 and self.spec.domain_type != "test":
+            self.ssh_port = forwarded_ssh_port(self._running())
 
     def is_running(self) -> bool:
         """Whether the guest is up. A guest found stopped with its kernel restarting on the console is
@@ -128,6 +135,7 @@ class GuestDomain:
             raise HarnessError(f"{self.label}: libvirt restored {save_file} but {self.spec.name} is not there")
         self._powered_on_at = console.size(self.console_path)
         self._remember()
+        self._read_ssh_port()
 
     def reset(self) -> None:
         """The reset button: a power cycle, as every reboot of the lab's guests."""

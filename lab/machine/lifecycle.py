@@ -61,7 +61,7 @@ class Machine(GuestShell):
     def __init__(self, spec: DomainSpec, conn: libvirt.virConnect, ssh: SshSession, log: Log,
                  timeouts: Timeouts, *, autodestroy: bool = True) -> None:
         domain = GuestDomain(spec, conn, autodestroy=autodestroy,
-                             on_power_cycle=lambda why: log.info(f"{self.name}: {why}: powered on again"))
+                             on_power_cycle=self._powered_on_again)
         super().__init__(domain, ssh, log, timeouts)
         self.boots = 0
         self.degraded: list[str] = []  # "boot N: unit" for each unit failed when a boot was ready
@@ -80,6 +80,11 @@ class Machine(GuestShell):
         self.gone = ""
         self._boot_offset = self.get_console_size()
         self.domain.start()
+        self.ssh.port = self.domain.ssh_port
+
+    def _powered_on_again(self, why: str) -> None:
+        self.ssh.port = self.domain.ssh_port  # a new QEMU process: a new forwarded port
+        self.log.info(f"{self.name}: {why}: powered on again")
 
     def wait_for_ssh(self, *, timeout: float | None = None) -> None:
         limit = self._limit(timeout, self.timeouts.boot)
@@ -198,6 +203,7 @@ class Machine(GuestShell):
         self._boot_offset = self.get_console_size()  # a restored guest prints nothing: no boot to read
         with self.log.nested(f"{self.name}: restoring a saved guest"):
             self.domain.restore(save_file)
+        self.ssh.port = self.domain.ssh_port
         for serial in extra_disks:
             self.attach_disk(serial)
         self._plugged = bool(extra_disks)
@@ -338,7 +344,7 @@ class Machine(GuestShell):
         trouble = self.domain.hand_over()
         if trouble:
             self.log.warning(f"{self.name}: {trouble}")
-        return {"user": self.ssh.user, "port": self.spec.ssh_port, "key": str(self.ssh.key.private_path),
+        return {"user": self.ssh.user, "port": self.ssh.port, "key": str(self.ssh.key.private_path),
                 "host_key": self.ssh.pinned_key}
 
     def destroy(self) -> None:

@@ -154,7 +154,7 @@ class Provisioner:
         spec = DomainSpec(
             name=self._prefix(request), run_id=self.run_id, domain_type=self._domain_type,
             memory_mib=request.memory, vcpus=self._vcpus(request), disks=tuple(disks),
-            console_path=str(request.directory / "console.log"), ssh_port=free_port(),
+            console_path=str(request.directory / "console.log"), ssh_port=0,
             kernel_boot=self._kernel_boot(request.image), console_stream=self.jump is not None, peer=request.peer,
             outbound=request.outbound,
             metadata={"pid": str(os.getpid()), "host": socket.gethostname(), **dict(request.labels)},

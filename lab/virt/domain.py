@@ -60,7 +60,7 @@ class DomainSpec:
     vcpus: int
     disks: tuple[DiskSpec, ...]
     console_path: str
-    ssh_port: int
+    ssh_port: int  # 0: QEMU chooses and binds a free port (lab.virt.hypervisor.forwarded_ssh_port)
     kernel_boot: KernelBoot | None = None  # None: firmware + the disk's bootloader
     console_stream: bool = False  # a pty read through libvirt (remote hosts), instead of a file QEMU writes
     machine: str = "pc"

@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
+import libvirt_qemu
 
 from lab.base.config import Config, LibvirtHost
-from lab.base.errors import LibvirtUnavailable, UsageError
+from lab.base.errors import HarnessError, LibvirtUnavailable, UsageError
 from lab.virt.console import ConsoleStream, run_event_loop
 from lab.virt.domain import LAB_NS, render_probe_xml
 from lab.virt.storage import RUN_PREFIX
@@ -136,6 +138,22 @@ def create_domain(conn: libvirt.virConnect, xml: str, flags: int,
         destroy_domain(dom)
         raise
     return dom, stream
+
+
+_FORWARD = re.compile(r"TCP\[HOST_FORWARD\]\s+\d+\s+127\.0\.0\.1\s+(\d+)\s+\S+\s+22\b")
+
+
+def forwarded_ssh_port(dom: libvirt.virDomain) -> int:
+    """The host port QEMU bound for the guest's SSH. The lab asks for port 0, so choosing and binding the
+    port is one step of QEMU's (no window for another process to take it); QEMU's `info usernet` tells it."""
+    try:
+        text = libvirt_qemu.qemuMonitorCommand(dom, "info usernet", libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
+    except libvirt.libvirtError as exc:
+        raise HarnessError(f"cannot ask QEMU which port it forwards to SSH: {exc.get_error_message()}") from exc
+    match = _FORWARD.search(text)
+    if match is None:
+        raise HarnessError(f"QEMU forwards no port to the guest's SSH (info usernet: {text.strip()[:200]!r})")
+    return int(match.group(1))
 
 
 def destroy_domain(dom: libvirt.virDomain) -> None:
