@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -17,9 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.base.disks import SIZE_RE, Disk, parse_size
+from lab.base.disks import Disk
+from lab.base.disks import parse_size as parse_size  # scenarios compare sizes with it
 from lab.base.errors import ScenarioFailed as ScenarioFailed  # what a scenario raises, and require_ checks
 from lab.base.errors import UsageError
+from lab.params import Param, declared
+from lab.params import integer as integer  # the types a scenario declares its parameters with
+from lab.params import size as size
+from lab.params import word as word
 
 if TYPE_CHECKING:
     from lab.context import ScenarioContext
@@ -27,9 +31,7 @@ if TYPE_CHECKING:
 # The built-in scenarios' tags (catalog: nightly only); a user's scenarios may add their own.
 TAGS = frozenset({"smoke", "storage", "containers", "ostree", "slow", "catalog"})
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-EXTENTS_RE = re.compile(r"^\d{1,3}%(FREE|VG|PVS|ORIGIN)$")  # lvcreate -l's extents
 DEFAULT_TIMEOUT = 900.0  # seconds a scenario's steps may take, before the accelerator's factor
-WORD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,:/@+=-]{0,127}$")
 HOST_RE = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # a machine's name: its host name, the last part of its domain's
 ATTR = "__lab_scenario__"
 SINGLE = "vm1"  # the one machine of a scenario that declares no `machines`
@@ -61,13 +63,14 @@ class Scenario:
     machines: dict[str, Node] = field(default_factory=dict)  # by host name; empty: one machine, vm1
     shared_disks: tuple[Disk, ...] = ()  # one raw volume each, attached to every machine at once
     outbound: bool = False  # its guests may reach the host and the outside (they cannot by default)
+    types: dict[str, Param] = field(default_factory=dict)  # each parameter's type (lab.params)
 
     def nodes(self) -> dict[str, Node]:
         """The run's guests by host name, in boot order."""
         return dict(self.machines) or {SINGLE: Node(self.disks, self.memory)}
 
     def parse_sets(self, sets: list[str]) -> dict[str, Any]:
-        """Defaults overridden by `--set KEY=VALUE`, converted to each default's type."""
+        """Defaults overridden by `--set KEY=VALUE`, each checked against its parameter's type."""
         values = dict(self.params)
         for item in sets:
             key, sep, raw = item.partition("=")
@@ -76,35 +79,8 @@ class Scenario:
             if key not in self.params:
                 known = ", ".join(sorted(self.params)) or "none"
                 raise UsageError(f"--set {key}: {self.name} has no parameter {key!r} (parameters: {known})")
-            values[key] = _convert(key, raw, self.params[key])
-            if key in self.choices and values[key] not in self.choices[key]:
-                raise UsageError(f"--set {key}={raw}: choose one of {', '.join(self.choices[key])}")
+            values[key] = self.types[key].parse(key, raw)
         return values
-
-
-def _convert(key: str, raw: str, default: Any) -> Any:
-    """A --set value in its default's type. Text reaches guest shells: a size, extents (40%FREE) or one plain
-    word, nothing a shell would read as more than a word."""
-    try:
-        if isinstance(default, bool):
-            if raw.lower() not in ("true", "false", "yes", "no", "1", "0"):
-                raise ValueError("expected true or false")
-            return raw.lower() in ("true", "yes", "1")
-        if isinstance(default, int | float):
-            value = type(default)(raw)
-            if not math.isfinite(value):
-                raise ValueError("expected a finite number")
-            return value
-        if EXTENTS_RE.match(str(default).upper()):  # a parameter that takes extents takes a size too
-            if not EXTENTS_RE.match(raw.upper()):
-                parse_size(raw)
-        elif SIZE_RE.match(str(default).upper()):  # a size parameter takes a size, as its default is one
-            parse_size(raw)
-        elif not WORD_RE.match(raw):
-            raise ValueError("expected one word of letters, digits and _ . , : / @ + = - (it reaches a guest shell)")
-    except ValueError as exc:
-        raise UsageError(f"--set {key}={raw}: {exc}") from exc
-    return raw
 
 
 def declare(name: str, description: str, func: Callable[[ScenarioContext], None], *, image: str | None = None,
@@ -124,13 +100,17 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
     _check_machines(name, machines or {}, disks, shared_disks)
     for disk in (*disks, *shared_disks, *(d for node in (machines or {}).values() for d in node.disks)):
         disk.bytes  # noqa: B018 - validates the size now
+    types = {key: declared(value, (choices or {}).get(key, ())) for key, value in (params or {}).items()}
     for key, allowed in (choices or {}).items():
-        if key not in (params or {}) or (params or {})[key] not in allowed:
+        if key not in types or types[key].default not in allowed:
             raise ValueError(f"scenario {name}: choices for {key!r} must include its default")
-    return Scenario(name, description, func, image, memory, cpus, tuple(disks), dict(params or {}),
-                    frozenset(tags), timeout, dict(choices or {}), tuple(re.compile(rx) for rx in expected),
+    for key, param in types.items():  # a default its own type refuses is a mistake of the declaration
+        param.parse(key, str(param.default).lower() if param.kind == "flag" else str(param.default))
+    return Scenario(name, description, func, image, memory, cpus, tuple(disks),
+                    {key: param.default for key, param in types.items()}, frozenset(tags), timeout,
+                    dict(choices or {}), tuple(re.compile(rx) for rx in expected),
                     {host: _node(node) for host, node in (machines or {}).items()}, tuple(shared_disks),
-                    outbound)
+                    outbound, types)
 
 
 def _node(node: Node) -> Node:

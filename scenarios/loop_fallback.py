@@ -10,7 +10,7 @@ from __future__ import annotations
 from lab.containers import busybox_image, start_docker
 from lab.context import ScenarioContext
 from lab.lvm import create_thin_pool, root_vg
-from lab.scenario import scenario
+from lab.scenario import scenario, size
 
 LOOP_FILES = "/var/lib/docker/devicemapper/devicemapper"
 DAEMON_WARNING = "Usage of loopback devices is strongly discouraged for production use."
@@ -23,7 +23,7 @@ INFO_WARNING = "WARNING: devicemapper: usage of loopback devices is strongly dis
     "fix: a thin pool through dm.thinpooldev",
     image="lab-atomic",
     memory=1024,
-    params={"pool_size": "2G"},
+    params={"pool_size": size("2G", extents=True)},
     tags=("storage", "containers", "catalog"),
     timeout=1200,
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from lab.containers import busybox_image, docker_fails, start_docker
 from lab.context import ScenarioContext
 from lab.lvm import create_thin_pool, root_vg
-from lab.scenario import scenario
+from lab.scenario import scenario, size
 
 
 @scenario(
@@ -21,7 +21,7 @@ from lab.scenario import scenario
     "\"Non existing device\"); fix: lvchange -ay and restart docker",
     image="lab-atomic",
     memory=1024,
-    params={"pool_size": "1G"},
+    params={"pool_size": size("1G", extents=True)},
     tags=("storage", "containers", "catalog"),
     timeout=1200,
 )

@@ -27,7 +27,7 @@ from lab.containers import busybox_image, start_docker
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, root_vg
 from lab.machine import Machine
-from lab.scenario import Disk, scenario
+from lab.scenario import Disk, scenario, size
 
 SPARE = "spare"  # the disk `recover` plugs in while writes are queued
 QUEUE = "switching pool to out-of-data-space (queue IO) mode"
@@ -44,7 +44,8 @@ AUTOEXTEND = "activation {\n thin_pool_autoextend_threshold = 50\n thin_pool_aut
     image="lab-atomic",
     memory=1024,
     disks=(Disk("2G", SPARE),),
-    params={"mode": "queue", "pool_size": "1G", "thin_size": "3G", "no_space_timeout": 10, "extend": "1G"},
+    params={"mode": "queue", "pool_size": size("1G", extents=True), "thin_size": "3G", "no_space_timeout": 10,
+            "extend": "1G"},
     choices={"mode": ("queue", "error", "recover", "autoextend", "unmonitored", "profile", "docker",
                         "docker-grow")},
     tags=("storage",),

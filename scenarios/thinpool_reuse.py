@@ -13,7 +13,7 @@ from lab.containers import busybox_image, docker_fails, start_docker
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, root_vg
 from lab.machine import Machine
-from lab.scenario import scenario
+from lab.scenario import scenario, size
 
 REFUSED = ("failed to start daemon: error initializing graphdriver: devmapper: Unable to take ownership of "
            "thin-pool ({}) that already has used data blocks")
@@ -25,7 +25,7 @@ REFUSED = ("failed to start daemon: error initializing graphdriver: devmapper: U
     "\"Unable to take ownership of thin-pool\"); fix: recreate the pool",
     image="lab-atomic",
     memory=1024,
-    params={"pool_size": "1G"},
+    params={"pool_size": size("1G", extents=True)},
     tags=("storage", "containers", "catalog"),
     timeout=1200,
 )

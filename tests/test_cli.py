@@ -46,7 +46,7 @@ def test_set_unknown_parameter(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 
 def test_a_size_parameter_refuses_what_is_no_size(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     err = _fails(capsys, ["run", "thinpool-full", "--set", "pool_size=abc"], tmp_path)
-    assert "--set pool_size=abc: bad size 'abc'" in err
+    assert "--set pool_size=abc: expected a size (512M, 2G) or extents" in err
 
 
 def test_image_path_missing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ def test_sets_convert_to_the_default_type() -> None:
 def test_choices_are_checked_before_any_vm_starts() -> None:
     item = _declare(params={"mode": "queue"}, choices={"mode": ("queue", "error")})
     assert item.parse_sets(["mode=error"]) == {"mode": "error"}
-    with pytest.raises(UsageError, match="choose one of queue, error"):
+    with pytest.raises(UsageError, match="expected one of queue, error"):
         item.parse_sets(["mode=fast"])
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lab.doors import cli
@@ -38,3 +40,20 @@ def test_a_value_a_shell_would_read_as_more_is_refused(capsys: pytest.CaptureFix
                                                  ("flannel-two-hosts", "network=10.50.0.0/16")])
 def test_values_of_the_parameters_type_pass(boots: list[object], scenario: str, value: str) -> None:
     assert cli.main(["run", scenario, "--set", value]) == 0 and len(boots) == 1
+
+
+def test_a_pool_size_takes_extents_where_the_pool_does(boots: list[object]) -> None:
+    """thinpool-full hands pool_size to create_thin_pool, which takes extents: its type says so."""
+    assert cli.main(["run", "thinpool-full", "--set", "pool_size=90%FREE"]) == 0 and len(boots) == 1
+    assert cli.main(["run", "thinpool-full", "--set", "thin_size=90%FREE"]) == 2  # lvcreate -V takes no extents
+
+
+def test_each_parameter_says_what_it_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["run", "thinpool-full", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "--set pool_size=...          a size (512M, 2G) or extents (40%FREE, 90%VG); default 1G" in out
+    assert cli.main(["list", "--json"]) == 0
+    listed = {s["name"]: s["params"] for s in json.loads(capsys.readouterr().out)}
+    assert listed["partition-v1"]["pv_event"] == {"default": "seen", "type": "choice", "takes": "one of seen, lost"}

@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lab.base.artifacts import find_run_dir
 from lab.base.config import DEFAULT_POOL, Config
@@ -37,7 +38,8 @@ def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
     items = Registry.load(config.scenarios_dirs).all()
     if args.json:
         print(json.dumps([{"name": s.name, "description": s.description, "image": s.image or config.default_image,
-                           "tags": sorted(s.tags), "params": s.params} for s in items], indent=2))
+                           "tags": sorted(s.tags), "params": {k: t.as_dict() for k, t in s.types.items()}}
+                          for s in items], indent=2))
     for item in [] if args.json else items:
         print(f"{item.name:<20} {item.description}")
     return 0
@@ -253,7 +255,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--scenario", metavar="NAME", help="then run this scenario on the replayed host")
     rep.add_argument("--image", help=f"the guest's image (default {replay.REPLAY_IMAGE}; its root must not be LVM)")
     rep.set_defaults(func=cmd_replay)
-    run = sub.add_parser("run", help="run scenarios, each in a fresh VM")
+    run = sub.add_parser("run", help="run scenarios, each in a fresh VM", add_help=False)
+    run.add_argument("-h", "--help", action=_RunHelp, nargs=0,
+                     help="this help; after a scenario's name, also its parameters")
     run.add_argument("names", nargs="*", metavar="NAME", help="scenario(s) to run (see `lab list`)")
     run.add_argument("--all", action="store_true", help="run every scenario")
     run.add_argument("-j", "--jobs", type=int, default=1, help="how many runs at once (default 1)")
@@ -283,6 +287,22 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check this host can run the lab").set_defaults(func=cmd_doctor)
     cli_images.add_parsers(sub)
     return parser
+
+
+class _RunHelp(argparse.Action):
+    """`lab run NAME --help`: the options, then each named scenario's parameters and what each takes."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parser.print_help()
+        names = getattr(namespace, "names", None) or []
+        found = {s.name: s for s in Registry.load(Config.from_env().scenarios_dirs).all()} if names else {}
+        for name in names:
+            item = found.get(name)
+            print(f"\n{name}: no such scenario (lab list)" if item is None else f"\n{item.name}: {item.description}")
+            for key, param in (item.types if item else {}).items():
+                print(f"  --set {key + '=...':<22} {param.describe()}; default {param.default}")
+        parser.exit()
 
 
 def _version() -> str:
