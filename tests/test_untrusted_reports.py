@@ -205,7 +205,7 @@ def test_values_that_break_their_grammar_are_refused(tmp_path: Path, sentinel: P
     assert said in refused(capsys, sentinel, report), what
 
 
-@pytest.mark.parametrize("scale", ["nan", "inf", "0", "-1", "1.5"])
+@pytest.mark.parametrize("scale", ["nan", "inf", "0", "-1", "1.5", "2.2e-313"])
 def test_a_scale_outside_0_1_is_refused(tmp_path: Path, sentinel: Path, capsys: pytest.CaptureFixture[str],
                                         scale: str) -> None:
     assert "--scale" in refused(capsys, sentinel, edited(tmp_path), "--scale", scale)

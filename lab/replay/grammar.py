@@ -88,8 +88,12 @@ def printable(text: str) -> str:
     return _CONTROL.sub("?", text)
 
 
+MIN_SCALE = 1e-6  # below it a scaled size is no number of bytes (a petabyte becomes a gigabyte at 1e-6)
+
+
 def scale(value: float) -> float:
-    """--scale: a finite factor in (0, 1]."""
-    if not 0 < value <= 1:  # also false for nan
-        raise UsageError(f"--scale {value}: a factor in (0, 1]")
+    """--scale (or the factor that fits the budget): from MIN_SCALE to 1."""
+    if not MIN_SCALE <= value <= 1:  # also false for nan
+        raise UsageError(f"--scale {value:g}: a factor from {MIN_SCALE:g} to 1 (a host this large cannot be "
+                         "replayed in the lab's disks)")
     return value
