@@ -1,5 +1,6 @@
 """Bad input: one line, exit code 2, no traceback, nothing left behind."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from lab.base.errors import UsageError
 from lab.doors.cli import main
 from lab.doors.cli_kept import _logins
+from lab.run.record import RunResult
 
 
 @pytest.fixture(autouse=True)
@@ -120,11 +122,11 @@ def test_an_internal_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[
 
 def test_a_kept_run_with_several_machines_is_entered_by_machine() -> None:
     login = {"user": "lab", "port": 1, "key": "k", "host_key": ""}
-    single = {"run_id": "ab12", "ssh": login}
+    single = RunResult("ab12", "s", "lab-bookworm", {}, "/runs/x", ssh=login)
     assert _logins(single, None) == {"lab-ab12": login}
     with pytest.raises(UsageError, match="has one machine"):
         _logins(single, "host2")
-    several = {"run_id": "ab12", "ssh": login, "machines": {"host1": login, "host2": {**login, "port": 2}}}
+    several = dataclasses.replace(single, machines={"host1": login, "host2": {**login, "port": 2}})
     assert list(_logins(several, None)) == ["lab-ab12-host1", "lab-ab12-host2"]
     assert _logins(several, "host2") == {"lab-ab12-host2": {**login, "port": 2}}
     with pytest.raises(UsageError, match="no machine 'db' \\(machines: host1, host2\\)"):

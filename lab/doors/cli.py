@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab.base.artifacts import find_run_dir
 from lab.base.config import DEFAULT_POOL, Config
 from lab.base.errors import LabError, UsageError
 from lab.base.log import Log, configure_terminal
@@ -26,6 +25,7 @@ from lab.doors import cli_images, cli_kept, report
 from lab.doors.parallel import Job, ParallelRuns, exit_code, outcome_of, shard
 from lab.replay import replay
 from lab.run import bundle
+from lab.run.record import RESULT, RunResult, find_run_dir
 from lab.run.reruns import run_with_reruns
 from lab.run.runner import RUN_ID, RunRequest
 from lab.scenario import Registry
@@ -220,10 +220,10 @@ def _resolve(config: Config, run_id: str) -> str:
     """'latest' is the run runs/latest points at."""
     if run_id != "latest":
         return run_id
-    result = config.runs_dir / "latest" / "result.json"
+    result = config.runs_dir / "latest" / RESULT
     if not result.is_file():
         raise UsageError(f"no latest run under {config.runs_dir} (LAB_RUNS_DIR)")
-    return str(json.loads(result.read_text())["run_id"])
+    return RunResult.load(result).run_id
 
 
 def _parser() -> argparse.ArgumentParser:

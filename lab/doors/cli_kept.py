@@ -4,42 +4,41 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab.base.artifacts import find_run_dir
 from lab.base.config import Config
 from lab.base.errors import UsageError
 from lab.base.log import Log
+from lab.run.record import RESULT, RunResult, find_run_dir
 from lab.virt.hypervisor import connect, require_lab_domain
 
 KNOWN_HOSTS = "known_hosts"  # in the run's directory: the pinned host key under the alias lab-<run id>
 
 
-def _kept_run(config: Config, run_id: str) -> dict[str, Any]:
-    """result.json of a run whose VM is still up."""
+def _kept_run(config: Config, run_id: str) -> RunResult:
+    """The record of a run whose VM is still up."""
     run_dir = find_run_dir(config.runs_dir, run_id)
     if run_dir is None:
         raise UsageError(f"no run {run_id!r} under {config.runs_dir} (LAB_RUNS_DIR)")
-    result: dict[str, Any] = json.loads((run_dir / "result.json").read_text())
-    if not result.get("kept"):
+    result = RunResult.load(run_dir / RESULT)
+    if not result.kept:
         raise UsageError(f"run {run_id} did not keep its VM (use --keep or --keep-on-failure)")
     require_lab_domain(connect(config.libvirt_uri), run_id)
     return result
 
 
-def _logins(result: dict[str, Any], machine: str | None) -> dict[str, dict[str, Any]]:
+def _logins(result: RunResult, machine: str | None) -> dict[str, dict[str, Any]]:
     """The logins of a kept run's guests by ssh alias (lab-<run id>, or lab-<run id>-<machine> for a run
     with several), `machine` alone if given."""
-    run_id, machines = result["run_id"], result.get("machines")
-    if machines is None:
+    run_id, machines = result.run_id, result.machines
+    if not machines:
         if machine not in (None, "vm1"):
             raise UsageError(f"run {run_id} has one machine (vm1), not {machine!r}")
-        return {f"lab-{run_id}": result["ssh"]}
+        return {f"lab-{run_id}": result.ssh}
     if machine is not None and machine not in machines:
         raise UsageError(f"run {run_id} has no machine {machine!r} (machines: {', '.join(machines)})")
     return {f"lab-{run_id}-{name}": login for name, login in machines.items() if machine in (None, name)}
@@ -65,19 +64,19 @@ def cmd_ssh_config(args: argparse.Namespace, config: Config, log: Log) -> int:
     return 0
 
 
-def _options(config: Config, result: dict[str, Any], alias: str, ssh: dict[str, Any]) -> list[str]:
+def _options(config: Config, result: RunResult, alias: str, ssh: dict[str, Any]) -> list[str]:
     pinned = [f"-o{line.strip().replace(' ', '=', 1)}" for line in _pinned(result, alias, ssh)]
     return ["-i", ssh["key"], "-p", str(ssh["port"]), "-o", "IdentitiesOnly=yes", *pinned, "-o", "LogLevel=ERROR",
             *_jump(config)]
 
 
-def _pinned(result: dict[str, Any], alias: str, ssh: dict[str, Any]) -> list[str]:
+def _pinned(result: RunResult, alias: str, ssh: dict[str, Any]) -> list[str]:
     """ssh_config lines that accept only the host key the lab pinned (written to the run's known_hosts)."""
     key = ssh.get("host_key", "")
     if not key:
         raise UsageError(f"{alias}: its run recorded no SSH host key (an older lab's run): the lab will not write "
                          "a login that skips checking it")
-    known = Path(result["artifacts"]) / KNOWN_HOSTS
+    known = Path(result.artifacts) / KNOWN_HOSTS
     kept = [line for line in (known.read_text().splitlines() if known.exists() else [])
             if not line.startswith(f"{alias} ")]
     known.write_text("".join(f"{line}\n" for line in [*kept, f"{alias} {key}"]))
@@ -97,8 +96,8 @@ def _jump(config: Config) -> list[str]:
 def cmd_console(args: argparse.Namespace, config: Config, log: Log) -> int:
     result = _kept_run(config, args.run_id)
     _logins(result, args.machine)  # an unknown machine name fails here
-    several = list(result.get("machines") or ())
-    console = Path(result["artifacts"]) / (args.machine or several[0] if several else "") / "console.log"
+    several = list(result.machines)
+    console = Path(result.artifacts) / (args.machine or several[0] if several else "") / "console.log"
     os.execvp("tail", ["tail", "-n", "+1", *(["-f"] if args.follow else []), str(console)])
 
 

@@ -9,7 +9,6 @@ SIGTERM, and prints one summary table.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -25,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from lab.base.artifacts import find_run_dir
 from lab.base.config import vcpu_share
 from lab.base.errors import Interrupted, UsageError
+from lab.run.record import RESULT, RunResult, find_run_dir
 
 T = TypeVar("T")
 
@@ -74,12 +73,12 @@ def shard(items: Sequence[T], spec: str, key: Callable[[T], str]) -> list[T]:
 def longest_first(jobs: Sequence[Job], runs_dir: Path) -> list[Job]:
     """Jobs ordered by the wall time of their last run here (unknown ones first), to finish soonest."""
     walls: dict[str, float] = {}
-    for path in sorted(runs_dir.glob("*/result.json")):  # oldest first: a later run overrides
+    for path in sorted(runs_dir.glob(f"*/{RESULT}")):  # oldest first: a later run overrides
         try:
-            result = json.loads(path.read_text())
-            walls[result["scenario"]] = float(result["wall_seconds"])
-        except (OSError, ValueError, KeyError, TypeError):
+            result = RunResult.load(path)
+        except UsageError:
             continue
+        walls[result.scenario] = float(result.wall_seconds)
     return sorted(jobs, key=lambda j: -walls.get(j.scenario, float("inf")))
 
 
@@ -152,8 +151,8 @@ def outcome_of(runs_dir: Path, job: Job, code: int, wall: float) -> Outcome:
     run_dir = find_run_dir(runs_dir, job.run_id)
     if run_dir is None:
         return Outcome(job, "error", code, wall, job.image or "", f"(no artifacts: exit {code})")
-    result = json.loads((run_dir / "result.json").read_text())
-    return Outcome(job, str(result.get("status", "error")), code, wall, str(result.get("image", "")), str(run_dir))
+    result = RunResult.load(run_dir / RESULT)
+    return Outcome(job, result.status, code, wall, result.image, str(run_dir))
 
 
 def exit_code(outcomes: Sequence[Outcome]) -> int:

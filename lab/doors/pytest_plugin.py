@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -39,6 +38,7 @@ from lab.image.external import load_manifests, not_imported
 from lab.machine import Machine
 from lab.provision.prepare import prepare_images
 from lab.replay import replay
+from lab.run.record import RunResult
 from lab.run.runner import Run, RunRequest
 from lab.run.sit import wait_for_enter
 from lab.scenario import DEFAULT_TIMEOUT, TAGS, Registry, Scenario, declare, load_file
@@ -371,10 +371,10 @@ class Reporter:
         path = dict(report.user_properties).get(RESULT)
         if report.when != "teardown" or not path or not Path(str(path)).is_file():
             return
-        result = json.loads(Path(str(path)).read_text())
-        self.outcomes.append(Outcome(Job(result["scenario"], run_id=result["run_id"]), result["status"],
-                                     EXIT_CODES.get(result["status"], 2), result.get("wall_seconds", 0.0),
-                                     result["image"], result["artifacts"]))
+        result = RunResult.load(Path(str(path)))
+        self.outcomes.append(Outcome(Job(result.scenario, run_id=result.run_id), result.status,
+                                     EXIT_CODES.get(result.status, 2), result.wall_seconds, result.image,
+                                     result.artifacts))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         jobs = getattr(session.config.option, "numprocesses", None) or 1  # pytest-xdist's -n

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.doors.parallel import Outcome
+from lab.run.record import RESULT, RunResult
 
 
 def table(outcomes: Sequence[Outcome], wall: float, jobs: int) -> str:
@@ -36,14 +37,13 @@ def write(directory: Path, outcomes: Sequence[Outcome], wall: float, jobs: int) 
 
 
 def _entry(outcome: Outcome) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    if outcome.artifacts and (Path(outcome.artifacts) / "result.json").is_file():
-        result = json.loads((Path(outcome.artifacts) / "result.json").read_text())
+    path = Path(outcome.artifacts) / RESULT if outcome.artifacts else None
+    result = RunResult.load(path) if path and path.is_file() else None
     return {"scenario": outcome.job.scenario, "image": outcome.image, "status": outcome.status,
             "exit_code": outcome.exit_code, "wall_seconds": round(outcome.wall, 1), "artifacts": outcome.artifacts,
-            "run_id": result.get("run_id", outcome.job.run_id), "start": result.get("start"),
-            "phases": result.get("phases", {}), "failure": result.get("failure"),
-            "attempts": result.get("attempts", [])}
+            "run_id": result.run_id if result else outcome.job.run_id, "start": result.start if result else None,
+            "phases": result.phases if result else {}, "failure": (result.failure or None) if result else None,
+            "attempts": result.attempts if result else []}
 
 
 def _markdown(entries: list[dict[str, Any]], last_line: str) -> str:

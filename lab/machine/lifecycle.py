@@ -64,6 +64,7 @@ class Machine(GuestShell):
                              on_power_cycle=self._powered_on_again)
         super().__init__(domain, ssh, log, timeouts)
         self.boots = 0
+        self.readies: list[tuple[str, float]] = []  # (boot id, time.monotonic()) of each boot once ready
         self.degraded: list[str] = []  # "boot N: unit" for each unit failed when a boot was ready
         self.journals: list[str] = []  # the journals of boots that ended in a reboot
         self._journaled: set[str] = set()  # boot ids (journal form) whose journal is kept
@@ -144,6 +145,7 @@ class Machine(GuestShell):
                 self._note_degraded()
         self._keep_lost_journals()
         self.boots += 1
+        self.readies.append((self.boot_id, time.monotonic()))
         self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
 
     def _first_boot_only(self) -> str:
@@ -227,6 +229,7 @@ class Machine(GuestShell):
             self.degraded.extend(f"boot {self.boots + 1}: {unit}" for unit in saved_failed)
         self._keep_lost_journals()
         self.boots += 1
+        self.readies.append((self.boot_id, time.monotonic()))
         self.log.info(f"{self.name}: ready (restored), boot_id {self.boot_id}, "
                       f"systemd {'degraded' if saved_failed else 'running'} when saved")
 

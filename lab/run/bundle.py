@@ -26,6 +26,7 @@ from lab.base.archives import extracted
 from lab.base.config import Config
 from lab.base.errors import ImageError, UsageError
 from lab.image.store import load_recipes
+from lab.run.record import RESULT, RunResult
 from lab.scenario import NAME_RE, Registry, Scenario, load_file
 
 PROVENANCE = "provenance.json"
@@ -157,17 +158,19 @@ def bundled_scenario(run_dir: Path) -> tuple[Scenario, dict[str, Any], str, tupl
     """The bundle's scenario (from its own source: code, run only when the user trusts the bundle), its
     params checked as --set values are, its image (a name: a path belongs to its author's machine), and its
     recipe directory, if any."""
-    facts, result = Provenance.read(run_dir), _json(run_dir / "result.json")
+    facts = Provenance.read(run_dir)
+    if not (run_dir / RESULT).is_file():
+        raise UsageError(f"the bundle holds no {RESULT}: its params and image are needed to rerun it")
+    result = RunResult.load(run_dir / RESULT)
     found = [s for s in load_file(run_dir / SOURCE / facts.source) if s.name == facts.scenario]
     if not found:
         raise UsageError(f"the bundle's {facts.source} declares no scenario {facts.scenario!r}")
-    params, image = result.get("params"), result.get("image")
-    if not isinstance(params, dict) or not isinstance(image, str) or not _IMAGE.fullmatch(image):
-        raise UsageError(f"the bundle's result.json: image {str(image)[:60]!r} (a name, not a path) and params "
-                         "(a table) are needed to rerun it")
-    values = found[0].parse_sets([f"{key}={value}" for key, value in params.items()])
+    if not _IMAGE.fullmatch(result.image):
+        raise UsageError(f"the bundle's {RESULT}: image {result.image[:60]!r}: a name is needed to rerun it, "
+                         "not a path (it belongs to its author's machine)")
+    values = found[0].parse_sets([f"{key}={value}" for key, value in result.params.items()])
     images = (run_dir / RECIPE,) if (run_dir / RECIPE).is_dir() else ()
-    return found[0], values, image, images
+    return found[0], values, result.image, images
 
 
 def _json(path: Path) -> dict[str, Any]:

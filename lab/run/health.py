@@ -4,17 +4,17 @@ every boot scanned for signs of a sick guest (lab.run.checks); the journals kept
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from lab.base.artifacts import RunDir
 from lab.base.errors import ScenarioFailed
 from lab.machine import JOURNAL, Machine
 from lab.run import checks
+from lab.run.record import Health
 
 
-def check_health(machines: dict[str, Machine], run_dir: RunDir, expected: tuple[re.Pattern[str], ...],
-                 result: dict[str, Any]) -> None:
-    """Unexpected signs of sickness on any guest fail the run; what was found goes into `result`."""
+def check_health(machines: dict[str, Machine], run_dir: RunDir, expected: tuple[re.Pattern[str], ...]) -> Health:
+    """What the guests' consoles and journals show; unexpected signs of sickness fail the run (HealthFailed,
+    which carries what was found)."""
     bad: list[checks.Hit] = []
     allowed: list[checks.Hit] = []
     for name, machine in machines.items():
@@ -23,10 +23,17 @@ def check_health(machines: dict[str, Machine], run_dir: RunDir, expected: tuple[
         for source, text in _sources(machine, run_dir, prefix):
             found_bad, found_allowed = checks.scan(text, f"{where}{source}", expected)
             bad, allowed = bad + found_bad, allowed + found_allowed
-    result["health"] = {"unexpected": [vars(h) for h in bad], "expected": [vars(h) for h in allowed]}
+    health = Health([vars(h) for h in bad], [vars(h) for h in allowed])
     run_dir.write_evidence("health.txt", checks.report(bad + allowed) or "no signs of a sick guest\n")
     if bad:
-        raise ScenarioFailed(f"health check: the guest shows signs of trouble:\n{checks.report(bad)}")
+        raise HealthFailed(f"health check: the guest shows signs of trouble:\n{checks.report(bad)}", health)
+    return health
+
+
+class HealthFailed(ScenarioFailed):
+    def __init__(self, message: str, health: Health) -> None:
+        super().__init__(message)
+        self.health = health
 
 
 def _sources(machine: Machine, run_dir: RunDir, prefix: str) -> list[tuple[str, str]]:

@@ -6,10 +6,10 @@ import secrets
 from dataclasses import replace
 from typing import Any
 
-from lab.base.artifacts import mark_flaky
 from lab.base.config import Config
 from lab.base.log import Log
 from lab.run import runner
+from lab.run.record import mark_flaky
 from lab.run.runner import RunRequest
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
-import threading
 import time
 import traceback
 from collections.abc import Callable, Generator, Iterator
@@ -31,8 +31,10 @@ from lab.provision.provision import MachineRequest, Provisioner, free_port
 from lab.provision.warm import WarmStore, WarmUnusable
 from lab.run import bundle
 from lab.run.diagnose import collect_failure_evidence
-from lab.run.health import check_health
+from lab.run.health import HealthFailed, check_health
+from lab.run.record import Boot, RunResult
 from lab.run.sit import wait_for_enter
+from lab.run.watchdog import watchdog
 from lab.scenario import Node, Scenario
 from lab.virt import console
 from lab.virt.cleanup import RunLock, inventory, reap
@@ -130,10 +132,8 @@ class Run:
         self.log.open_transcript(run_dir.transcript)
         self.log.info(f"run {self.run_id}: {self.request.scenario.name} on {image_ref}; artifacts {run_dir.path}")
         bundle.record(run_dir.path, self.request.scenario, image_ref, self.config)
-        result: dict[str, Any] = {
-            "run_id": self.run_id, "scenario": self.request.scenario.name, "image": image_ref,
-            "params": self.request.params, "status": "error", "artifacts": str(run_dir.path),
-        }
+        result = RunResult(self.run_id, self.request.scenario.name, image_ref, self.request.params,
+                           str(run_dir.path))
         restore = trap_signals()
         try:
             code = yield from self._guarded(conn, pool, image_ref, run_dir, result)
@@ -145,56 +145,57 @@ class Run:
             lock.release()
             self.log.close()
         if code:
-            raise RunFailed(code, result["failure"])
+            raise RunFailed(code, result.failure)
 
     def _guarded(self, conn: libvirt.virConnect, pool: Pool, image_ref: str, run_dir: RunDir,
-                 result: dict[str, Any]) -> Generator[ScenarioContext, None, int]:
+                 result: RunResult) -> Generator[ScenarioContext, None, int]:
         """Yields the context once the machine is up; returns the exit code, every error turned into one."""
         try:
             ctx = self._boot(conn, pool, image_ref, run_dir, result)
             assert self._provisioner is not None and self.machine is not None
             limit = self._provisioner.timeouts(self.request.scenario.timeout)
-            with self.phase("scenario"), _watchdog(list(self.machines.values()), limit, self.log):
+            with self.phase("scenario"), watchdog(list(self.machines.values()), limit, self.log):
                 yield ctx
             with self.phase("health"):
-                check_health(self.machines, run_dir, self.request.scenario.expected, result)
+                result.health = check_health(self.machines, run_dir, self.request.scenario.expected)
         except (ScenarioFailed, AssertionError) as exc:
+            result.health = exc.health if isinstance(exc, HealthFailed) else result.health
             self._collect_evidence(run_dir, result)
-            result.update(status="failed", failure=self._describe(exc, run_dir))
-            self.log.result(f"FAILED {self.request.scenario.name}: {result['failure']}")
+            result.status, result.failure = "failed", self._describe(exc, run_dir)
+            self.log.result(f"FAILED {self.request.scenario.name}: {result.failure}")
             return 1
         except (LabError, KeyboardInterrupt) as exc:
             error = Interrupted("interrupted by Ctrl-C") if isinstance(exc, KeyboardInterrupt) else exc
             if isinstance(error, Interrupted):
-                result["interrupted"] = True
+                result.interrupted = True
             else:
                 self._collect_evidence(run_dir, result)
-            result.update(status="error", failure=self._describe(error, run_dir))
+            result.status, result.failure = "error", self._describe(error, run_dir)
             self.log.transcript(traceback.format_exc())
-            self.log.result(f"ERROR {self.request.scenario.name}: {result['failure']}")
+            self.log.result(f"ERROR {self.request.scenario.name}: {result.failure}")
             return error.exit_code
         except Exception as exc:
             self._collect_evidence(run_dir, result)
-            result.update(status="error", failure=self._describe(exc, run_dir))
+            result.status, result.failure = "error", self._describe(exc, run_dir)
             self.log.transcript(traceback.format_exc())  # a lab bug: its traceback in the transcript
-            self.log.result(f"ERROR {self.request.scenario.name}: {result['failure']}")
+            self.log.result(f"ERROR {self.request.scenario.name}: {result.failure}")
             return 2
-        result["status"] = "passed"
+        result.status = "passed"
         self.log.result(f"PASSED {self.request.scenario.name} in {time.monotonic() - self.t0:.1f} s "
                         f"(artifacts: {run_dir.path})")
         return 0
 
     def provisioner(self, conn: libvirt.virConnect, pool: Pool, builder: ImageBuilder,
-                    result: dict[str, Any]) -> Provisioner:
+                    result: RunResult) -> Provisioner:
         """Made once, on first need (an image build may need it before the run's own VM)."""
         if self._provisioner is None:
             self._provisioner = open_provisioner(conn, pool, self.config, self.log, self.run_id, builder)
-            result.update(accelerator=self._provisioner.accel, accelerator_reason=self._provisioner.accel_reason,
-                          timeout_scale=self._provisioner.timeouts.scale)
+            result.accelerator, result.accelerator_reason = self._provisioner.accel, self._provisioner.accel_reason
+            result.timeout_scale = self._provisioner.timeouts.scale
         return self._provisioner
 
     def _boot(self, conn: libvirt.virConnect, pool: Pool, image_ref: str, run_dir: RunDir,
-              result: dict[str, Any]) -> ScenarioContext:
+              result: RunResult) -> ScenarioContext:
         scenario = self.request.scenario
         pool.require_free(RUN_FREE * len(scenario.nodes()), f"run {self.run_id}")
         cache = ImageCache(self.config, pool, self.log)
@@ -202,9 +203,9 @@ class Run:
                                run_dir.path)
         with self.phase("image"):
             image = self._image(image_ref, cache, builder)
-        result["image_verified"], result["image_trust"] = trust(self.config, image_ref)
-        if not result["image_verified"]:
-            self.log.warning(f"image {image_ref} is unverified: {result['image_trust']}")
+        result.image_verified, result.image_trust = trust(self.config, image_ref)
+        if not result.image_verified:
+            self.log.warning(f"image {image_ref} is unverified: {result.image_trust}")
         self.mark("image_ready")
         provisioner = self.provisioner(conn, pool, builder, result)
         nodes = scenario.nodes()
@@ -215,10 +216,10 @@ class Run:
             starts[name] = self._start(provisioner, self._request(name, node, image, run_dir, shared, plan))
             if plan:
                 join(self.machines[name], plan, name)
-        result["start"] = starts[next(iter(starts))] if len(starts) == 1 else starts
+        result.start = starts[next(iter(starts))] if len(starts) == 1 else starts
         self.mark("ssh_ready")
         assert self.machine is not None
-        result.update(vcpus=self.machine.spec.vcpus, memory_mib=self.machine.spec.memory_mib)
+        result.vcpus, result.memory_mib = self.machine.spec.vcpus, self.machine.spec.memory_mib
         self.ctx = ScenarioContext(self.machines, self.request.params, run_dir, self.log, image.profile)
         return self.ctx
 
@@ -293,9 +294,9 @@ class Run:
 
     # --- reporting and teardown ------------------------------------------
 
-    def _collect_evidence(self, run_dir: RunDir, result: dict[str, Any]) -> None:
+    def _collect_evidence(self, run_dir: RunDir, result: RunResult) -> None:
         several = len(self.machines) > 1
-        result["failure_evidence"] = [path for name, machine in self.machines.items() for path in
+        result.failure_evidence = [path for name, machine in self.machines.items() for path in
                                       collect_failure_evidence(machine, run_dir, self.log, f"{name}/" * several)]
 
     def _describe(self, exc: BaseException, run_dir: RunDir) -> str:
@@ -316,29 +317,35 @@ class Run:
         named = self.machines.get(getattr(exc, "machine", None) or "")
         return [named] if named else list(self.machines.values())
 
-    def _finish(self, run_dir: RunDir, result: dict[str, Any]) -> None:
-        wanted = self.request.keep or (self.request.keep_on_failure and result["status"] != "passed")
+    def _finish(self, run_dir: RunDir, result: RunResult) -> None:
+        wanted = self.request.keep or (self.request.keep_on_failure and result.status != "passed")
         kept = wanted and any(machine.is_running() for machine in self.machines.values())
         with self.phase("cleanup"):
             if kept:
                 self._mark_kept(result)
             elif self._provisioner is not None:
                 self._provisioner.teardown()
-        result.update(
-            kept=kept, phases=self.phases, marks=self.marks,
-            degraded_units=[f"{name}: {unit}" if len(self.machines) > 1 else unit
-                            for name, machine in self.machines.items() for unit in machine.degraded],
-            steps=self.ctx.steps if self.ctx else [], facts=self.ctx.facts if self.ctx else {},
-            wall_seconds=round(time.monotonic() - self.t0, 2),
-        )
-        run_dir.write_result(result)
+        result.kept, result.phases, result.marks, result.boots = kept, self.phases, self.marks, self._boots()
+        result.degraded_units = [f"{name}: {unit}" if len(self.machines) > 1 else unit
+                                 for name, machine in self.machines.items() for unit in machine.degraded]
+        result.steps, result.facts = (self.ctx.steps, self.ctx.facts) if self.ctx else ([], {})
+        result.wall_seconds = round(time.monotonic() - self.t0, 2)
+        result.write(run_dir.path)
 
-    def _sit(self, run_dir: RunDir, result: dict[str, Any]) -> None:
+    def _boots(self) -> list[Boot]:
+        """Every boot of every host, with its boot id; the first carries the console's phases."""
+        boots = [Boot(name, boot_id, round(ready - self.t0, 2)) for name, machine in self.machines.items()
+                 for boot_id, ready in machine.readies]
+        if boots:
+            boots[0].marks = {k: v for k, v in self.marks.items() if k not in ("image_ready", "domain_started")}
+        return boots
+
+    def _sit(self, run_dir: RunDir, result: RunResult) -> None:
         """--sit: a run that failed (not one interrupted) waits with its guest up; `lab ssh` finds it."""
-        if not self.request.sit or result["status"] == "passed" or result.get("interrupted") \
+        if not self.request.sit or result.status == "passed" or result.interrupted \
                 or self.machine is None or not self.machine.is_running():
             return
-        run_dir.write_result({**result, "kept": True, **self._hand_over()})
+        dataclasses.replace(result, kept=True, **self._hand_over()).write(run_dir.path)
         limit = self.config.sit_timeout
         self.log.result(f"sitting on the failed run {self.run_id} (for Enter, at most {limit:.0f} s): enter it "
                         f"with lab ssh {self.run_id}  (lab ssh-config {self.run_id}, lab console {self.run_id})")
@@ -350,11 +357,12 @@ class Run:
         first = next(iter(logins.values()), {})
         return {"ssh": first, **({"machines": logins} if len(self.machines) > 1 else {})}
 
-    def _mark_kept(self, result: dict[str, Any]) -> None:
+    def _mark_kept(self, result: RunResult) -> None:
         for machine in self.machines.values():
             if machine.is_running():
                 machine.domain.mark({"id": self.run_id, "kept": "yes"})
-        result.update(self._hand_over())
+        logins = self._hand_over()
+        result.ssh, result.machines = logins["ssh"], logins.get("machines", {})
         names = ", ".join(machine.spec.name for machine in self.machines.values())
         self.log.result(f"kept {names}; enter it with: lab ssh {self.run_id}  (console: lab console "
                         f"{self.run_id})\nremove it with: lab destroy {self.run_id}")
@@ -364,29 +372,3 @@ def _scenario_frame(exc: BaseException, scenario: Scenario) -> str:
     source = scenario.func.__code__.co_filename
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == source]
     return f"{Path(source).name}:{frames[-1].lineno}: {frames[-1].line}" if frames else ""
-
-
-@contextmanager
-def _watchdog(machines: list[Machine], limit: float, log: Log) -> Iterator[None]:
-    """Past the scenario's time limit the guests are destroyed, so no command hangs on."""
-    fired = threading.Event()
-
-    def expire() -> None:
-        fired.set()
-        log.warning(f"scenario exceeded its limit of {limit:.0f} s; destroying "
-                    f"{', '.join(m.spec.name for m in machines)}")
-        for machine in machines:
-            machine.destroy()
-
-    timer = threading.Timer(limit, expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    except LabError as exc:
-        if fired.is_set():
-            raise HarnessError(f"scenario exceeded its time limit of {limit:.0f} s") from exc
-        raise
-    finally:
-        timer.cancel()
-

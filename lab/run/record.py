@@ -1,0 +1,123 @@
+"""A run's record, result.json: one typed object, written in one place (the runner) and read through one
+loader by everything that reads it (the report, the pytest plugin, parallel runs, bundles, `lab ssh`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.base.errors import UsageError
+
+SCHEMA = 2  # 2: typed, with every boot of every host; records without a schema are read as 1
+RESULT = "result.json"
+
+
+@dataclass
+class Boot:
+    """One boot of one host: its boot id, and when it was ready (seconds from the run's start)."""
+
+    host: str
+    boot_id: str
+    ready: float
+    marks: dict[str, float] = field(default_factory=dict)  # the console's phases, where the lab watched them
+
+
+@dataclass
+class Health:
+    unexpected: list[dict[str, Any]] = field(default_factory=list)  # signs of trouble that failed the run
+    expected: list[dict[str, Any]] = field(default_factory=list)  # ones the scenario provokes on purpose
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    scenario: str
+    image: str
+    params: dict[str, Any]
+    artifacts: str
+    status: str = "error"  # passed, failed, error; flaky once a rerun passed after failures
+    failure: str = ""
+    interrupted: bool = False
+    accelerator: str = ""
+    accelerator_reason: str = ""
+    timeout_scale: float = 1.0
+    image_verified: bool = False
+    image_trust: str = ""
+    start: str | dict[str, str] = ""  # warm or cold, and why; by host when there are several
+    vcpus: int = 0
+    memory_mib: int = 0
+    boots: list[Boot] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    health: Health | None = None
+    degraded_units: list[str] = field(default_factory=list)
+    failure_evidence: list[str] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # a flaky run's earlier attempts
+    kept: bool = False
+    ssh: dict[str, Any] = field(default_factory=dict)  # how to log in to a kept run's (first) guest
+    machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # the same, by host, when several
+    wall_seconds: float = 0.0
+    schema: int = SCHEMA
+
+    def write(self, run_dir: Path) -> None:
+        """result.json, replaced whole (a reader never sees half of one)."""
+        tmp = run_dir / f".{RESULT}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(asdict(self), indent=2, default=str) + "\n")
+        tmp.replace(run_dir / RESULT)
+
+    @classmethod
+    def load(cls, path: Path) -> RunResult:
+        """A result.json (this lab's or an older one's); a file that is none is a UsageError."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: not a run's result ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> RunResult:
+        if not isinstance(data, dict):
+            raise UsageError(f"{where}: not a run's result (a JSON object)")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        for key in ("run_id", "scenario", "image", "artifacts"):
+            if not isinstance(values.get(key, ""), str):
+                raise UsageError(f"{where}: {key} is not text")
+        if not isinstance(values.get("params", {}), dict):
+            raise UsageError(f"{where}: params is not a table")
+        values.setdefault("params", {})
+        values.update(boots=[Boot(**b) for b in values.get("boots", []) if isinstance(b, dict)],
+                      health=Health(**values["health"]) if isinstance(values.get("health"), dict) else None,
+                      schema=values.get("schema", 1))
+        try:
+            return cls(**{"run_id": "", "scenario": "", "image": "", "artifacts": "", **values})
+        except TypeError as exc:
+            raise UsageError(f"{where}: not a run's result ({exc})") from None
+
+
+def find_run_dir(root: Path, run_id: str) -> Path | None:
+    """The newest artifacts directory of a run id (a re-run failure's attempts share it)."""
+    for path in sorted(root.glob(f"*/{RESULT}"), reverse=True):  # directories start with a UTC stamp
+        if path.parent.is_symlink():  # runs/latest
+            continue
+        try:
+            if RunResult.load(path).run_id == run_id:
+                return path.parent
+        except UsageError:
+            continue
+    return None
+
+
+def mark_flaky(run_dir: Path, attempts: list[dict[str, Any]]) -> None:
+    """A run that passed after failed attempts is flaky, never a plain pass: say so in its record."""
+    result = RunResult.load(run_dir / RESULT)
+    result.status, result.attempts = "flaky", attempts
+    result.write(run_dir)

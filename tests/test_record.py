@@ -1,0 +1,55 @@
+"""result.json through its one type: written and read back whole, an older record read, a file that is none
+refused in one line."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from lab.base.errors import UsageError
+from lab.run.record import SCHEMA, Boot, Health, RunResult, find_run_dir, mark_flaky
+
+
+def _result() -> RunResult:
+    return RunResult("ab12cd34", "smoke", "lab-bookworm", {"reboots": 1}, "/runs/x", status="passed",
+                     start="warm", boots=[Boot("vm1", "b1", 3.2, {"kernel": 1.0}), Boot("vm1", "b2", 40.5)],
+                     health=Health(expected=[{"description": "oops", "line": "x"}]), steps=[{"name": "s"}])
+
+
+def test_a_record_round_trips(tmp_path: Path) -> None:
+    _result().write(tmp_path)
+    assert RunResult.load(tmp_path / "result.json") == _result()
+    assert stat.S_IMODE((tmp_path / "result.json").stat().st_mode) == 0o600
+    assert json.loads((tmp_path / "result.json").read_text())["schema"] == SCHEMA
+
+
+def test_every_boot_of_every_host_has_its_boot_id(tmp_path: Path) -> None:
+    _result().write(tmp_path)
+    boots = json.loads((tmp_path / "result.json").read_text())["boots"]
+    assert [(b["host"], b["boot_id"]) for b in boots] == [("vm1", "b1"), ("vm1", "b2")]
+
+
+def test_an_older_record_is_read_and_a_foreign_file_refused(tmp_path: Path) -> None:
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"run_id": "ab", "scenario": "smoke", "image": "lab-bookworm", "params": {},
+                               "artifacts": "/r", "status": "passed", "health": {"unexpected": [], "expected": []},
+                               "some_key_of_tomorrow": 1}))
+    record = RunResult.load(old)
+    assert (record.schema, record.status, record.boots) == (1, "passed", [])
+    for text in ("[1]", "not json", '{"run_id": 5}', '{"params": []}'):
+        old.write_text(text)
+        with pytest.raises(UsageError, match=r"old\.json"):
+            RunResult.load(old)
+
+
+def test_a_flaky_mark_and_the_newest_directory_of_a_run(tmp_path: Path) -> None:
+    for stamp in ("20261201T000000Z-smoke", "20261202T000000Z-smoke"):
+        (tmp_path / stamp).mkdir()
+        _result().write(tmp_path / stamp)
+    newest = find_run_dir(tmp_path, "ab12cd34")
+    assert newest == tmp_path / "20261202T000000Z-smoke"
+    mark_flaky(newest, [{"attempt": 1, "status": "failed"}])
+    assert RunResult.load(newest / "result.json").status == "flaky"
