@@ -133,3 +133,14 @@ def test_a_rerun_jobs_outcome_is_its_final_attempt(tmp_path: Path) -> None:
     assert outcome.status == "flaky" and exit_code([outcome]) == 0
     assert outcome.artifacts.endswith("20260101T000100.000000Z-wobbly")
     assert "0 of 1 passed, 1 flaky" in summary([outcome], 3.0, 1)
+
+
+def test_parallel_jobs_get_the_options_a_single_run_would(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`lab run A B --keep --cold` starts each `lab run` with the flags RunRequest itself renders."""
+    from lab.doors import cli
+
+    started: list[Job] = []
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
+    monkeypatch.setattr(cli.ParallelRuns, "run", lambda self, jobs: started.extend(jobs) or [])
+    cli.main(["run", "smoke", "partition-v1", "--keep", "--cold", "--rerun-failed", "2"])
+    assert [job.flags for job in started] == [("--keep", "--cold", "--rerun-failed", "2")] * 2

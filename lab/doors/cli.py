@@ -105,11 +105,12 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
     names = registry.names() if args.all else args.names
     if not names:
         raise UsageError("name a scenario (see `lab list`) or use --all")
+    template = RunRequest(registry.get(names[0]), {}, image=args.image, keep=args.keep, cold=args.cold,
+                          keep_on_failure=args.keep_on_failure, sit=args.sit)
     if len(names) == 1 and not args.all and not args.shard:
-        item = registry.get(names[0])
-        request = RunRequest(item, item.parse_sets(args.set), image=args.image, keep=args.keep,
-                             run_id=args.run_id or secrets.token_hex(4), cold=args.cold,
-                             keep_on_failure=args.keep_on_failure, sit=args.sit)
+        item = template.scenario
+        request = dataclasses.replace(template, params=item.parse_sets(args.set),
+                                      run_id=args.run_id or secrets.token_hex(4))
         start = time.monotonic()
         code = run_with_reruns(config, request, log, args.rerun_failed)
         if args.report:
@@ -119,9 +120,7 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
         return code
     if args.set or args.run_id or args.sit:
         raise UsageError("--set, --run-id and --sit apply to one scenario; run several without them")
-    flags = tuple(flag for flag, on in (("--keep", args.keep), ("--keep-on-failure", args.keep_on_failure),
-                                         ("--cold", args.cold)) if on)
-    flags += ("--rerun-failed", str(args.rerun_failed)) if args.rerun_failed else ()
+    flags = (*template.flags(), *(("--rerun-failed", str(args.rerun_failed)) if args.rerun_failed else ()))
     jobs = [Job(registry.get(name).name, args.image, flags) for name in names]
     jobs = shard(jobs, args.shard, key=lambda job: job.label) if args.shard else jobs
     start = time.monotonic()
@@ -255,6 +254,22 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--scenario", metavar="NAME", help="then run this scenario on the replayed host")
     rep.add_argument("--image", help=f"the guest's image (default {replay.REPLAY_IMAGE}; its root must not be LVM)")
     rep.set_defaults(func=cmd_replay)
+    _add_run_parser(sub)
+    cli_kept.add_parsers(sub, _run_ref)
+    destroy = sub.add_parser("destroy", help="remove a kept run's VM and volumes")
+    destroy.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    destroy.set_defaults(func=cmd_destroy)
+    cleanup = sub.add_parser("cleanup", help="remove what dead runs left behind")
+    cleanup.add_argument("--all", action="store_true", help="also remove kept VMs")
+    cleanup.add_argument("--list", action="store_true", help="only list lab objects and their state")
+    cleanup.add_argument("--json", action="store_true", help="with --list: as JSON")
+    cleanup.set_defaults(func=cmd_cleanup)
+    sub.add_parser("doctor", help="check this host can run the lab").set_defaults(func=cmd_doctor)
+    cli_images.add_parsers(sub)
+    return parser
+
+
+def _add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run scenarios, each in a fresh VM", add_help=False)
     run.add_argument("-h", "--help", action=_RunHelp, nargs=0,
                      help="this help; after a scenario's name, also its parameters")
@@ -275,18 +290,6 @@ def _parser() -> argparse.ArgumentParser:
                      help="re-run a failed scenario up to N times in a fresh VM; a later pass is reported flaky")
     run.add_argument("--cold", action="store_true", help="boot the VM instead of restoring a saved, booted guest")
     run.set_defaults(func=cmd_run)
-    cli_kept.add_parsers(sub, _run_ref)
-    destroy = sub.add_parser("destroy", help="remove a kept run's VM and volumes")
-    destroy.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    destroy.set_defaults(func=cmd_destroy)
-    cleanup = sub.add_parser("cleanup", help="remove what dead runs left behind")
-    cleanup.add_argument("--all", action="store_true", help="also remove kept VMs")
-    cleanup.add_argument("--list", action="store_true", help="only list lab objects and their state")
-    cleanup.add_argument("--json", action="store_true", help="with --list: as JSON")
-    cleanup.set_defaults(func=cmd_cleanup)
-    sub.add_parser("doctor", help="check this host can run the lab").set_defaults(func=cmd_doctor)
-    cli_images.add_parsers(sub)
-    return parser
 
 
 class _RunHelp(argparse.Action):

@@ -56,6 +56,11 @@ class RunRequest:
     keep_on_failure: bool = False
     sit: bool = False  # a failed run waits before teardown, its guest up, for Enter or sit_timeout
 
+    def flags(self) -> list[str]:
+        """This request's options as `lab run` spells them (parallel runs start a `lab run` per scenario)."""
+        return [flag for flag, on in (("--keep", self.keep), ("--keep-on-failure", self.keep_on_failure),
+                                      ("--cold", self.cold), ("--sit", self.sit)) if on]
+
 
 def resolve_image_ref(request: RunRequest, config: Config) -> str:
     """The image a run boots: a recipe's name, an imported image's name or a disk file's path. A
