@@ -7,13 +7,17 @@ before the first of them boots (`prepare_images`), so no build runs beside a tes
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from pathlib import Path
 
 import libvirt
 
 from lab.base.artifacts import RunDir
 from lab.base.config import Config
+from lab.base.errors import HarnessError
 from lab.base.log import Log
 from lab.base.signals import ignore_sigterm, trap_signals
+from lab.image.external import Imports, imported
 from lab.image.store import KERNEL_IMAGE, Image, ImageCache, load_recipes
 from lab.provision.builder import ImageBuilder
 from lab.provision.provision import Provisioner
@@ -32,6 +36,37 @@ def open_provisioner(conn: libvirt.virConnect, pool: Pool, config: Config, log: 
     return provisioner
 
 
+class Workbench:
+    """A run's image builder and its provisioner, each made once: a build may need the provisioner (for a
+    builder VM), and the provisioner's KVM probe boots the lab image's kernel, which the builder provides."""
+
+    def __init__(self, conn: libvirt.virConnect, pool: Pool, config: Config, log: Log, run_id: str,
+                 artifacts: Path, on_open: Callable[[Provisioner], None] = lambda provisioner: None) -> None:
+        self.conn, self.pool, self.config, self.log, self.run_id = conn, pool, config, log, run_id
+        self.cache = ImageCache(config, pool, log)
+        self.builder = ImageBuilder(self.cache, log, self.provisioner, artifacts)
+        self.on_open = on_open
+        self.made: Provisioner | None = None
+
+    def image(self, ref: str) -> Image:
+        """The image a run boots: a recipe's (built if need be), an imported one's, or a disk file's."""
+        if ref in self.cache.recipes():
+            return self.builder.ensure(ref)
+        if imported(self.config, ref):
+            record = Imports(self.config, self.cache).get(ref)
+            if record is None:
+                raise HarnessError(f"the volume of imported image {ref} is gone from pool {self.pool.name}; "
+                                   "import it again (lab images import / fetch)")
+            return record.image()
+        return self.cache.from_file(Path(ref))
+
+    def provisioner(self) -> Provisioner:
+        if self.made is None:
+            self.made = open_provisioner(self.conn, self.pool, self.config, self.log, self.run_id, self.builder)
+            self.on_open(self.made)
+        return self.made
+
+
 def build_image(config: Config, log: Log, name: str, *, rebuild: bool = True) -> Image:
     """Build one image (`lab images build NAME` rebuilds it), with a run id and artifacts like any run.
     Without `rebuild` a cached image is returned at once, and nothing is written."""
@@ -45,21 +80,14 @@ def build_image(config: Config, log: Log, name: str, *, rebuild: bool = True) ->
     lock = RunLock(config.state_dir, run_id)
     run_dir = RunDir(config.runs_dir, f"build-{name}")
     log.open_transcript(run_dir.transcript)
-    made: list[Provisioner] = []
-
-    def provisioner() -> Provisioner:
-        if not made:
-            made.append(open_provisioner(conn, pool, config, log, run_id, builder))
-        return made[0]
-
-    builder = ImageBuilder(cache, log, provisioner, run_dir.path)
+    bench = Workbench(conn, pool, config, log, run_id, run_dir.path)
     restore = trap_signals()
     try:
-        return builder.ensure(name, rebuild=rebuild)
+        return bench.builder.ensure(name, rebuild=rebuild)
     finally:
         ignore_sigterm()
-        for each in made:
-            each.teardown()
+        if bench.made is not None:
+            bench.made.teardown()
         restore()
         lock.release()
         log.close()

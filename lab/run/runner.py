@@ -17,16 +17,15 @@ import libvirt
 
 from lab.base.artifacts import RunDir
 from lab.base.config import Config
-from lab.base.errors import HarnessError, Interrupted, LabError, RunFailed, ScenarioFailed, UsageError
+from lab.base.errors import Interrupted, LabError, RunFailed, ScenarioFailed, UsageError
 from lab.base.log import Log
 from lab.base.signals import ignore_sigterm, trap_signals
 from lab.context import ScenarioContext
-from lab.image.external import Imports, imported, not_imported, trust
-from lab.image.store import Image, ImageCache, load_recipes, probe_disk_image
+from lab.image.external import imported, not_imported, trust
+from lab.image.store import Image, load_recipes, probe_disk_image
 from lab.machine import Machine
 from lab.machine.peers import PeerPlan, join
-from lab.provision.builder import ImageBuilder
-from lab.provision.prepare import open_provisioner
+from lab.provision.prepare import Workbench
 from lab.provision.provision import MachineRequest, Provisioner, free_port
 from lab.provision.warm import WarmStore, WarmUnusable
 from lab.run import bundle
@@ -190,29 +189,25 @@ class Run:
                         f"(artifacts: {run_dir.path})")
         return 0
 
-    def provisioner(self, conn: libvirt.virConnect, pool: Pool, builder: ImageBuilder,
-                    result: RunResult) -> Provisioner:
-        """Made once, on first need (an image build may need it before the run's own VM)."""
-        if self._provisioner is None:
-            self._provisioner = open_provisioner(conn, pool, self.config, self.log, self.run_id, builder)
-            result.accelerator, result.accelerator_reason = self._provisioner.accel, self._provisioner.accel_reason
-            result.timeout_scale = self._provisioner.timeouts.scale
-        return self._provisioner
 
     def _boot(self, conn: libvirt.virConnect, pool: Pool, image_ref: str, run_dir: RunDir,
               result: RunResult) -> ScenarioContext:
         scenario = self.request.scenario
         pool.require_free(RUN_FREE * len(scenario.nodes()), f"run {self.run_id}")
-        cache = ImageCache(self.config, pool, self.log)
-        builder = ImageBuilder(cache, self.log, lambda: self.provisioner(conn, pool, builder, result),
-                               run_dir.path)
+
+        def opened(provisioner: Provisioner) -> None:  # once, on first need: a build may need it first
+            self._provisioner = provisioner
+            result.accelerator, result.accelerator_reason = provisioner.accel, provisioner.accel_reason
+            result.timeout_scale = provisioner.timeouts.scale
+
+        bench = Workbench(conn, pool, self.config, self.log, self.run_id, run_dir.path, opened)
         with self.phase("image"):
-            image = self._image(image_ref, cache, builder)
+            image = bench.image(image_ref)
         result.image_verified, result.image_trust = trust(self.config, image_ref)
         if not result.image_verified:
             self.log.warning(f"image {image_ref} is unverified: {result.image_trust}")
         self.mark("image_ready")
-        provisioner = self.provisioner(conn, pool, builder, result)
+        provisioner = bench.provisioner()
         nodes = scenario.nodes()
         plan = PeerPlan.make(self.run_id, list(nodes), free_port()) if len(nodes) > 1 else None
         shared = provisioner.shared_disks(scenario.shared_disks)
@@ -242,17 +237,6 @@ class Run:
                               cpus=max(1, scenario.cpus // len(plan.hosts)), disks=node.disks,
                               labels=(("scenario", scenario.name), ("machine", name)), shared=shared,
                               peer=plan.link(name), outbound=scenario.outbound)
-
-    def _image(self, ref: str, cache: ImageCache, builder: ImageBuilder) -> Image:
-        if ref in cache.recipes():
-            return builder.ensure(ref)
-        if imported(self.config, ref):
-            record = Imports(self.config, cache).get(ref)
-            if record is None:
-                raise HarnessError(f"the volume of imported image {ref} is gone from pool {cache.pool.name}; "
-                                   "import it again (lab images import / fetch)")
-            return record.image()
-        return cache.from_file(Path(ref))
 
     def _start(self, provisioner: Provisioner, request: MachineRequest) -> str:
         """The run's machine, ready: restored from a saved guest, or booted cold. Returns which."""
