@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 
 from lab.machine import Machine
 from lab.machine.shell import ROOT
@@ -23,6 +24,12 @@ def busybox_image(vm: Machine, engine: str = "docker", *, user: str = ROOT) -> s
     return BUSYBOX
 
 
+def devicemapper(thinpooldev: str, *options: str) -> dict[str, object]:
+    """daemon.json for docker's devicemapper driver on a thin pool (`ThinPool.device`), with more
+    `--storage-opt`s (`dm.min_free_space=10%`, `dm.use_deferred_removal=true`)."""
+    return {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={thinpooldev}", *options]}
+
+
 def start_docker(vm: Machine, daemon_json: Mapping[str, object]) -> str:
     """Write /etc/docker/daemon.json and start docker; returns `docker info` with its warnings."""
     vm.write_file("/etc/docker/daemon.json", json.dumps(daemon_json))
@@ -37,3 +44,14 @@ def docker_fails(vm: Machine, *, start: bool = True, timeout: float = 300) -> st
         vm.fail("systemctl start docker.service", timeout=timeout)
     vm.wait_until_succeeds("systemctl is-failed --quiet docker.service", timeout=timeout)  # after its restarts
     return vm.succeed("journalctl -b -u docker.service -o cat --no-pager")
+
+
+def build_system_images(vm: Machine, atomic: str, sources: Path) -> None:
+    """The etcd and flannel system container images built in the guest from `sources` (their config.json,
+    manifest.json and service templates) by the lab's stand-in `atomic` (its path in the guest), as OCI
+    layouts at /root/images/{etcd,flannel}: no registry."""
+    vm.copy_tree_to(sources, "/root/system-containers")
+    vm.succeed(f"cd /root/system-containers && {atomic} build etcd --tag etcd --output /root/images/etcd"
+               " --host-binary /usr/bin/etcd")
+    vm.succeed(f"cd /root/system-containers && {atomic} build flannel --tag flannel --output /root/images/flannel"
+               " --host-binary /bin/busybox --host-binary /usr/bin/etcdctl --host-binary /usr/bin/systemd-notify")

@@ -3,6 +3,7 @@
 import json
 
 from lab.context import ScenarioContext
+from lab.lvm import lv_sizes, vg_free_bytes
 from lab.scenario import scenario
 
 
@@ -31,11 +32,10 @@ def atomic_host(lab: ScenarioContext) -> None:
         assert vm.succeed("pvs --noheadings -o vg_name /dev/vda2").strip() == "atomicos"
 
     with lab.step("LV root is xfs (ftype=1) at /, with free space left in the VG"):
-        lvs = vm.succeed("lvs --noheadings --units b --nosuffix -o lv_name,lv_size atomicos")
+        sizes = lv_sizes(vm, "atomicos")
         lab.evidence("lvs.txt", vm.succeed("lvs -a; vgs"))
-        sizes = dict(line.split() for line in lvs.splitlines())
-        assert list(sizes) == ["root"] and int(sizes["root"]) == 3 << 30, sizes
-        free = int(vm.succeed("vgs --noheadings --units b --nosuffix -o vg_free atomicos"))
+        assert list(sizes) == ["root"] and sizes["root"] == 3 << 30, sizes
+        free = vg_free_bytes(vm, "atomicos")
         assert free > 5 << 30, f"only {free} bytes free in atomicos"
         vm.require_mount("/", "/dev/mapper/atomicos-root", "xfs")
         assert "ftype=1" in vm.succeed("xfs_info /")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 
-from lab.containers import BUSYBOX, busybox_image, docker_fails, start_docker
+from lab.containers import BUSYBOX, busybox_image, devicemapper, docker_fails, start_docker
 from lab.context import ScenarioContext
-from lab.lvm import ThinPool, create_thin_pool
+from lab.lvm import ThinPool, create_thin_pool, vg_field
 from lab.machine import Machine
 from lab.scenario import Disk, Node, scenario
 
@@ -49,7 +49,7 @@ def docker_disk_move(lab: ScenarioContext) -> None:
     with lab.step("host1 lets go: docker stopped, unmounted, VG deactivated and exported; the disk moves"):
         one.succeed("systemctl stop docker.service docker.socket containerd.service && "
                     f"umount {MOUNTS['lib']} {MOUNTS['data']} && vgchange -an {VG} && vgexport {VG}")
-        attr = one.succeed(f"vgs --noheadings -o vg_attr {VG}").strip()
+        attr = vg_field(one, VG, "vg_attr")
         assert attr[2] == "x", f"vgs shows {VG} as {attr!r}, not exported"
         lab.move_disk("persist", one, two)
 
@@ -90,5 +90,5 @@ def _make_volume_group(vm: Machine) -> ThinPool:
 
 
 def _daemon(pool: ThinPool) -> dict[str, object]:
-    return {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]}
+    return devicemapper(pool.device)
 

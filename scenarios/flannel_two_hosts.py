@@ -15,8 +15,8 @@ import ipaddress
 import json
 from pathlib import Path
 
+from lab.containers import build_system_images
 from lab.context import ScenarioContext
-from lab.machine import Machine
 from lab.scenario import Node, scenario
 
 IMAGES = Path(__file__).parent / "system-containers"
@@ -41,7 +41,7 @@ def flannel_two_hosts(lab: ScenarioContext) -> None:
     lab.record("addresses", address)
 
     with lab.step("the etcd and flannel images built on host1 (OCI layouts, no registry), copied to host2"):
-        build_images(lab, one)
+        build_system_images(one, lab.install_guest_tool("atomic", one), IMAGES)
         lab.install_guest_tool("atomic", two)
         one.succeed("tar -C /root -cf /tmp/images.tar images && chmod 0644 /tmp/images.tar")  # the login user copies
         lab.copy_between(one, "/tmp/images.tar", two, "/tmp/images.tar")
@@ -80,15 +80,6 @@ def flannel_two_hosts(lab: ScenarioContext) -> None:
             assert inspect.strip() == str(bridge.network), f"{name}: docker's bridge network {inspect.strip()}"
             bridges[name] = bridge.network
         assert bridges["host1"] != bridges["host2"], f"both hosts' docker0 in {bridges['host1']}"
-
-def build_images(lab: ScenarioContext, vm: Machine) -> None:
-    atomic = lab.install_guest_tool("atomic", vm)
-    vm.copy_tree_to(IMAGES, "/root/system-containers")
-    vm.succeed(f"cd /root/system-containers && {atomic} build etcd --tag etcd --output /root/images/etcd"
-               " --host-binary /usr/bin/etcd")
-    vm.succeed(f"cd /root/system-containers && {atomic} build flannel --tag flannel --output /root/images/flannel"
-               " --host-binary /bin/busybox --host-binary /usr/bin/etcdctl --host-binary /usr/bin/systemd-notify")
-
 
 def _subnet(key_b64: str) -> ipaddress.IPv4Network:
     """A lease key (`…/subnets/10.40.7.0-24`) as the network it names."""

@@ -7,9 +7,9 @@ can be made, and devicemapper falls back to loopback devices. The warnings are d
 
 from __future__ import annotations
 
-from lab.containers import busybox_image, start_docker
+from lab.containers import busybox_image, devicemapper, start_docker
 from lab.context import ScenarioContext
-from lab.lvm import create_thin_pool, root_vg
+from lab.lvm import create_thin_pool, root_vg, vg_free_bytes
 from lab.scenario import scenario, size
 
 LOOP_FILES = "/var/lib/docker/devicemapper/devicemapper"
@@ -31,7 +31,7 @@ def loop_fallback(lab: ScenarioContext) -> None:
     vm, vg = lab.machine, root_vg(lab.profile)
     with lab.step(f"no free space left in VG {vg}; docker on devicemapper without a pool"):
         vm.succeed(f"lvcreate -y -l 100%FREE -n taken {vg}")
-        assert vm.succeed(f"vgs --noheadings --units b --nosuffix -o vg_free {vg}").strip() == "0"
+        assert vg_free_bytes(vm, vg) == 0
         info = start_docker(vm, {"storage-driver": "devicemapper"})
         lab.evidence("loop/docker-info.txt", info)
 
@@ -48,7 +48,7 @@ def loop_fallback(lab: ScenarioContext) -> None:
     with lab.step("the fix: free the VG, make a thin pool, point dm.thinpooldev at it"):
         vm.succeed(f"systemctl stop docker.service docker.socket && rm -rf /var/lib/docker && lvremove -y {vg}/taken")
         pool = create_thin_pool(vm, vg, lab.params["pool_size"])
-        info = start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]})
+        info = start_docker(vm, devicemapper(pool.device))
         lab.evidence("pool/docker-info.txt", info)
         assert f"Pool Name: {pool.dm_name}" in info, info
         assert "loop file" not in info and "loopback" not in info, info

@@ -14,6 +14,7 @@ fsadm does with the sysroot recorded.
 from __future__ import annotations
 
 from lab.context import ScenarioContext
+from lab.lvm import lv_bytes
 from lab.machine import Machine
 from lab.scenario import scenario
 
@@ -96,4 +97,4 @@ def size(vm: Machine) -> int:
 
 
 def lv_size(vm: Machine) -> int:
-    return int(vm.succeed(f"lvs --noheadings --units b --nosuffix -o lv_size {ROOT_LV}"))
+    return lv_bytes(vm, ROOT_LV)

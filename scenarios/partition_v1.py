@@ -17,11 +17,11 @@ and stops in emergency mode.
 
 from __future__ import annotations
 
-import json
 import re
 
+from lab.containers import devicemapper, start_docker
 from lab.context import ScenarioContext
-from lab.lvm import ThinPool, create_thin_pool, root_vg
+from lab.lvm import ThinPool, create_thin_pool, lv_field, root_vg, vg_names
 from lab.machine import Machine
 from lab.scenario import Disk, parse_size, scenario
 
@@ -79,9 +79,8 @@ def partition_v1(lab: ScenarioContext) -> None:
                    " && echo '/dev/mapper/srv-srv /var/srv xfs defaults 0 0' >> /etc/fstab && mount /var/srv")
 
     with lab.step("docker starts on devicemapper with dm.thinpooldev"):
-        vm.write_file("/etc/docker/daemon.json", json.dumps({"storage-driver": "devicemapper", "storage-opts": [
-            f"dm.thinpooldev={pool.device}", "dm.use_deferred_removal=true"]}))
-        vm.succeed("systemctl enable --now docker", timeout=300)
+        start_docker(vm, devicemapper(pool.device, "dm.use_deferred_removal=true"))
+        vm.succeed("systemctl enable docker")  # and at every boot
 
     with lab.step("the layout is as configured"):
         check_layout(lab, vm, pool, root, root_size, "before-reboot")
@@ -106,9 +105,9 @@ def partition_v1(lab: ScenarioContext) -> None:
 def check_layout(lab: ScenarioContext, vm: Machine, pool: ThinPool, root: str, root_size: str, when: str) -> None:
     vg = pool.vg
     lab.evidence(f"layout-{when}.txt", vm.succeed("lsblk; echo; vgs; echo; lvs -a; echo; findmnt /var/srv"))
-    assert vm.succeed("vgs --noheadings -o vg_name").split() == sorted([vg, "srv"])
+    assert vg_names(vm) == sorted([vg, "srv"])
     assert vm.succeed(f"pvs --noheadings -o vg_name {SRV_DISK}-part1").strip() == "srv"
-    assert vm.succeed(f"lvs --noheadings -o lv_attr {pool.lv}").strip().startswith("t"), "not a thin pool"
+    assert lv_field(vm, pool.lv, "lv_attr").startswith("t"), "not a thin pool"
     geometry = vm.succeed("xfs_info / | sed -n 's/^data *= *bsize=\\([0-9]*\\) *blocks=\\([0-9]*\\).*/\\1 \\2/p'")
     bsize, blocks = (int(x) for x in geometry.split())
     assert bsize * blocks == parse_size(root_size), f"xfs root is {bsize * blocks} bytes, not {root_size}"
@@ -121,7 +120,7 @@ def check_layout(lab: ScenarioContext, vm: Machine, pool: ThinPool, root: str, r
              if key.startswith("Data Space")}
     assert set(space) == {"Data Space Used", "Data Space Total", "Data Space Available"}, space
     lab.record(f"docker_data_space_{when.replace('-', '_')}", space)
-    assert vm.succeed("lvs --noheadings -o lv_active srv/srv").strip() == "active"
+    assert lv_field(vm, "srv/srv", "lv_active") == "active"
 
 
 def require_activated_without_event(lab: ScenarioContext, vm: Machine, boot: int) -> None:

@@ -9,7 +9,7 @@ XFS bug (only grows if mounted)", a swap LV, and /etc/lvm/archive filling up unt
 from __future__ import annotations
 
 from lab.context import ScenarioContext
-from lab.lvm import create_thin_pool, root_vg
+from lab.lvm import create_thin_pool, lv_sizes, root_vg, vg_field, vg_names
 from lab.machine import Machine
 from lab.scenario import Disk, parse_size, scenario
 
@@ -82,13 +82,12 @@ def archive_count(vm: Machine) -> int:
 def check_layout(lab: ScenarioContext, vm: Machine, vg: str, when: str) -> None:
     p = lab.params
     lab.evidence(f"layout-{when}.txt", vm.succeed("lsblk; echo; pvs; echo; vgs; echo; lvs -a; echo; swapon --show"))
-    assert vm.succeed("vgs --noheadings -o vg_name").split() == [vg], "one VG only"
-    assert int(vm.succeed(f"vgs --noheadings -o pv_count {vg}")) == 2
-    sizes = dict(line.split() for line in vm.succeed(
-        f"lvs --noheadings --units b --nosuffix -o lv_name,lv_size {vg}").splitlines())
-    assert int(sizes["root"]) == parse_size(p["root_size"]), sizes
-    assert int(sizes["srv"]) == parse_size(p["srv_size"]), sizes
-    assert int(sizes["swap"]) == parse_size(p["swap_size"]), sizes
+    assert vg_names(vm) == [vg], "one VG only"
+    assert int(vg_field(vm, vg, "pv_count")) == 2
+    sizes = lv_sizes(vm, vg)
+    assert sizes["root"] == parse_size(p["root_size"]), sizes
+    assert sizes["srv"] == parse_size(p["srv_size"]), sizes
+    assert sizes["swap"] == parse_size(p["swap_size"]), sizes
     assert "docker-pool" in sizes, sizes
     vm.require_mount("/var/srv", f"/dev/mapper/{vg}-srv", "xfs")
     swap = vm.succeed(f"readlink -f /dev/{vg}/swap").strip()

@@ -9,9 +9,9 @@ flag and runs the wiki's `lvchange -ay`. The failure text is the one this docker
 
 from __future__ import annotations
 
-from lab.containers import busybox_image, docker_fails, start_docker
+from lab.containers import busybox_image, devicemapper, docker_fails, start_docker
 from lab.context import ScenarioContext
-from lab.lvm import create_thin_pool, root_vg
+from lab.lvm import create_thin_pool, lv_field, root_vg
 from lab.scenario import scenario, size
 
 
@@ -29,14 +29,14 @@ def pool_inactive_at_boot(lab: ScenarioContext) -> None:
     vm = lab.machine
     with lab.step("docker on a devicemapper thin pool, enabled at boot, with an image stored"):
         pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"])
-        start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]})
+        start_docker(vm, devicemapper(pool.device))
         image = busybox_image(vm)
         vm.succeed("systemctl enable docker.service")
 
     with lab.step("the pool flagged to skip activation; after a reboot it is inactive and docker fails"):
         vm.succeed(f"lvchange --setactivationskip y {pool.lv}")
         vm.reboot()
-        assert vm.succeed(f"lvs --noheadings -o lv_active {pool.lv}").strip() == "", "the pool was activated"
+        assert lv_field(vm, pool.lv, "lv_active") == "", "the pool was activated"
         journal = docker_fails(vm, start=False)
         lab.evidence("docker-journal.txt", journal)
         failure = [line for line in journal.splitlines() if "failed to start daemon" in line]

@@ -13,7 +13,7 @@ the host boots without it.
 from __future__ import annotations
 
 from lab.context import ScenarioContext
-from lab.lvm import root_vg
+from lab.lvm import root_vg, vg_field
 from lab.scenario import Disk, scenario
 
 SERIAL = "extra"
@@ -61,7 +61,7 @@ def pv_lost(lab: ScenarioContext) -> None:
     with lab.step("the disk plugged back and the host reset: it boots, the VG is whole"):
         vm.attach_disk(SERIAL)
         vm.reset()
-        assert vm.succeed(f"vgs --noheadings -o vg_attr {vg}").strip()[3] == "-"
+        assert vg_field(vm, vg, "vg_attr")[3] == "-"
         vm.succeed("sha256sum -c /root/keep.sha256")
 
     with lab.step("unplugged again while running"):
@@ -85,4 +85,4 @@ def pv_lost(lab: ScenarioContext) -> None:
         vm.fail(f"lvs {vg}/data")
         vm.reboot()
         vm.succeed("sha256sum -c /root/keep.sha256")
-        assert vm.succeed(f"vgs --noheadings -o vg_attr {vg}").strip()[3] == "-"
+        assert vg_field(vm, vg, "vg_attr")[3] == "-"

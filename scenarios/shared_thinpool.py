@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from lab.context import ScenarioContext
-from lab.lvm import ThinPool, create_thin_pool
+from lab.lvm import ThinPool, create_thin_pool, lv_field
 from lab.machine import Machine
 from lab.scenario import Disk, Node, scenario
 
@@ -56,7 +56,7 @@ def _unlocked(lab: ScenarioContext) -> None:
     with lab.step("host2 activates the same pool: LVM without locking lets it"):
         two.succeed(f"pvscan --cache && vgchange -ay {VG}")
         for name, vm in (("host1", one), ("host2", two)):
-            attr = vm.succeed(f"lvs --noheadings -o lv_attr {pool.lv}").strip()
+            attr = lv_field(vm, pool.lv, "lv_attr")
             assert attr[4] == "a", f"{name}: lvs shows {pool.lv} as {attr!r}, not active"
 
     with lab.step("host2 writes a thin LV of its own, then host1 writes: host2 reads back other data"):
@@ -70,7 +70,7 @@ def _unlocked(lab: ScenarioContext) -> None:
     with lab.step("both let go, host1 last: the pool's metadata is host1's, LVM's thin LV two is not in it"):
         for vm in (two, one):
             vm.succeed(f"umount /mnt/* && vgchange -an {VG}")
-        thin_ids = {lv: one.succeed(f"lvs --noheadings -o thin_id {VG}/{lv}").strip() for lv in ("one", "two")}
+        thin_ids = {lv: lv_field(one, f"{VG}/{lv}", "thin_id") for lv in ("one", "two")}
         dump = one.succeed(f"lvchange -ay -y {VG}/pool_tmeta && thin_check /dev/{VG}/pool_tmeta 2>&1 && "
                            f"thin_dump /dev/{VG}/pool_tmeta; lvchange -an {VG}/pool_tmeta")
         lab.evidence("thin-check-and-dump.txt", dump)
@@ -102,7 +102,7 @@ def _lvmlockd(lab: ScenarioContext) -> None:
         thin = two.fail(f"lvchange -aey {VG}/one 2>&1")  # a thin LV takes its pool's lock
         lab.evidence("refused.txt", f"$ lvchange -aey {pool.lv}\n{refused}\n$ lvchange -aey {VG}/one\n{thin}")
         assert LOCKED.format(pool.lv) in thin and LOCK_FAILED.format(f"{VG}/one") in thin, thin
-        attr = two.succeed(f"lvs --noheadings -o lv_attr {pool.lv}").strip()
+        attr = lv_field(two, pool.lv, "lv_attr")
         assert attr[4] != "a", f"host2: lvs shows {pool.lv} as {attr!r}: active after a refusal"
 
     with lab.step("host1 deactivates the pool; host2 activates it exclusively and reads host1's data"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from lab.containers import busybox_image, start_docker
+from lab.containers import busybox_image, devicemapper, start_docker
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, root_vg
 from lab.machine import Machine
@@ -37,7 +37,7 @@ def storage_drivers(lab: ScenarioContext) -> None:
     pool = ThinPool(root_vg(lab.profile), "docker-pool")  # made before docker's devicemapper run
     for driver, daemon_json in (
         ("overlay2", {"storage-driver": "overlay2"}),
-        ("devicemapper", {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]}),
+        ("devicemapper", devicemapper(pool.device)),
     ):
         with lab.step(f"{driver}: {n} containers each read the image's {size} MiB file"):
             if driver == "devicemapper":

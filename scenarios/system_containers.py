@@ -19,6 +19,7 @@ import json
 import re
 from pathlib import Path
 
+from lab.containers import build_system_images
 from lab.context import ScenarioContext
 from lab.machine import Machine
 from lab.scenario import scenario
@@ -48,11 +49,7 @@ def system_containers(lab: ScenarioContext) -> None:
 
     with lab.step("build the etcd and flannel images as OCI layouts (no registry)"):
         atomic = lab.install_guest_tool("atomic")
-        vm.copy_tree_to(IMAGES, "/root/system-containers")
-        vm.succeed(f"cd /root/system-containers && {atomic} build etcd --tag etcd --output /root/images/etcd"
-                   " --host-binary /usr/bin/etcd")
-        vm.succeed(f"cd /root/system-containers && {atomic} build flannel --tag flannel --output /root/images/flannel"
-                   " --host-binary /bin/busybox --host-binary /usr/bin/etcdctl --host-binary /usr/bin/systemd-notify")
+        build_system_images(vm, atomic, IMAGES)
         for name in ("etcd", "flannel"):
             inspect = json.loads(vm.succeed(f"skopeo inspect oci:/root/images/{name}:{name}"))
             assert inspect["Labels"] == {"atomic.type": "system"}, inspect

@@ -23,9 +23,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from lab.containers import busybox_image, start_docker
+from lab.containers import busybox_image, devicemapper, start_docker
 from lab.context import ScenarioContext
-from lab.lvm import ThinPool, create_thin_pool, root_vg
+from lab.lvm import ThinPool, create_thin_pool, lv_bytes, lv_field, lv_health, root_vg
 from lab.machine import Machine
 from lab.scenario import Disk, scenario, size
 
@@ -64,7 +64,7 @@ def queue(lab: ScenarioContext) -> None:
         marker = vm.mark_kernel_log("extend")
         vm.succeed(f"lvextend -L +{lab.params['extend']} {pool.lv}")
         wait_for_kernel(vm, marker, RESUMED)
-        assert health(vm, pool) == "", f"pool health after extending: {health(vm, pool)!r}"
+        assert lv_health(vm, pool.lv) == "", f"pool health after extending: {lv_health(vm, pool.lv)!r}"
         if vm.execute("touch /mnt/thin/probe").rc != 0:
             lab.record("xfs_needed_remount", True)  # xfs shut itself down on the failed writes
             vm.succeed(f"umount /mnt/thin && mount {thin(pool)} /mnt/thin")
@@ -87,10 +87,10 @@ def recover(lab: ScenarioContext) -> None:
     with lab.step("a write larger than the pool, queued for as long as it takes (no_space_timeout=0)"):
         vm.succeed("echo 0 > /sys/module/dm_thin_pool/parameters/no_space_timeout")
         marker = vm.mark_kernel_log("fill begins")
-        count = (pool_bytes(vm, pool) >> 20) * 3 // 2
+        count = (lv_bytes(vm, pool.lv) >> 20) * 3 // 2
         vm.spawn(f"dd if=/dev/zero of=/mnt/thin/fill bs=1M count={count} oflag=direct", name="fill")
         wait_for_kernel(vm, marker, QUEUE)
-        assert health(vm, pool) == "out_of_data", f"pool health {health(vm, pool)!r}"
+        assert lv_health(vm, pool.lv) == "out_of_data", f"pool health {lv_health(vm, pool.lv)!r}"
         vm.succeed("pgrep -x dd")  # still blocked, not failed
     with lab.step("plug in a disk, add it to the VG and grow the pool onto it: the queued write completes"):
         grow_onto_spare(lab, pool)
@@ -102,7 +102,7 @@ def recover(lab: ScenarioContext) -> None:
         lab.evidence("kernel-fill.txt", "\n".join(f"[{t:12.6f}] {text}" for t, text in log))
         assert first(log, RESUMED) is not None, f"no {RESUMED!r} in the kernel log"
         assert first(log, ERROR) is None, "the pool errored writes instead of queueing them"
-        assert health(vm, pool) == "", f"pool health after growing: {health(vm, pool)!r}"
+        assert lv_health(vm, pool.lv) == "", f"pool health after growing: {lv_health(vm, pool.lv)!r}"
         on_spare(lab, pool)
     files_intact(lab)
 
@@ -137,13 +137,13 @@ def docker_grow(lab: ScenarioContext) -> None:
     vm.detach_disk(SPARE)
     with lab.step("docker on devicemapper with its own thin pool"):
         pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"])
-        start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]})
+        start_docker(vm, devicemapper(pool.device))
         image = busybox_image(vm)
     vg_full(lab, pool)
     with lab.step("a container writes half as much again as the pool holds: its writes wait when it is full"):
         vm.succeed("echo 0 > /sys/module/dm_thin_pool/parameters/no_space_timeout")  # queue until it grows
         marker = vm.mark_kernel_log("container fill")
-        count = (pool_bytes(vm, pool) >> 20) * 3 // 2
+        count = (lv_bytes(vm, pool.lv) >> 20) * 3 // 2
         vm.spawn(f"docker run --name writer {image} dd if=/dev/zero of=/big bs=1M count={count} oflag=direct",
                  name="writer")
         wait_for_kernel(vm, marker, QUEUE)
@@ -182,7 +182,7 @@ def make_pool(lab: ScenarioContext, *, error_when_full: bool = False, options: s
         vm.succeed("for i in 1 2 3; do head -c 32M /dev/urandom > /mnt/thin/before-$i; done; sync;"
                    " sha256sum /mnt/thin/before-* > /root/before.sha256")
         lab.evidence("lvs-before.txt", lvs(vm))
-        when_full = vm.succeed(f"lvs --noheadings -o lv_when_full {pool.lv}").strip()
+        when_full = lv_field(vm, pool.lv, "lv_when_full")
         assert when_full == ("error" if error_when_full else "queue"), when_full
     return pool
 
@@ -197,11 +197,11 @@ def fill_until_error(lab: ScenarioContext, pool: ThinPool, *, queued: bool) -> l
         vm.spawn("dd if=/dev/zero of=/mnt/thin/fill bs=1M oflag=direct", name="fill")
         if queued:
             wait_for_kernel(vm, marker, QUEUE)
-            assert health(vm, pool) == "out_of_data", f"pool health {health(vm, pool)!r}"
+            assert lv_health(vm, pool.lv) == "out_of_data", f"pool health {lv_health(vm, pool.lv)!r}"
         dd = vm.wait_for_spawned("fill", timeout=timeout + 300)
         lab.evidence("dd.txt", dd.stdout)
         assert dd.rc != 0 and NOSPACE in dd.stdout, f"the writer should fail with ENOSPC: rc={dd.rc} {dd.stdout}"
-        assert health(vm, pool) == "out_of_data", f"pool health {health(vm, pool)!r}"
+        assert lv_health(vm, pool.lv) == "out_of_data", f"pool health {lv_health(vm, pool.lv)!r}"
 
     with lab.step("the kernel switched the pool to erroring writes"):
         log = vm.get_kernel_log_since(marker)
@@ -237,7 +237,7 @@ def autoextend(lab: ScenarioContext) -> None:
     vm.write_file("/etc/lvm/lvmlocal.conf", AUTOEXTEND)
     pool = make_pool(lab)
     with lab.step("dmeventd monitors the pool"):
-        assert monitor(vm, pool) == "monitored"
+        assert lv_field(vm, pool.lv, "seg_monitor") == "monitored"
         lab.record("autoextend", vm.succeed("lvmconfig --type full activation/thin_pool_autoextend_threshold "
                                             "activation/thin_pool_autoextend_percent").split())
     grows_while_written(lab, pool)
@@ -249,11 +249,11 @@ def unmonitored(lab: ScenarioContext) -> None:
     pool = make_pool(lab)  # its thin LV's activation monitors it, whatever lvcreate --monitor said
     with lab.step("the thresholds are set, but the pool's monitoring is turned off (lvchange --monitor n)"):
         vm.succeed(f"lvchange --monitor n {pool.lv}")
-        assert monitor(vm, pool) == "not monitored", monitor(vm, pool)
-        before = pool_bytes(vm, pool)
+        assert lv_field(vm, pool.lv, "seg_monitor") == "not monitored", lv_field(vm, pool.lv, "seg_monitor")
+        before = lv_bytes(vm, pool.lv)
     fill_until_error(lab, pool, queued=True)
     with lab.step("the pool never grew: nothing extended it"):
-        assert pool_bytes(vm, pool) == before, f"the pool grew from {before} to {pool_bytes(vm, pool)} bytes"
+        assert lv_bytes(vm, pool.lv) == before, f"the pool grew from {before} to {lv_bytes(vm, pool.lv)} bytes"
         journal = vm.succeed("journalctl -b --no-pager -t dmeventd -t lvm")
         lab.evidence("dmeventd.txt", journal)
         assert "Size of logical volume" not in journal, journal
@@ -266,8 +266,8 @@ def profile(lab: ScenarioContext) -> None:
     with lab.step("lvm.conf does not extend pools; the pool's own profile does, and dmeventd monitors it"):
         assert vm.succeed("lvmconfig --type full activation/thin_pool_autoextend_threshold").strip() \
             == "thin_pool_autoextend_threshold=100", "lvm.conf itself would extend the pool"
-        assert vm.succeed(f"lvs --noheadings -o lv_profile {pool.lv}").strip() == "lab-pool"
-        assert monitor(vm, pool) == "monitored"
+        assert lv_field(vm, pool.lv, "lv_profile") == "lab-pool"
+        assert lv_field(vm, pool.lv, "seg_monitor") == "monitored"
         lab.record("profile", vm.succeed("lvmconfig --type full --metadataprofile lab-pool "
                                          "activation/thin_pool_autoextend_threshold").strip())
     grows_while_written(lab, pool)
@@ -276,11 +276,11 @@ def profile(lab: ScenarioContext) -> None:
 def grows_while_written(lab: ScenarioContext, pool: ThinPool) -> None:
     vm = lab.machine
     with lab.step("a write larger than the pool completes while the pool grows"):
-        before = pool_bytes(vm, pool)
+        before = lv_bytes(vm, pool.lv)
         marker = vm.mark_kernel_log("autoextend fill")
         count = int(before * 1.5) >> 20
         vm.succeed(f"dd if=/dev/zero of=/mnt/thin/fill bs=1M count={count} oflag=direct", timeout=900)
-        after = pool_bytes(vm, pool)
+        after = lv_bytes(vm, pool.lv)
         lab.record("pool_bytes", {"before": before, "after": after})
         assert after > before, "the pool did not grow"
         kernel = "\n".join(text for _, text in vm.get_kernel_log_since(marker))
@@ -295,8 +295,7 @@ def docker(lab: ScenarioContext) -> None:
     vm = lab.machine
     with lab.step("docker on devicemapper with a thin pool and dm.min_free_space=10%"):
         pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"])
-        info = start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [
-            f"dm.thinpooldev={pool.device}", "dm.min_free_space=10%", "dm.use_deferred_removal=true"]})
+        info = start_docker(vm, devicemapper(pool.device, "dm.min_free_space=10%", "dm.use_deferred_removal=true"))
         lab.evidence("docker-info.txt", info)
         assert "Storage Driver: devicemapper" in info and f"Pool Name: {pool.dm_name}" in info, info
         image = busybox_image(vm)
@@ -308,7 +307,7 @@ def docker(lab: ScenarioContext) -> None:
         fill = int(total * 0.94) - used
         lab.record("pool", {"total_mib": total, "used_mib": used, "fill_mib": fill})
         vm.succeed(f"docker run --name filler {image} dd if=/dev/zero of=/fill bs=1M count={fill}", timeout=600)
-        assert health(vm, pool) == "", "the pool itself must not run out"
+        assert lv_health(vm, pool.lv) == "", "the pool itself must not run out"
 
     with lab.step("the next container is refused by docker's free-space check"):
         vm.succeed("sync")
@@ -325,18 +324,6 @@ def wait_for_kernel(vm: Machine, marker: str, text: str) -> None:
 
 def first(log: list[tuple[float, str]], text: str) -> float | None:
     return next((t for t, line in log if text in line), None)
-
-
-def monitor(vm: Machine, pool: ThinPool) -> str:
-    return vm.succeed(f"lvs --noheadings -o seg_monitor {pool.lv}").strip()
-
-
-def health(vm: Machine, pool: ThinPool) -> str:
-    return vm.succeed(f"lvs --noheadings -o lv_health_status {pool.lv}").strip()
-
-
-def pool_bytes(vm: Machine, pool: ThinPool) -> int:
-    return int(vm.succeed(f"lvs --noheadings --units b --nosuffix -o lv_size {pool.lv}"))
 
 
 def thin(pool: ThinPool) -> str:

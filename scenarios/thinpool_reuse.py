@@ -9,9 +9,9 @@ names the pool by its device-mapper name, not by the `dm.thinpooldev` path it wa
 
 from __future__ import annotations
 
-from lab.containers import busybox_image, docker_fails, start_docker
+from lab.containers import busybox_image, devicemapper, docker_fails, start_docker
 from lab.context import ScenarioContext
-from lab.lvm import ThinPool, create_thin_pool, root_vg
+from lab.lvm import ThinPool, create_thin_pool, lv_field, root_vg
 from lab.machine import Machine
 from lab.scenario import scenario, size
 
@@ -33,7 +33,7 @@ def thinpool_reuse(lab: ScenarioContext) -> None:
     vm, vg, size = lab.machine, root_vg(lab.profile), lab.params["pool_size"]
     with lab.step("docker on devicemapper with its own thin pool; a container writes to it"):
         pool = create_thin_pool(vm, vg, size)
-        start_docker(vm, {"storage-driver": "devicemapper", "storage-opts": [f"dm.thinpooldev={pool.device}"]})
+        start_docker(vm, devicemapper(pool.device))
         vm.succeed(f"docker run --rm {busybox_image(vm)} dd if=/dev/zero of=/data bs=1M count=64", timeout=300)
         used = pool_data_percent(vm, pool)
         lab.record("pool_data_percent_used", used)
@@ -58,4 +58,4 @@ def thinpool_reuse(lab: ScenarioContext) -> None:
 
 
 def pool_data_percent(vm: Machine, pool: ThinPool) -> float:
-    return float(vm.succeed(f"lvs --noheadings -o data_percent {pool.lv}").strip())
+    return float(lv_field(vm, pool.lv, "data_percent"))
