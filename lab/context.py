@@ -21,9 +21,10 @@ class ScenarioContext:
     """What a scenario function gets: its machines (by host name), parameters and steps."""
 
     def __init__(self, machines: dict[str, Machine], params: dict[str, Any], run_dir: RunDir, log: Log,
-                 profile: Profile) -> None:
+                 profile: Profile, stand_ins: tuple[str, ...] = ()) -> None:
         self.machines, self.params, self.run_dir, self.log = machines, params, run_dir, log
         self.profile = profile  # how this image does things (storage setup tool, root VG, ...)
+        self.stand_ins = stand_ins  # the components the scenario declares the lab stands in for
         self.steps: list[dict[str, Any]] = []
         self.facts: dict[str, Any] = {}
         self.current_step = ""
@@ -64,8 +65,14 @@ class ScenarioContext:
         finally:
             self.steps.append({"name": name, "status": status, "seconds": round(time.monotonic() - start, 2)})
 
-    def evidence(self, name: str, text: str) -> None:
-        """Keep guest output in the run's artifacts (evidence/<name>)."""
+    def evidence(self, name: str, text: str, *, stand_in: str = "") -> None:
+        """Keep guest output in the run's artifacts (evidence/<name>). Output a stand-in of the lab's wrote
+        (`stand_in`: the component, as the scenario declares it) is labelled so in the file and the record."""
+        if stand_in and stand_in not in self.stand_ins:
+            raise UsageError(f"evidence {name}: {stand_in!r} is no stand-in this scenario declares")
+        if stand_in:
+            text = f"# written by the lab's stand-in for {stand_in}, not by the real {stand_in}\n{text}"
+            self.facts.setdefault("stand_in_evidence", {})[name] = stand_in
         self.run_dir.write_evidence(name, text)
 
     def fetch_evidence(self, remote: str, name: str, machine: Machine | None = None) -> Path:

@@ -47,6 +47,19 @@ class Node:
 
 
 @dataclass(frozen=True)
+class StandIn:
+    """A component the lab stands in for where bookworm lacks the real one (or to inject a fault): what the
+    stand-in does, and what the real component would do that it does not. Evidence it wrote is labelled."""
+
+    component: str  # "flannel", "atomic install", "lab-srv-inactive.service"
+    does: str
+    lacks: str
+
+    def line(self) -> str:
+        return f"{self.component}: the lab's stand-in {self.does}; it does not {self.lacks}"
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -64,6 +77,7 @@ class Scenario:
     shared_disks: tuple[Disk, ...] = ()  # one raw volume each, attached to every machine at once
     outbound: bool = False  # its guests may reach the host and the outside (they cannot by default)
     types: dict[str, Param] = field(default_factory=dict)  # each parameter's type (lab.params)
+    stand_ins: tuple[StandIn, ...] = ()  # what in its reproduction is the lab's, not the real software
 
     def nodes(self) -> dict[str, Node]:
         """The run's guests by host name, in boot order."""
@@ -88,7 +102,7 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
             tags: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT,
             choices: dict[str, tuple[str, ...]] | None = None, expected: Sequence[str] = (),
             machines: dict[str, Node] | None = None,
-            shared_disks: Sequence[Disk] = (), outbound: bool = False) -> Scenario:
+            shared_disks: Sequence[Disk] = (), outbound: bool = False, stand_ins: Sequence[StandIn] = ()) -> Scenario:
     """A validated Scenario; mistakes in the declaration fail here, at import time."""
     if not NAME_RE.match(name):
         raise ValueError(f"scenario name {name!r} must be lower-case words joined by '-'")
@@ -104,13 +118,15 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
     for key, allowed in (choices or {}).items():
         if key not in types or types[key].default not in allowed:
             raise ValueError(f"scenario {name}: choices for {key!r} must include its default")
+    if any(not (s.component.strip() and s.does.strip() and s.lacks.strip()) for s in stand_ins):
+        raise ValueError(f"scenario {name}: each stand-in names its component, what it does and what it does not")
     for key, param in types.items():  # a default its own type refuses is a mistake of the declaration
         param.parse(key, str(param.default).lower() if param.kind == "flag" else str(param.default))
     return Scenario(name, description, func, image, memory, cpus, tuple(disks),
                     {key: param.default for key, param in types.items()}, frozenset(tags), timeout,
                     dict(choices or {}), tuple(re.compile(rx) for rx in expected),
                     {host: _node(node) for host, node in (machines or {}).items()}, tuple(shared_disks),
-                    outbound, types)
+                    outbound, types, tuple(stand_ins))
 
 
 def _node(node: Node) -> Node:

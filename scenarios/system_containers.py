@@ -22,7 +22,7 @@ from pathlib import Path
 from lab.containers import build_system_images
 from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.scenario import scenario
+from lab.scenario import StandIn, scenario
 
 IMAGES = Path(__file__).parent / "system-containers"
 CHECKOUTS = "/var/lib/containers/atomic"
@@ -42,6 +42,12 @@ DROP_IN = "/etc/systemd/system/docker.service.d/flannel.conf"
     params={"ordering": "correct", "network": "10.40.0.0/16"},
     choices={"ordering": ("correct", "broken")},
     tags=("containers",),
+    stand_ins=(StandIn("atomic install", "(lab/guest/atomic.py) builds OCI images and installs them as runc system "
+                       "containers from their exports/ templates, as `atomic install --system` did",
+                       "pull from a registry, keep images in ostree, update or roll a container back"),
+               StandIn("flannel", "(scenarios/system-containers/flannel) leases each host a /24 from etcd in one "
+                       "transaction and writes /run/flannel/subnet.env and docker's options, as flanneld does",
+                       "run a vxlan (or any) backend, route between hosts' subnets or set the overlay's MTU")),
     timeout=1200,
 )
 def system_containers(lab: ScenarioContext) -> None:
@@ -69,7 +75,7 @@ def system_containers(lab: ScenarioContext) -> None:
         vm.succeed(f"atomic install --system --set ETCD_ENDPOINTS=http://127.0.0.1:2379{unordered_flannel}"
                    " oci:/root/images/flannel")
         keep_rendered(lab, vm, "flannel")
-        lab.evidence("docker-flannel.conf", vm.succeed(f"cat {DROP_IN}"))
+        lab.evidence("docker-flannel.conf", vm.succeed(f"cat {DROP_IN}"), stand_in="flannel")
         drop_ins = vm.succeed("systemctl show -p DropInPaths --value docker.service").split()
         assert DROP_IN in drop_ins, f"systemd does not read flannel's drop-in for docker: {drop_ins}"
         vm.succeed("systemctl enable docker.service")
@@ -134,6 +140,6 @@ def keep_rendered(lab: ScenarioContext, vm: Machine, name: str) -> None:
     checkout = f"{CHECKOUTS}/{name}.0"
     vm.succeed(f"test -x {checkout}/rootfs/usr/bin/{name}d || test -x {checkout}/rootfs/usr/bin/{name}")
     for rendered in (f"{name}.service", "config.json", f"tmpfiles-{name}.conf", "info"):
-        lab.evidence(f"{name}/{rendered}", vm.succeed(f"cat {checkout}/{rendered}"))
+        lab.evidence(f"{name}/{rendered}", vm.succeed(f"cat {checkout}/{rendered}"), stand_in="atomic install")
     assert vm.succeed(f"readlink {CHECKOUTS}/{name}").strip() == f"{name}.0"
     assert vm.succeed(f"systemctl is-enabled {name}").strip() == "enabled"

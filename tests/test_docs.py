@@ -24,3 +24,16 @@ def test_every_setting_has_its_row() -> None:
     text = (ROOT / "docs" / "settings.md").read_text()
     for setting in SETTINGS:
         assert f"| `{setting.env}` | " + (f"`{setting.key}`" if setting.key else "—") in text, setting
+
+
+def test_every_stand_in_is_in_the_scenarios_page() -> None:
+    """docs/scenarios.md's stand-in table is the scenarios' declarations, row for row."""
+    from lab.base.config import Config
+    from lab.scenario import Registry
+
+    text = (ROOT / "docs" / "scenarios.md").read_text()
+    section = text.split("## What the lab stands in for", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    declared = [f"| `{s.name}` | {stand_in.line()} |" for s in Registry.load(Config.from_env().scenarios_dirs).all()
+                for stand_in in s.stand_ins]
+    assert rows == declared

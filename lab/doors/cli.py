@@ -38,10 +38,12 @@ def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
     items = Registry.load(config.scenarios_dirs).all()
     if args.json:
         print(json.dumps([{"name": s.name, "description": s.description, "image": s.image or config.default_image,
-                           "tags": sorted(s.tags), "params": {k: t.as_dict() for k, t in s.types.items()}}
+                           "tags": sorted(s.tags), "params": {k: t.as_dict() for k, t in s.types.items()},
+                           "stand_ins": [vars(stand_in) for stand_in in s.stand_ins]}
                           for s in items], indent=2))
     for item in [] if args.json else items:
-        print(f"{item.name:<20} {item.description}")
+        stand_ins = ", ".join(s.component for s in item.stand_ins)
+        print(f"{item.name:<20} {item.description}" + (f"  [stand-ins: {stand_ins}]" if stand_ins else ""))
     return 0
 
 

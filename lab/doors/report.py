@@ -43,7 +43,7 @@ def _entry(outcome: Outcome) -> dict[str, Any]:
             "exit_code": outcome.exit_code, "wall_seconds": round(outcome.wall, 1), "artifacts": outcome.artifacts,
             "run_id": result.run_id if result else outcome.job.run_id, "start": result.start if result else None,
             "phases": result.phases if result else {}, "failure": (result.failure or None) if result else None,
-            "attempts": result.attempts if result else []}
+            "attempts": result.attempts if result else [], "stand_ins": result.stand_ins if result else []}
 
 
 def _markdown(entries: list[dict[str, Any]], last_line: str) -> str:
@@ -51,7 +51,9 @@ def _markdown(entries: list[dict[str, Any]], last_line: str) -> str:
     lines += [f"| {e['scenario']} | {e['image']} | {e['status']} | {e['wall_seconds']} | `{e['artifacts']}` |"
               for e in entries]
     failures = [f"### {e['scenario']} ({e['status']})\n\n```\n{e['failure']}\n```" for e in entries if e["failure"]]
-    return "\n".join([*lines, "", last_line, "", *failures]) + "\n"
+    stand_ins = [f"- {e['scenario']}: {line}" for e in entries for line in e["stand_ins"]]
+    said = ["What the lab stands in for (not the real software):", "", *stand_ins, ""] if stand_ins else []
+    return "\n".join([*lines, "", last_line, "", *said, *failures]) + "\n"
 
 
 def _junit(entries: list[dict[str, Any]], wall: float) -> ET.Element:

@@ -47,6 +47,7 @@ class RunResult:
     timeout_scale: float = 1.0
     image_verified: bool = False
     image_trust: str = ""
+    stand_ins: list[str] = field(default_factory=list)  # what in this reproduction is the lab's, not the real thing
     start: str | dict[str, str] = ""  # warm or cold, and why; by host when there are several
     vcpus: int = 0
     memory_mib: int = 0

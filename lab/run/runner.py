@@ -137,7 +137,7 @@ class Run:
         self.log.info(f"run {self.run_id}: {self.request.scenario.name} on {image_ref}; artifacts {run_dir.path}")
         bundle.record(run_dir.path, self.request.scenario, image_ref, self.config)
         result = RunResult(self.run_id, self.request.scenario.name, image_ref, self.request.params,
-                           str(run_dir.path))
+                           str(run_dir.path), stand_ins=[s.line() for s in self.request.scenario.stand_ins])
         restore = trap_signals()
         try:
             code = yield from self._guarded(conn, pool, image_ref, run_dir, result)
@@ -220,7 +220,8 @@ class Run:
         self.mark("ssh_ready")
         assert self.machine is not None
         result.vcpus, result.memory_mib = self.machine.spec.vcpus, self.machine.spec.memory_mib
-        self.ctx = ScenarioContext(self.machines, self.request.params, run_dir, self.log, image.profile)
+        self.ctx = ScenarioContext(self.machines, self.request.params, run_dir, self.log, image.profile,
+                                   tuple(s.component for s in scenario.stand_ins))
         return self.ctx
 
     def _request(self, name: str, node: Node, image: Image, run_dir: RunDir, shared: tuple[DiskSpec, ...],
