@@ -38,9 +38,13 @@ def smoke(lab: ScenarioContext) -> None:
 
     for _ in range(lab.params["reboots"]):
         with lab.step("reboot into a new boot"):
-            before = vm.boot_id
+            before = vm.succeed("cat /proc/sys/kernel/random/boot_id").strip()
             vm.reboot()
-            assert vm.boot_id != before, "boot id did not change across the reboot"
+            now = vm.succeed("cat /proc/sys/kernel/random/boot_id").strip()
+            listed = vm.succeed("journalctl --list-boots --no-pager").splitlines()[1:]  # the guest's own record
+            last_two = [line.split()[1] for line in listed[-2:]]
+            assert last_two == [before.replace("-", ""), now.replace("-", "")], \
+                f"the journal's last boots {last_two}, not the one before the reboot ({before}) then this ({now})"
         with lab.step("and again with no failed unit"):
             vm.require_system_running()
 
