@@ -8,7 +8,17 @@ from pathlib import Path
 
 from lab.machine import Machine
 from lab.machine.shell import ROOT
+from lab.standin import StandIn
 
+# The lab's stand-ins in the system-container scenarios (bookworm has no atomic CLI and no flannel)
+SYSTEM_CONTAINER_STAND_INS = (
+    StandIn("atomic install", "(lab/guest/atomic.py) builds OCI images and installs them as runc system "
+            "containers from their exports/ templates, as `atomic install --system` did",
+            "pull from a registry, keep images in ostree, update or roll a container back"),
+    StandIn("flannel", "(scenarios/system-containers/flannel) leases each host a /24 from etcd in one "
+            "transaction and writes /run/flannel/subnet.env and docker's options, as flanneld does",
+            "run a vxlan (or any) backend, route between hosts' subnets or set the overlay's MTU"),
+)
 ROOTFS_TAR = "/var/tmp/lab-busybox-rootfs.tar"
 BUSYBOX = "localhost/lab/busybox"
 # One static busybox with relative applet links (`busybox --install -s` would link to this host path).
@@ -41,7 +51,7 @@ def docker_fails(vm: Machine, *, start: bool = True, timeout: float = 300) -> st
     """Docker failing to start, once systemd has given up restarting it (`start`: start it now, else
     it was started at boot); returns the daemon's journal of this boot."""
     if start:
-        vm.fail("systemctl start docker.service", timeout=timeout)
+        vm.fail("systemctl start docker.service", "Job for docker.service failed", timeout=timeout)
     vm.wait_until_succeeds("systemctl is-failed --quiet docker.service", timeout=timeout)  # after its restarts
     return vm.succeed("journalctl -b -u docker.service -o cat --no-pager")
 

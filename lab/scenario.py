@@ -24,6 +24,7 @@ from lab.params import Param, declared
 from lab.params import integer as integer  # the types a scenario declares its parameters with
 from lab.params import size as size
 from lab.params import word as word
+from lab.standin import StandIn as StandIn  # what a scenario declares the lab stands in for
 
 if TYPE_CHECKING:
     from lab.context import ScenarioContext
@@ -44,19 +45,6 @@ class Node:
 
     disks: tuple[Disk, ...] = ()
     memory: int | None = None
-
-
-@dataclass(frozen=True)
-class StandIn:
-    """A component the lab stands in for where bookworm lacks the real one (or to inject a fault): what the
-    stand-in does, and what the real component would do that it does not. Evidence it wrote is labelled."""
-
-    component: str  # "flannel", "atomic install", "lab-srv-inactive.service"
-    does: str
-    lacks: str
-
-    def line(self) -> str:
-        return f"{self.component}: the lab's stand-in {self.does}; it does not {self.lacks}"
 
 
 @dataclass(frozen=True)

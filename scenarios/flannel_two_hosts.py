@@ -15,9 +15,9 @@ import ipaddress
 import json
 from pathlib import Path
 
-from lab.containers import build_system_images
+from lab.containers import SYSTEM_CONTAINER_STAND_INS, build_system_images
 from lab.context import ScenarioContext
-from lab.scenario import Node, StandIn, scenario
+from lab.scenario import Node, scenario
 
 IMAGES = Path(__file__).parent / "system-containers"
 PREFIX = "/atomic.io/network"
@@ -32,12 +32,7 @@ PREFIX = "/atomic.io/network"
     machines={"host1": Node(), "host2": Node()},
     params={"network": "10.40.0.0/16"},
     tags=("containers", "catalog"),
-    stand_ins=(StandIn("atomic install", "(lab/guest/atomic.py) builds OCI images and installs them as runc system "
-                       "containers from their exports/ templates, as `atomic install --system` did",
-                       "pull from a registry, keep images in ostree, update or roll a container back"),
-               StandIn("flannel", "(scenarios/system-containers/flannel) leases each host a /24 from etcd in one "
-                       "transaction and writes /run/flannel/subnet.env and docker's options, as flanneld does",
-                       "run a vxlan (or any) backend, route between hosts' subnets or set the overlay's MTU")),
+    stand_ins=SYSTEM_CONTAINER_STAND_INS,
     timeout=1500,
 )
 def flannel_two_hosts(lab: ScenarioContext) -> None:

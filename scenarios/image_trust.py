@@ -68,9 +68,8 @@ def image_trust(lab: ScenarioContext) -> None:
         refused = {}
         for name, message in (("unsigned", NO_SIGNATURE), ("other-key", WRONG_KEY),
                               ("tampered", BAD_SIGNATURE)):
-            refused[name] = vm.fail(f"podman pull dir:{IMAGES}/{name}")
+            refused[name] = vm.fail(f"podman pull dir:{IMAGES}/{name}", message)
             lab.evidence(f"pull-{name}.txt", refused[name])
-            assert message in refused[name], f"{name}: {refused[name]}"
         assert other in refused["other-key"], "the refusal should name the key that signed"
 
     with lab.step("podman accepts the image signed by the signer and runs it"):

@@ -99,7 +99,7 @@ def booted_image(lab: ScenarioContext) -> tuple[Deployment, str]:
         (v1,) = status(lab, "1-initial")
         assert v1.booted, v1
         assert_booted(lab, v1, "1")
-        vm.fail("touch /usr/lab-probe")  # /usr is read-only in a deployment
+        vm.fail("touch /usr/lab-probe", "Read-only file system")  # /usr, in a deployment
         return v1, re.findall(r"origin refspec: (\S+)", vm.succeed("ostree admin status"))[0]
 
 

@@ -80,8 +80,8 @@ def overlay_xfs(lab: ScenarioContext) -> None:
 
     with lab.step("without fuse-overlayfs, podman refuses overlay with the d_type error"):
         vm.succeed(f"dpkg-divert --local --rename --add {FUSE}")  # a host without fuse-overlayfs
-        vm.fail("command -v fuse-overlayfs")
-        out = vm.fail("podman images")
+        vm.fail("command -v fuse-overlayfs", 1)
+        out = vm.fail("podman images", PODMAN_D_TYPE)
         lab.evidence("ftype0/podman.txt", out)
         assert PODMAN_D_TYPE in out, out
         assert FIELD_2019 not in out, out

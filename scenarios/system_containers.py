@@ -19,10 +19,10 @@ import json
 import re
 from pathlib import Path
 
-from lab.containers import build_system_images
+from lab.containers import SYSTEM_CONTAINER_STAND_INS, build_system_images
 from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.scenario import StandIn, scenario
+from lab.scenario import scenario
 
 IMAGES = Path(__file__).parent / "system-containers"
 CHECKOUTS = "/var/lib/containers/atomic"
@@ -42,12 +42,7 @@ DROP_IN = "/etc/systemd/system/docker.service.d/flannel.conf"
     params={"ordering": "correct", "network": "10.40.0.0/16"},
     choices={"ordering": ("correct", "broken")},
     tags=("containers",),
-    stand_ins=(StandIn("atomic install", "(lab/guest/atomic.py) builds OCI images and installs them as runc system "
-                       "containers from their exports/ templates, as `atomic install --system` did",
-                       "pull from a registry, keep images in ostree, update or roll a container back"),
-               StandIn("flannel", "(scenarios/system-containers/flannel) leases each host a /24 from etcd in one "
-                       "transaction and writes /run/flannel/subnet.env and docker's options, as flanneld does",
-                       "run a vxlan (or any) backend, route between hosts' subnets or set the overlay's MTU")),
+    stand_ins=SYSTEM_CONTAINER_STAND_INS,
     timeout=1200,
 )
 def system_containers(lab: ScenarioContext) -> None:
@@ -131,7 +126,7 @@ def system_containers(lab: ScenarioContext) -> None:
             vm.require_absent(path)
         containers = vm.succeed("runc list")
         assert "flannel" not in containers and "etcd" not in containers, containers
-        vm.fail("systemctl cat flannel.service")
+        vm.fail("systemctl cat flannel.service", "No files found for flannel.service")
 
 
 def keep_rendered(lab: ScenarioContext, vm: Machine, name: str) -> None:

@@ -50,7 +50,7 @@ def test_the_pool_is_there_and_the_host_out_of_reach(machine):
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(1)
         port = server.getsockname()[1]
-        said = machine.fail(f"timeout 15 bash -c 'echo hello >/dev/tcp/10.0.2.2/{{port}}'")
+        said = machine.fail(f"timeout 15 bash -c 'echo hello >/dev/tcp/10.0.2.2/{{port}}'", "Connection refused")
         with pytest.raises(TimeoutError):
             server.accept()
     print("host loopback from the guest:", said.strip() or "refused")

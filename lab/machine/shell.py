@@ -118,12 +118,15 @@ class GuestShell:
             raise CommandFailed(self.name, command, result.rc, result.stdout, result.stderr)
         return result.stdout
 
-    def fail(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> str:
-        """Run a command that must fail; returns stdout and stderr together."""
+    def fail(self, command: str, expect: str | int, *, timeout: float | None = None, user: str = ROOT) -> str:
+        """Run a command that must fail the way the field saw it: `expect` is its exit code, or text its
+        output (stdout and stderr) must hold; any other failure fails the step. Returns the output."""
         result = self.execute(command, timeout=timeout, user=user)
-        if result.rc == 0:
-            raise CommandFailed(self.name, command, 0, result.stdout, result.stderr, "a non-zero exit code")
-        return result.stdout + result.stderr
+        said = result.stdout + result.stderr
+        wanted = f"exit code {expect}" if isinstance(expect, int) else f"a failure saying {expect!r}"
+        if result.rc == 0 or (result.rc != expect if isinstance(expect, int) else expect not in said):
+            raise CommandFailed(self.name, command, result.rc, result.stdout, result.stderr, wanted)
+        return said
 
     def wait_until_succeeds(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> str:
         """Poll `command` until it exits 0; returns its stdout."""
