@@ -91,7 +91,8 @@ def recover(lab: ScenarioContext) -> None:
         vm.spawn(f"dd if=/dev/zero of=/mnt/thin/fill bs=1M count={count} oflag=direct", name="fill")
         wait_for_kernel(vm, marker, QUEUE)
         assert lv_health(vm, pool.lv) == "out_of_data", f"pool health {lv_health(vm, pool.lv)!r}"
-        vm.succeed("pgrep -x dd")  # still blocked, not failed
+        state = vm.succeed("ps -o stat= -C dd").strip()  # blocked in the kernel on the queued write, not failed
+        assert state.startswith("D"), f"dd is {state!r}, not waiting uninterruptibly on its write"
     with lab.step("plug in a disk, add it to the VG and grow the pool onto it: the queued write completes"):
         grow_onto_spare(lab, pool)
         dd = vm.wait_for_spawned("fill", timeout=600)
