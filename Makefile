@@ -19,7 +19,7 @@ host:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[dev,replay]'
 	touch $@
 
 ## make scenario NAME=<scenario> [ARGS="--set k=v --keep"]: run one scenario in a fresh VM

@@ -29,3 +29,11 @@ def test_the_package_says_what_it_is() -> None:
     assert all((ROOT / name).is_file() for name in (project["readme"], *project["license-files"]))
     assert "Framework :: Pytest" in project["classifiers"]
     assert {"Homepage", "Issues"} <= set(project["urls"])
+
+
+def test_the_plugin_brings_pytest() -> None:
+    """The package registers a pytest plugin (pytest11): a user who installs it for @pytest.mark.lab gets
+    pytest with it, not only in the dev extra."""
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    assert "lab" in project["entry-points"]["pytest11"]
+    assert any(dep.split(">")[0].strip() == "pytest" for dep in project["dependencies"])

@@ -58,6 +58,19 @@ def test_every_scenario_is_an_item_per_image(pytester: pytest.Pytester, scenario
         "scenarios/things.py::engine-thing[lab-bookworm]", "scenarios/things.py::engine-thing[lab-ostree]"]
 
 
+def test_the_settings_are_read_once_a_session(pytester: pytest.Pytester, scenarios: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Collecting files and items reads pyproject.toml and the environment once, not per file or item."""
+    for name in ("a", "b", "c"):
+        (pytester.mkdir(f"more-{name}") / f"test_{name}.py").write_text("def test_x():\n    pass\n")
+    calls: list[int] = []
+    real = Config.from_env
+    monkeypatch.setattr(Config, "from_env", classmethod(lambda cls: calls.append(1) or real()))
+    result = pytester.runpytest_inprocess("--collect-only", "-q", "scenarios", "more-a", "more-b", "more-c")
+    assert len([line for line in result.outlines if "::" in line]) == 6
+    assert len(calls) == 1
+
+
 def test_tags_are_markers_and_names_select(pytester: pytest.Pytester, scenarios: Path) -> None:
     assert _collected(pytester, "-m", "storage") == ["scenarios/things.py::pool-thing[lab-atomic]"]
     assert _collected(pytester, "-m", "vm and not slow and not mine") == [
@@ -104,7 +117,7 @@ def test_a_report_on_an_image_with_its_vg_is_refused_by_both_doors(pytester: pyt
     report = Path(__file__).parent / "data" / "sosreport-lab-atomic"
     with pytest.raises(UsageError, match="has its root on VG atomicos"):
         replay.prepare(report, None, "lab-atomic", Config.from_env().images_dirs)
-    monkeypatch.setattr(pytest_plugin, "_hypervisor_missing", lambda: "")
+    monkeypatch.setattr(pytest_plugin, "_hypervisor_missing", lambda settings: "")
     monkeypatch.setattr(pytest_plugin, "_run", lambda *args: pytest.fail("a guest would boot"))
     monkeypatch.setattr(pytest_plugin, "prepare_images", lambda *args, **kwargs: None)  # no image is built
     pytester.makepyfile(test_host=HOST_ON_ITS_OWN_VG.format(report=str(report)))

@@ -266,3 +266,10 @@ class _Zeros(io.RawIOBase):
         buffer[:n] = bytes(n)
         self.left -= n
         return n
+
+
+def test_without_insights_core_replay_says_what_to_install(sentinel: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """insights-core is the replay extra: a plain install is told, in one line, what to add."""
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None if name == "insights" else object())
+    assert "pip install 'atomic-lab[replay]'" in refused(capsys, sentinel, SOS)

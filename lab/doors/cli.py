@@ -199,8 +199,8 @@ def cmd_doctor(args: argparse.Namespace, config: Config, log: Log) -> int:
               f"LAB_POOL=<another name> for a pool of this cache's own, or LAB_CACHE_DIR={where and where.parent}")
     except LabError as exc:
         check(False, str(exc))
-    config.cache_dir.mkdir(parents=True, exist_ok=True)
-    free_gib = shutil.disk_usage(config.cache_dir).free / 2**30
+    existing = next(p for p in (config.cache_dir, *config.cache_dir.parents) if p.exists())  # doctor makes nothing
+    free_gib = shutil.disk_usage(existing).free / 2**30
     check(free_gib >= 10, f"{free_gib:.1f} GiB free in {config.cache_dir} (10 GiB wanted)",
           "free space or point LAB_CACHE_DIR elsewhere")
     return 1 if problems else 0

@@ -22,7 +22,9 @@ def cmd_images(args: argparse.Namespace, config: Config, log: Log) -> int:
         image = build_image(config, log, args.name)
         print(f"built {args.name}: volume {image.disk_volume}")
         return 0
-    cache = ImageCache(config, Pool(connect(config.libvirt_uri), config.pool_name, config.pool_dir), log)
+    listing = args.images_cmd == "list"  # reads only: defines no pool of its own
+    cache = ImageCache(config, Pool(connect(config.libvirt_uri), config.pool_name, config.pool_dir,
+                                    create=not listing), log)
     imports = Imports(config, cache)
     if args.images_cmd in ("import", "fetch"):
         record = imports.add(args.path, args.name, args.profile) if args.images_cmd == "import" \

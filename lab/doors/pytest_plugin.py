@@ -50,6 +50,7 @@ _CALL_FAILED = pytest.StashKey[BaseException]()  # a test's own failure, for the
 _REPORT = pytest.StashKey[list[Path]]()
 _IMAGES = pytest.StashKey[list[str]]()  # the images the selected VM tests boot
 _TIMEOUTS = pytest.StashKey[dict[str, float]]()
+_SETTINGS = pytest.StashKey[Config]()
 EXIT_CODES = {"passed": 0, "failed": 1}  # anything else is an error (2)
 
 
@@ -99,10 +100,17 @@ def _add_tag(config: pytest.Config, tag: str) -> None:
     config.addinivalue_line("markers", f"{tag}: scenarios tagged {tag!r}")
 
 
+def _settings(config: pytest.Config) -> Config:
+    """The lab's settings (pyproject.toml, environment), read once a session, not per collected file."""
+    if _SETTINGS not in config.stash:
+        config.stash[_SETTINGS] = Config.from_env()
+    return config.stash[_SETTINGS]
+
+
 def _timeouts(config: pytest.Config) -> dict[str, float]:
     """Scenario time limits by name, loaded once a session."""
     if _TIMEOUTS not in config.stash:
-        config.stash[_TIMEOUTS] = {s.name: s.timeout for s in Registry.load(Config.from_env().scenarios_dirs).all()}
+        config.stash[_TIMEOUTS] = {s.name: s.timeout for s in Registry.load(_settings(config).scenarios_dirs).all()}
     return config.stash[_TIMEOUTS]
 
 
@@ -123,7 +131,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "nightly" in item.keywords and not nightly:
             item.add_marker(pytest.mark.skip(reason=NIGHTLY_ONLY))
         if "vm" in item.keywords:
-            missing = _hypervisor_missing() if missing is None else missing
+            missing = _hypervisor_missing(_settings(config)) if missing is None else missing
             if missing:
                 item.add_marker(pytest.mark.skip(reason=missing))
     if config.getoption("--lab-shard"):
@@ -141,13 +149,13 @@ def _longest_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
     return [item for worker in range(workers) for item in ordered[worker::workers]]
 
 
-def _hypervisor_missing() -> str:
+def _hypervisor_missing(settings: Config) -> str:
     if shutil.which("qemu-system-x86_64") is None:
         return "qemu-system-x86_64 is not installed (make setup)"
     try:
         import libvirt
 
-        libvirt.open(Config.from_env().libvirt_uri).close()
+        libvirt.open(settings.libvirt_uri).close()
     except Exception as exc:
         return f"libvirt unreachable: {exc}"
     return ""
@@ -178,7 +186,7 @@ def _image_of(item: pytest.Item) -> str | None:
     marker = item.get_closest_marker("lab")
     if marker and marker.kwargs.get("image"):
         return str(marker.kwargs["image"])
-    return replay.REPLAY_IMAGE if marker and marker.kwargs.get("host") else Config.from_env().default_image
+    return replay.REPLAY_IMAGE if marker and marker.kwargs.get("host") else _settings(item.config).default_image
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -192,7 +200,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     capture = session.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         try:
-            prepare_images(Config.from_env(), Log(label=f"[{worker}] "), images, int(worker[2:] or 0))
+            prepare_images(_settings(session.config), Log(label=f"[{worker}] "), images, int(worker[2:] or 0))
         except LabError as exc:  # each test that needs the image tries again, and fails with its own report
             print(f"[{worker}] building images before the tests failed: {exc}", file=sys.stderr)
 
@@ -201,7 +209,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
-    scenarios = Config.from_env().scenarios_dirs
+    scenarios = _settings(parent.config).scenarios_dirs
     if file_path.suffix == ".py" and not file_path.name.startswith("_") and file_path.parent.resolve() in scenarios:
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
@@ -209,7 +217,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[ScenarioItem]:
-        config = Config.from_env()
+        config = _settings(self.config)
         extra = list(self.config.getoption("--lab-image"))
         if self.config.getoption("--lab-external"):
             extra += sorted(load_manifests(config.images_dirs))
@@ -283,7 +291,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[ScenarioContext]:
     shape = dict(marker.kwargs) if marker else {}
     host = shape.pop("host", None)  # an sosreport: the guest gets that host's storage first (lab replay)
     image = shape.pop("image", None) or (replay.REPLAY_IMAGE if host else None)
-    replayed = replay.prepare(Path(host), None, image or "", Config.from_env().images_dirs) if host else None
+    replayed = replay.prepare(Path(host), None, image or "", _settings(request.config).images_dirs) if host else None
     if replayed:
         shape["disks"] = (*shape.get("disks", ()), *replayed[1].disks)
         shape["timeout"] = shape.get("timeout", DEFAULT_TIMEOUT) + replay.TIMEOUT
@@ -332,7 +340,7 @@ def _request(config: pytest.Config, spec: Scenario, params: dict[str, Any], imag
 
 
 def _run(config: pytest.Config, request: RunRequest) -> Run:
-    run = Run(Config.from_env(), request, _run_log(config))
+    run = Run(_settings(config), request, _run_log(config))
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture:  # --lab-sit reads Enter from the terminal, past pytest's capture
 

@@ -8,6 +8,7 @@ value passes lab.replay.grammar before it reaches the layout. What the lab canno
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shlex
 import tarfile
@@ -55,6 +56,9 @@ def wanted(name: str) -> bool:
 
 def read(path: Path) -> HostLayout:
     """The storage layout of the host whose sosreport (archive or directory) is at `path`."""
+    if importlib.util.find_spec("insights") is None:
+        raise UsageError("lab replay reads sos reports with insights-core, which is not installed here: "
+                         "pip install 'atomic-lab[replay]'")
     with _extracted(path) as root:
         try:
             parsed = _parse(root)

@@ -46,8 +46,9 @@ def _volume_xml(name: str, capacity: int, fmt: str, backing: tuple[str, str] | N
 class Pool:
     """The lab's storage pool (a directory pool under the cache directory)."""
 
-    def __init__(self, conn: libvirt.virConnect, name: str, directory: Path) -> None:
+    def __init__(self, conn: libvirt.virConnect, name: str, directory: Path, *, create: bool = True) -> None:
         self.conn, self.name, self.directory = conn, name, directory
+        self.create = create  # False: a read-only command's pool, never defined by it (absent, it has no volumes)
         self._pool: libvirt.virStoragePool | None = None
 
     def open(self) -> Pool:
@@ -95,6 +96,8 @@ class Pool:
                              f"or LAB_CACHE_DIR={target.parent} to use that one")
 
     def lookup(self, name: str) -> libvirt.virStorageVol | None:
+        if not self.create and self.defined_at() is None:
+            return None
         try:
             return self.pool.storageVolLookupByName(name)
         except libvirt.libvirtError:
@@ -102,6 +105,8 @@ class Pool:
 
     def names(self) -> list[str]:
         """Every volume's name (all are made through libvirt, so libvirt knows them without a refresh)."""
+        if not self.create and self.defined_at() is None:
+            return []
         return list(self.pool.listVolumes())
 
     def create_blank(self, name: str, size: int, fmt: str = "qcow2") -> libvirt.virStorageVol:
