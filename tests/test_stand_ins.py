@@ -45,3 +45,11 @@ def test_lab_list_shows_the_stand_ins(capsys: pytest.CaptureFixture[str]) -> Non
     stand_ins = {s["name"]: s["stand_ins"] for s in json.loads(capsys.readouterr().out)}
     assert [s["component"] for s in stand_ins["partition-v1"]] == ["lab-lvm-activate.service",
                                                                     "lab-srv-inactive.service"]
+
+
+def test_lab_list_keeps_every_row_in_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """The longest name (pool-inactive-at-boot) no longer pushes its description out of the column."""
+    assert cli.main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    starts = {len(line) - len(line.split(" ", 1)[1].lstrip()) for line in lines}
+    assert len(starts) == 1, starts

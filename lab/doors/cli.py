@@ -41,9 +41,10 @@ def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
                            "tags": sorted(s.tags), "params": {k: t.as_dict() for k, t in s.types.items()},
                            "stand_ins": [vars(stand_in) for stand_in in s.stand_ins]}
                           for s in items], indent=2))
+    width = max((len(item.name) for item in items), default=0)  # a long name never pushes its row out of line
     for item in [] if args.json else items:
         stand_ins = ", ".join(s.component for s in item.stand_ins)
-        print(f"{item.name:<20} {item.description}" + (f"  [stand-ins: {stand_ins}]" if stand_ins else ""))
+        print(f"{item.name:<{width}}  {item.description}" + (f"  [stand-ins: {stand_ins}]" if stand_ins else ""))
     return 0
 
 

@@ -70,11 +70,12 @@ def _image_rows(cache: ImageCache, imports: Imports, *, sha256: bool) -> list[di
 
 
 def _print_images(rows: list[dict[str, Any]]) -> None:
+    name, state, volume = (max((len(str(row[key])) for row in rows), default=0) for key in ("name", "state", "volume"))
     for row in rows:
         size = f"{row['size_mib']:>7} MiB  " if row["size_mib"] is not None else ""
-        print(f"{row['name']:<16} {row['state']:<20} {row['volume']:<40} {size}{row['description']}")
-        for volume, digest in row["sha256"].items():
-            print(f"{'':<16} sha256 {digest}  {volume}")
+        print(f"{row['name']:<{name}}  {row['state']:<{state}}  {row['volume']:<{volume}}  {size}{row['description']}")
+        for each, digest in row["sha256"].items():
+            print(f"{'':<{name}}  sha256 {digest}  {each}")
 
 
 def add_parsers(sub: Any) -> None:
