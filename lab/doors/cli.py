@@ -51,6 +51,9 @@ def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
 def cmd_config(args: argparse.Namespace, config: Config, log: Log) -> int:
     """Every setting's effective value and where it came from (default, pyproject.toml, environment)."""
     rows = config.describe()
+    if args.json:
+        print(json.dumps([{"name": name, "value": value, "source": source} for name, value, source in rows], indent=2))
+        return 0
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:
         print(f"{name:<{width}}  {value}  ({source})")
@@ -116,6 +119,9 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
                                       run_id=args.run_id or secrets.token_hex(4))
         start = time.monotonic()
         code = run_with_reruns(config, request, log, args.rerun_failed)
+        run_dir = find_run_dir(config.runs_dir, str(request.run_id)) if args.json else None
+        if run_dir is not None:  # the run's record, as result.json holds it
+            print(json.dumps(dataclasses.asdict(RunResult.load(run_dir / RESULT)), indent=2, default=str))
         if args.report:
             done = outcome_of(config.runs_dir, Job(item.name, args.image, run_id=str(request.run_id)), code,
                               time.monotonic() - start)
@@ -127,9 +133,13 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
     jobs = [Job(registry.get(name).name, args.image, flags) for name in names]
     jobs = shard(jobs, args.shard, key=lambda job: job.label) if args.shard else jobs
     start = time.monotonic()
-    outcomes = ParallelRuns(config.runs_dir, args.jobs).run(jobs)
+    outcomes = ParallelRuns(config.runs_dir, args.jobs, sys.stderr if args.json else sys.stdout).run(jobs)
     wall = time.monotonic() - start
-    print(report.table(outcomes, wall, args.jobs))
+    print(report.table(outcomes, wall, args.jobs), file=sys.stderr if args.json else sys.stdout)
+    if args.json:  # one object per run: what the summary table shows
+        print(json.dumps([{"scenario": o.job.scenario, "run_id": o.job.run_id, "image": o.image, "status": o.status,
+                           "exit_code": o.exit_code, "wall_seconds": round(o.wall, 1), "artifacts": o.artifacts}
+                          for o in outcomes], indent=2))
     if args.report:
         print("reports: " + ", ".join(str(p) for p in report.write(args.report, outcomes, wall, args.jobs)))
     return exit_code(outcomes)
@@ -177,12 +187,12 @@ def cmd_cleanup(args: argparse.Namespace, config: Config, log: Log) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, config: Config, log: Log) -> int:
-    problems = 0
+    found: list[dict[str, Any]] = []
 
     def check(ok: bool, what: str, fix: str = "") -> None:
-        nonlocal problems
-        problems += not ok
-        print(f"[{'ok' if ok else 'FAIL'}] {what}" + (f"\n       fix: {fix}" if not ok and fix else ""))
+        found.append({"ok": ok, "what": what, **({"fix": fix} if not ok and fix else {})})
+        if not args.json:
+            print(f"[{'ok' if ok else 'FAIL'}] {what}" + (f"\n       fix: {fix}" if not ok and fix else ""))
 
     for tool, package in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"),
                           ("mmdebstrap", "mmdebstrap"), ("mkfs.ext4", "e2fsprogs")):
@@ -191,8 +201,11 @@ def cmd_doctor(args: argparse.Namespace, config: Config, log: Log) -> int:
         conn = connect(config.libvirt_uri)
         check(True, f"libvirt reachable at {config.libvirt_uri} (libvirt {conn.getLibVersion()})")
         kvm = kvm_available(conn)
-        print(f"[info] accelerator: KVM {'offered' if kvm else 'not offered'} by libvirt; "
-              f"LAB_ACCEL={config.accel}; a first run probes whether KVM really boots a guest, else TCG")
+        accel = (f"KVM {'offered' if kvm else 'not offered'} by libvirt; LAB_ACCEL={config.accel}; a first run "
+                 "probes whether KVM really boots a guest, else TCG")
+        found.append({"info": f"accelerator: {accel}"})
+        if not args.json:
+            print(f"[info] accelerator: {accel}")
         where = Pool(conn, config.pool_name, config.pool_dir).defined_at()
         check(where in (None, config.pool_dir),
               f"cache directory {config.cache_dir}: libvirt pool {config.pool_name!r} "
@@ -204,6 +217,9 @@ def cmd_doctor(args: argparse.Namespace, config: Config, log: Log) -> int:
     free_gib = shutil.disk_usage(existing).free / 2**30
     check(free_gib >= 10, f"{free_gib:.1f} GiB free in {config.cache_dir} (10 GiB wanted)",
           "free space or point LAB_CACHE_DIR elsewhere")
+    problems = sum(not item.get("ok", True) for item in found)
+    if args.json:
+        print(json.dumps({"problems": problems, "checks": found}, indent=2))
     return 1 if problems else 0
 
 
@@ -239,7 +255,9 @@ def _parser() -> argparse.ArgumentParser:
     listed = sub.add_parser("list", help="list scenarios")
     listed.add_argument("--json", action="store_true", help="as JSON: name, description, image, tags, params")
     listed.set_defaults(func=cmd_list)
-    sub.add_parser("config", help="print the settings and where each came from").set_defaults(func=cmd_config)
+    settings = sub.add_parser("config", help="print the settings and where each came from")
+    settings.add_argument("--json", action="store_true", help="as JSON: name, value, source")
+    settings.set_defaults(func=cmd_config)
     pack = sub.add_parser("bundle", help="pack a run for a colleague (artifacts, scenario source, image recipe)")
     pack.add_argument("run_id", type=_run_ref, help="a run id or 'latest'")
     pack.add_argument("-o", "--output", help="the archive to write (default lab-bundle-<run>.tar.gz)")
@@ -267,7 +285,9 @@ def _parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--list", action="store_true", help="only list lab objects and their state")
     cleanup.add_argument("--json", action="store_true", help="with --list: as JSON")
     cleanup.set_defaults(func=cmd_cleanup)
-    sub.add_parser("doctor", help="check this host can run the lab").set_defaults(func=cmd_doctor)
+    doctor = sub.add_parser("doctor", help="check this host can run the lab")
+    doctor.add_argument("--json", action="store_true", help="as JSON: problems, and each check (ok, what, fix)")
+    doctor.set_defaults(func=cmd_doctor)
     cli_images.add_parsers(sub)
     return parser
 
@@ -292,6 +312,8 @@ def _add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--rerun-failed", type=int, default=0, metavar="N",
                      help="re-run a failed scenario up to N times in a fresh VM; a later pass is reported flaky")
     run.add_argument("--cold", action="store_true", help="boot the VM instead of restoring a saved, booted guest")
+    run.add_argument("--json", action="store_true",
+                     help="print the run's record (result.json) on stdout; with several, one object per run")
     run.set_defaults(func=cmd_run)
 
 
