@@ -2,6 +2,7 @@
 one domain, and the private network between a run's guests. `from lab.machine import Machine` is the
 scenario API."""
 
-from lab.machine.lifecycle import GRUB_MENU, JOURNAL, ROOT, Machine
+from lab.machine.lifecycle import GRUB_MENU, ROOT, Machine
+from lab.machine.readiness import JOURNAL
 
 __all__ = ["GRUB_MENU", "JOURNAL", "ROOT", "Machine"]

@@ -16,8 +16,17 @@ from lab.base.errors import BootTimeout, CommandTimeout, GuestGone, WaitTimeout
 from lab.base.log import Log
 from lab.base.retry import wait_until
 from lab.machine.guest_domain import GuestDomain
+from lab.machine.readiness import (
+    BOOT_ID,
+    CLOUD_INIT_DONE,
+    CLOUD_INIT_OFF,
+    JOURNAL,
+    LIST_BOOTS,
+    PREPARE_RESTORES,
+    SET_CLOCK,
+)
 from lab.machine.shell import ROOT as ROOT  # scenarios take it from here, with Machine
-from lab.machine.shell import GuestShell, Timeouts
+from lab.machine.shell import BootState, GuestShell, Timeouts, Verb
 from lab.machine.ssh import KeyPair, SshSession
 from lab.virt import console
 from lab.virt.domain import DiskSpec, DomainSpec, disk_index
@@ -31,38 +40,16 @@ QUIET_CONSOLE = 60.0
 # also powers the guest on again when it restarted (lab.machine.guest_domain); 2 s cost a reboot 1-2 s on average.
 BOOT_POLL = 0.5
 SSHD_GRACE = 150.0  # base seconds a boot's console may show systemd at work before the lab probes SSH anyway
-# Shell builtins where they will do: under TCG every process costs tens to hundreds of milliseconds.
-BOOT_ID = "read -r boot_id </proc/sys/kernel/random/boot_id; echo \"$boot_id\""
-# A restored guest's first command runs as the login user, without sudo (0.15 s under TCG): before a guest is
-# saved, the login user gets its authorized_keys file and a copy of date(1) that may set the clock (file
-# capability CAP_SYS_TIME), runnable by the user's group only. Where that fails (no setcap), the copy is not
-# left and restores do both through sudo.
-SET_CLOCK = "/usr/local/libexec/lab/set-clock"
-PREPARE_RESTORES = ("chown {user}: ~{user}/.ssh/authorized_keys && "
-                    f"install -D -m 0750 -g \"$(id -gn {{user}})\" \"$(command -v date)\" {SET_CLOCK} && "
-                    f"setcap cap_sys_time+ep {SET_CLOCK} || {{{{ rm -f {SET_CLOCK}; exit 1; }}}}")
-JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
-LIST_BOOTS = "journalctl --list-boots --no-pager"
-# cloud-init runs its four stages at the first boot only, as Atomic operators set it up: later boots skip
-# them (its systemd generator leaves cloud-init.target out while this file exists).
-CLOUD_INIT_OFF = "/etc/cloud/cloud-init.disabled"
-# Done when no cloud-init unit has a job queued or running (the final stage runs only when the seed
-# brought scripts, see images/guest); then no stage failed or reported errors. A shell loop, because
-# `cloud-init status --wait` is a Python process that costs seconds under TCG beside the stages.
-_STATUS, _RESULT = "/run/cloud-init/status.json", "/run/cloud-init/result.json"
-CLOUD_INIT_DONE = (f"test -e {CLOUD_INIT_OFF} || {{ "
-                   "while [ -n \"$(systemctl list-jobs --no-legend | grep ' cloud-')\" ]; do sleep 0.2; done; "
-                   "! systemctl -q is-failed cloud-init-local cloud-init cloud-config cloud-final "
-                   f"&& test -e {_STATUS} && ! grep -qs '\"errors\": \\[$' {_STATUS} {_RESULT} "
-                   "|| { cloud-init status --long; exit 1; }; }")
+class Machine:
+    """One guest: its lifecycle (boots, reboots, disks, power) here, its verbs in its GuestShell; the two
+    share one BootState, which only the lifecycle starts anew."""
 
-
-class Machine(GuestShell):
     def __init__(self, spec: DomainSpec, conn: libvirt.virConnect, ssh: SshSession, log: Log,
                  timeouts: Timeouts, *, autodestroy: bool = True) -> None:
-        domain = GuestDomain(spec, conn, autodestroy=autodestroy,
-                             on_power_cycle=self._powered_on_again)
-        super().__init__(domain, ssh, log, timeouts)
+        self.domain = GuestDomain(spec, conn, autodestroy=autodestroy, on_power_cycle=self._powered_on_again)
+        self.ssh, self.log, self.timeouts, self.name = ssh, log, timeouts, self.domain.label
+        self.state = BootState()
+        self.shell = GuestShell(self.domain, ssh, log, timeouts, self.state)
         self.boots = 0
         self.readies: list[tuple[str, float]] = []  # (boot id, time.monotonic()) of each boot once ready
         self.degraded: list[str] = []  # "boot N: unit" for each unit failed when a boot was ready
@@ -74,11 +61,55 @@ class Machine(GuestShell):
         self._boot_offset = 0  # where the console output of the current boot (or shutdown) begins
         self._cloud_init_every_boot = False  # see run_cloud_init_at_every_boot
 
+    # the shell's verbs, as scenarios call them on the machine
+    is_running = Verb(GuestShell.is_running)
+    execute = Verb(GuestShell.execute)
+    succeed = Verb(GuestShell.succeed)
+    fail = Verb(GuestShell.fail)
+    wait_until_succeeds = Verb(GuestShell.wait_until_succeeds)
+    wait_for_unit = Verb(GuestShell.wait_for_unit)
+    wait_for_open_port = Verb(GuestShell.wait_for_open_port)
+    get_unit_properties = Verb(GuestShell.get_unit_properties)
+    require_unit_state = Verb(GuestShell.require_unit_state)
+    require_system_running = Verb(GuestShell.require_system_running)
+    require_mount = Verb(GuestShell.require_mount)
+    require_absent = Verb(GuestShell.require_absent)
+    copy_to = Verb(GuestShell.copy_to)
+    copy_from = Verb(GuestShell.copy_from)
+    copy_tree_to = Verb(GuestShell.copy_tree_to)
+    write_file = Verb(GuestShell.write_file)
+    spawn = Verb(GuestShell.spawn)
+    wait_for_spawned = Verb(GuestShell.wait_for_spawned)
+    mark_kernel_log = Verb(GuestShell.mark_kernel_log)
+    get_kernel_log_since = Verb(GuestShell.get_kernel_log_since)
+    get_console_size = Verb(GuestShell.get_console_size)
+    get_console_text = Verb(GuestShell.get_console_text)
+    wait_for_console = Verb(GuestShell.wait_for_console)
+    get_console_tail = Verb(GuestShell.get_console_tail)
+
+    @property
+    def spec(self) -> DomainSpec:
+        """The guest's domain as the lab made it (a disk moved here is part of it)."""
+        return self.domain.spec
+
+    @property
+    def user(self) -> str:
+        """The unprivileged account the lab logs in as (cloud-init made it; sudo gives root)."""
+        return self.ssh.user
+
+    @property
+    def console_path(self) -> Path:
+        return self.domain.console_path
+
+    @property
+    def boot_id(self) -> str:
+        return self.state.boot_id
+
     # --- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
         """Create the domain; returns at once (see `wait_for_boot`)."""
-        self.gone = ""
+        self.state.begin()
         self._boot_offset = self.get_console_size()
         self.domain.start()
         self.ssh.port = self.domain.ssh_port
@@ -88,7 +119,7 @@ class Machine(GuestShell):
         self.log.info(f"{self.name}: {why}: powered on again")
 
     def wait_for_ssh(self, *, timeout: float | None = None) -> None:
-        limit = self._limit(timeout, self.timeouts.boot)
+        limit = self.shell.limit(timeout, self.timeouts.boot)
         give_up_on_console = time.monotonic() + self.timeouts(SSHD_GRACE)
 
         def connected(last: bool) -> bool | None:
@@ -130,7 +161,7 @@ class Machine(GuestShell):
 
     def wait_for_boot(self, *, timeout: float | None = None) -> None:
         """Ready: SSH login works, cloud-init is done, systemd is up, boot id recorded."""
-        limit = self._limit(timeout, self.timeouts.boot)
+        limit = self.shell.limit(timeout, self.timeouts.boot)
         self.wait_for_ssh(timeout=limit)
         with self.log.nested(f"{self.name}: waiting for cloud-init and systemd"):
             try:  # one command: each costs a login's worth of time under TCG
@@ -138,7 +169,8 @@ class Machine(GuestShell):
                                    f"{self._first_boot_only()}{BOOT_ID}", timeout=limit)
             except CommandTimeout as exc:
                 raise self._stuck(str(exc)) from exc
-            state, self.boot_id = out.split()[-2:]
+            state, boot_id = out.split()[-2:]
+            self.state.begin(boot_id)
             if state not in ("running", "degraded"):
                 raise BootTimeout(f"{self.name}: systemd reports {state!r} after boot")
             if state == "degraded":
@@ -223,7 +255,7 @@ class Machine(GuestShell):
                            f"{'sudo -n udevadm settle; ' if self._plugged else ''}{BOOT_ID}",  # the disks' links
                            user=self.user)
         self.ssh.key = run_key
-        self.boot_id = out.strip()
+        self.state.begin(out.strip())
         if saved_failed:
             self.log.warning(f"{self.name}: the saved guest is degraded; failed units: {', '.join(saved_failed)}")
             self.degraded.extend(f"boot {self.boots + 1}: {unit}" for unit in saved_failed)
@@ -247,7 +279,7 @@ class Machine(GuestShell):
         with self.log.nested(f"{self.name}: rebooting"):
             self.start_reboot()
             self._unplanned = False  # the lab watches this one through to the next boot
-            limit = self._limit(timeout, self.timeouts.boot)
+            limit = self.shell.limit(timeout, self.timeouts.boot)
             quiet_until = time.monotonic() + self.timeouts(QUIET_CONSOLE)
             give_up_on_console = time.monotonic() + self.timeouts(SSHD_GRACE)
 
@@ -289,8 +321,8 @@ class Machine(GuestShell):
                 self.domain.send_keys([KEY_DOWN])
                 return True if GRUB_MENU in self.get_console_text(offset) else None
 
-            limit = self._limit(timeout, self.timeouts.boot)
-            self._wait(menu, "GRUB's menu", limit)
+            limit = self.shell.limit(timeout, self.timeouts.boot)
+            self.shell.wait(menu, "GRUB's menu", limit)
             self.domain.send_keys([KEY_HOME, *[KEY_DOWN] * index, KEY_ENTER])
             self.wait_for_boot(timeout=limit)
 
@@ -298,7 +330,7 @@ class Machine(GuestShell):
         """Unplug the disk with this serial from the running guest, as a failing or pulled disk goes;
         returns once libvirt no longer lists it (the guest has let go of it)."""
         with self.log.nested(f"{self.name}: detaching disk {serial}"):
-            self.domain.detach_disk(serial, lambda done, what: self._wait(done, what, timeout))
+            self.domain.detach_disk(serial, lambda done, what: self.shell.wait(done, what, timeout))
 
     def attach_disk(self, serial: str) -> None:
         """Plug a disk of this machine's spec (one `detach_disk` took away) back in."""
@@ -319,7 +351,7 @@ class Machine(GuestShell):
         """Press the reset button (for a guest that cannot reboot itself) and wait until it is ready."""
         with self.log.nested(f"{self.name}: reset"):
             self._press_reset()
-            self.wait_for_boot(timeout=self._limit(timeout, self.timeouts.boot))
+            self.wait_for_boot(timeout=self.shell.limit(timeout, self.timeouts.boot))
 
     def _systemctl_soon(self, verb: str) -> None:
         """`systemctl VERB` a second from now, so this command returns first. The timer's accuracy
@@ -328,7 +360,7 @@ class Machine(GuestShell):
 
     def _press_reset(self) -> None:
         self.ssh.close()  # the connection dies with the boot
-        self.gone = ""
+        self.state.begin()
         self._boot_offset = self.get_console_size()
         self._unplanned = True
         self.domain.reset()
@@ -338,7 +370,7 @@ class Machine(GuestShell):
             self._systemctl_soon("poweroff")
             self.ssh.close()
             wait_until(lambda last: True if not self.is_running() else None,
-                       what=f"{self.name} to power off", timeout=self._limit(timeout, self.timeouts.shutdown))
+                       what=f"{self.name} to power off", timeout=self.shell.limit(timeout, self.timeouts.shutdown))
 
     def hand_over(self) -> dict[str, str | int]:
         """Close the lab's connection and say how to log in (a kept guest): user, port, key file, the

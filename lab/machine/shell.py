@@ -1,5 +1,6 @@
 """The verbs on a running guest (NixOS test driver style): commands, files, background jobs, the
-kernel log and the serial console. `lab.machine.Machine` adds its lifecycle and boots.
+kernel log and the serial console. `lab.machine.Machine` holds one, beside its lifecycle; both read the
+guest's BootState, which only the lifecycle starts anew (a boot) and either may find lost (the guest stopped).
 
 `execute` returns a result and never raises on a non-zero exit; `succeed`
 raises unless the exit code is 0, `fail` unless it is not; `wait_*` poll.
@@ -16,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 from lab.base.errors import CommandFailed, GuestGone, HarnessError, ScenarioFailed, SshUnavailable, WaitTimeout
 from lab.base.log import Log
@@ -55,12 +57,42 @@ def shell(command: str, user: str, login_user: str) -> str:
 
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Verb(Generic[P, R]):
+    """A GuestShell verb offered on what holds the shell as `.shell` (the Machine: scenarios call
+    `vm.succeed(...)`), with the verb's own signature."""
+
+    def __init__(self, verb: Callable[Concatenate[GuestShell, P], R]) -> None:
+        self.name = verb.__name__
+
+    def __get__(self, holder: Any, owner: type) -> Callable[P, R]:
+        return cast(Callable[P, R], getattr(holder.shell, self.name))
+
+
+@dataclass
+class BootState:
+    """The current boot of one guest: its boot id, and why no command can run any more (it stopped or
+    panicked) until the next boot."""
+
+    boot_id: str = ""
+    gone: str = ""
+
+    def lose(self, why: str) -> None:
+        self.gone = why
+
+    def begin(self, boot_id: str = "") -> None:
+        """A new boot (or power-on): commands may run again."""
+        self.boot_id, self.gone = boot_id or self.boot_id, ""
+
+
 class GuestShell:
-    def __init__(self, domain: GuestDomain, ssh: SshSession, log: Log, timeouts: Timeouts) -> None:
-        self.domain, self.ssh, self.log, self.timeouts = domain, ssh, log, timeouts
+    def __init__(self, domain: GuestDomain, ssh: SshSession, log: Log, timeouts: Timeouts,
+                 state: BootState) -> None:
+        self.domain, self.ssh, self.log, self.timeouts, self.state = domain, ssh, log, timeouts, state
         self.name = domain.label
-        self.boot_id = ""
-        self.gone = ""  # why no command can run any more (the guest stopped or panicked), until a new boot
 
     @property
     def spec(self) -> DomainSpec:
@@ -80,10 +112,10 @@ class GuestShell:
         return self.domain.is_running()
 
     def execute(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> CommandResult:
-        limit = self._limit(timeout, self.timeouts.command)
+        limit = self.limit(timeout, self.timeouts.command)
         self.log.info(f"$ {command}", prefix=self.name)
-        if self.gone:
-            raise GuestGone(f"{self.name}: {self.gone}; not running {command!r}")
+        if self.state.gone:
+            raise GuestGone(f"{self.name}: {self.state.gone}; not running {command!r}")
         since = self.get_console_size()
         try:
             if not self.ssh.connected:  # the lab closed it (a reboot, a save) or it dropped: one new attempt
@@ -99,18 +131,18 @@ class GuestShell:
     def _trouble(self, since: int, command: str) -> str | None:
         """Why a silent command can never finish: the guest stopped, or its kernel panicked."""
         if not self.is_running():
-            self.gone = STOPPED
+            self.state.lose(STOPPED)
         elif panic := console.panic_line(self.get_console_text(since)):
-            self.gone = f"the guest's kernel panicked ({panic})"
-        return f"{self.name}: {self.gone} while running {command!r}" if self.gone else None
+            self.state.lose(f"the guest's kernel panicked ({panic})")
+        return f"{self.name}: {self.state.gone} while running {command!r}" if self.state.gone else None
 
     def _stopping(self, doing: str) -> None:
         """After a dropped connection: a guest that stops within a few seconds powered off or crashed."""
         stopped = wait_until(lambda last: True if not self.is_running() else (False if last else None),
                              what=f"{self.name} to stop", timeout=STOP_WAIT, interval=0.5)
         if stopped:
-            self.gone = STOPPED
-            raise GuestGone(f"{self.name}: {self.gone} while {doing}")
+            self.state.lose(STOPPED)
+            raise GuestGone(f"{self.name}: {STOPPED} while {doing}")
 
     def succeed(self, command: str, *, timeout: float | None = None, user: str = ROOT) -> str:
         result = self.execute(command, timeout=timeout, user=user)
@@ -140,7 +172,7 @@ class GuestShell:
                                   f"\n  output: {(result.stdout + result.stderr).strip()[-2000:]}")
             return None
 
-        return str(self._wait(attempt, f"{command!r} to succeed", timeout))
+        return str(self.wait(attempt, f"{command!r} to succeed", timeout))
 
     def wait_for_unit(self, unit: str, *, timeout: float | None = None) -> None:
         def active(last: bool) -> bool | None:
@@ -152,7 +184,7 @@ class GuestShell:
                 raise WaitTimeout(f"{self.name}: unit {unit} is {state}\n{status}")
             return None
 
-        self._wait(active, f"unit {unit} to be active", timeout)
+        self.wait(active, f"unit {unit} to be active", timeout)
 
     def wait_for_open_port(self, port: int, *, host: str = "127.0.0.1", timeout: float | None = None) -> None:
         """Until something accepts TCP connections on host:port, as seen from this guest (another guest
@@ -195,8 +227,8 @@ class GuestShell:
         if found.rc == 0:
             raise ScenarioFailed(f"{self.name}: {path} exists, expected none: {found.stdout.strip()}")
 
-    def _wait(self, predicate: Callable[[bool], object], what: str, timeout: float | None) -> object:
-        limit = self._limit(timeout, self.timeouts.wait)
+    def wait(self, predicate: Callable[[bool], object], what: str, timeout: float | None) -> object:
+        limit = self.limit(timeout, self.timeouts.wait)
         with self.log.nested(f"{self.name}: waiting for {what}"):
             return wait_until(predicate, what=what, timeout=limit)
 
@@ -243,7 +275,7 @@ class GuestShell:
 
     def mark_kernel_log(self, label: str) -> str:
         """Write a marker line into the kernel log; returns it for `get_kernel_log_since`."""
-        marker = f"lab-mark: {label} {self.boot_id[:8]}"
+        marker = f"lab-mark: {label} {self.state.boot_id[:8]}"
         self.succeed(f"echo {shlex.quote(marker)} > /dev/kmsg")
         return marker
 
@@ -283,12 +315,12 @@ class GuestShell:
                 raise WaitTimeout(f"{self.name}: {pattern!r} never appeared on the console")
             return None
 
-        return str(self._wait(seen, f"{pattern!r} on the console", timeout))
+        return str(self.wait(seen, f"{pattern!r} on the console", timeout))
 
     def get_console_tail(self, lines: int = 30) -> str:
         return console.tail(self.console_path, lines)
 
-    def _limit(self, timeout: float | None, base: float) -> float:
+    def limit(self, timeout: float | None, base: float) -> float:
         """A caller's limit as given (0 included), else the base limit scaled for the accelerator."""
         return self.timeouts(base) if timeout is None else timeout
 

@@ -215,7 +215,7 @@ class Run:
         for name, node in nodes.items():
             starts[name] = self._start(provisioner, self._request(name, node, image, run_dir, shared, plan))
             if plan:
-                join(self.machines[name], plan, name)
+                join(self.machines[name].shell, plan, name)
         result.start = starts[next(iter(starts))] if len(starts) == 1 else starts
         self.mark("ssh_ready")
         assert self.machine is not None
