@@ -63,20 +63,33 @@ class Pool:
         return self._pool
 
     def _ensure(self) -> libvirt.virStoragePool:
+        """The pool, defined and started if need be. Two processes may do this at once on a new cache (two
+        test workers): whichever loses a step finds it done by the other, which is as good."""
         try:
             pool = self.conn.storagePoolLookupByName(self.name)
         except libvirt.libvirtError:
-            root = ET.Element("pool", type="dir")
-            ET.SubElement(root, "name").text = self.name
-            target = ET.SubElement(root, "target")
-            ET.SubElement(target, "path").text = str(self.directory)
-            pool = self.conn.storagePoolDefineXML(ET.tostring(root, encoding="unicode"), 0)
-            pool.build(0)
-            pool.setAutostart(1)
+            pool = self._define()
         self._require_target(pool)
         if not pool.isActive():
-            pool.create(0)
+            try:
+                pool.create(0)
+            except libvirt.libvirtError:
+                if not pool.isActive():
+                    raise
         _refresh(pool)
+        return pool
+
+    def _define(self) -> libvirt.virStoragePool:
+        root = ET.Element("pool", type="dir")
+        ET.SubElement(root, "name").text = self.name
+        target = ET.SubElement(root, "target")
+        ET.SubElement(target, "path").text = str(self.directory)
+        try:
+            pool = self.conn.storagePoolDefineXML(ET.tostring(root, encoding="unicode"), 0)
+        except libvirt.libvirtError:
+            return self.conn.storagePoolLookupByName(self.name)  # defined by another process meanwhile
+        pool.build(0)
+        pool.setAutostart(1)
         return pool
 
     def defined_at(self) -> Path | None:
