@@ -25,7 +25,6 @@ from lab.base.retry import wait_until
 from lab.machine.guest_domain import GuestDomain
 from lab.machine.ssh import CommandResult, SshSession
 from lab.virt import console
-from lab.virt.domain import DomainSpec
 
 ROOT = "root"
 STOP_WAIT = 15.0  # seconds a guest gets to finish stopping after its SSH connection dropped
@@ -93,20 +92,6 @@ class GuestShell:
                  state: BootState) -> None:
         self.domain, self.ssh, self.log, self.timeouts, self.state = domain, ssh, log, timeouts, state
         self.name = domain.label
-
-    @property
-    def spec(self) -> DomainSpec:
-        """The guest's domain as the lab made it (a disk moved here is part of it)."""
-        return self.domain.spec
-
-    @property
-    def user(self) -> str:
-        """The unprivileged account the lab logs in as (cloud-init made it; sudo gives root)."""
-        return self.ssh.user
-
-    @property
-    def console_path(self) -> Path:
-        return self.domain.console_path
 
     def is_running(self) -> bool:
         return self.domain.is_running()
@@ -239,7 +224,7 @@ class GuestShell:
     def copy_from(self, remote: str, local: Path) -> None:
         """Copy a file the guest made (readable by root) to `local` on the host."""
         staging = f"/tmp/lab-copy-{os.getpid()}-{Path(remote).name}"
-        self.succeed(f"install -m 0644 {shlex.quote(remote)} {staging} && chown {shlex.quote(self.user)} {staging}")
+        self.succeed(f"install -m 0644 {shlex.quote(remote)} {staging} && chown {shlex.quote(self.ssh.user)} {staging}")
         self.log.info(f"copy {remote} -> {local}", prefix=self.name)
         self.ssh.get(staging, local)
         self.succeed(f"rm -f {staging}")
@@ -297,10 +282,10 @@ class GuestShell:
 
     def get_console_size(self) -> int:
         """Where the console capture ends now: an offset for `get_console_text` and `wait_for_console`."""
-        return console.size(self.console_path)
+        return console.size(self.domain.console_path)
 
     def get_console_text(self, since: int = 0) -> str:
-        return console.read(self.console_path, since)
+        return console.read(self.domain.console_path, since)
 
     def wait_for_console(self, pattern: str, *, since: int = 0, timeout: float | None = None) -> str:
         """Poll the serial console from offset `since` until regex `pattern` shows; returns its line."""
@@ -318,7 +303,7 @@ class GuestShell:
         return str(self.wait(seen, f"{pattern!r} on the console", timeout))
 
     def get_console_tail(self, lines: int = 30) -> str:
-        return console.tail(self.console_path, lines)
+        return console.tail(self.domain.console_path, lines)
 
     def limit(self, timeout: float | None, base: float) -> float:
         """A caller's limit as given (0 included), else the base limit scaled for the accelerator."""

@@ -49,7 +49,6 @@ class LogicalVolume:
     meta_percent: float | None = None  # a thin pool's Meta%
     chunk: int = 0  # a thin pool's chunk size (from dmsetup's table), 0: not in the report
     meta_size: int = 0  # a thin pool's metadata LV ([pool_tmeta])
-    pvs: tuple[str, ...] = ()  # the devices its extents are on
 
 
 @dataclass(frozen=True)

@@ -128,14 +128,14 @@ def differences(run_dir: Path, config: Config) -> list[str]:
     bundled = run_dir / SOURCE / facts.source
     if not bundled.is_file():
         raise UsageError(f"the bundle holds no {SOURCE}/{facts.source}, the source its {PROVENANCE} names")
-    lines = []
-    if _sha256(bundled) != facts.source_sha256:
-        lines.append(f"the bundle's {facts.source} is not the file its run used (sha256 {_sha256(bundled)[:12]}, "
+    lines, digest = [], _sha256(bundled)
+    if digest != facts.source_sha256:
+        lines.append(f"the bundle's {facts.source} is not the file its run used (sha256 {digest[:12]}, "
                      f"recorded {facts.source_sha256[:12]}): it was changed after the run")
     mine = next((s for s in Registry.load(config.scenarios_dirs).all() if s.name == facts.scenario), None)
     if mine is None:
         lines.append(f"scenario {facts.scenario}: not in this checkout; the bundle's source runs")
-    elif _sha256(here := Path(mine.func.__code__.co_filename)) != _sha256(bundled):
+    elif _sha256(here := Path(mine.func.__code__.co_filename)) != digest:
         diff = difflib.unified_diff(bundled.read_text().splitlines(), here.read_text().splitlines(), "bundle",
                                     str(here), lineterm="", n=0)
         lines += [f"scenario {facts.scenario}: the source here differs from the bundle's (the bundle's runs):",
@@ -148,8 +148,9 @@ def differences(run_dir: Path, config: Config) -> list[str]:
             raise UsageError(f"the bundle's image recipe: {exc}") from None
         ours = load_recipes(config.images_dirs).get(name)
         for whose, recipe in (("the bundle's", theirs), ("this checkout's", ours)):
-            if recipe is None or recipe.digest != facts.recipe_digest:
-                lines.append(f"image recipe {facts.recipe}: {whose} is {recipe.digest if recipe else 'absent'}, "
+            now = recipe.digest if recipe else "absent"  # hashes every file of the recipe: once
+            if now != facts.recipe_digest:
+                lines.append(f"image recipe {facts.recipe}: {whose} is {now}, "
                              f"its run's was {facts.recipe_digest} (the bundle's recipe builds the image)")
     return lines
 

@@ -108,8 +108,12 @@ class Pool:
                              f"{self.directory}: set LAB_POOL to another name for a pool of this cache's own, "
                              f"or LAB_CACHE_DIR={target.parent} to use that one")
 
+    def _absent(self) -> bool:
+        """A read-only command's pool that is not defined: it has no volumes, and is not made to read them."""
+        return not self.create and self.defined_at() is None
+
     def lookup(self, name: str) -> libvirt.virStorageVol | None:
-        if not self.create and self.defined_at() is None:
+        if self._absent():
             return None
         try:
             return self.pool.storageVolLookupByName(name)
@@ -118,7 +122,7 @@ class Pool:
 
     def names(self) -> list[str]:
         """Every volume's name (all are made through libvirt, so libvirt knows them without a refresh)."""
-        if not self.create and self.defined_at() is None:
+        if self._absent():
             return []
         return list(self.pool.listVolumes())
 
