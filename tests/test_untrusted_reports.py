@@ -273,3 +273,15 @@ def test_without_insights_core_replay_says_what_to_install(sentinel: Path, capsy
     """insights-core is the replay extra: a plain install is told, in one line, what to add."""
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None if name == "insights" else object())
     assert "pip install 'atomic-lab[replay]'" in refused(capsys, sentinel, SOS)
+
+
+def test_docker_settings_that_are_no_settings_are_listed_not_replayed(tmp_path: Path) -> None:
+    """Unbalanced quotes in docker-storage and a daemon.json that is no JSON object: said, never a traceback,
+    never a command."""
+    quote = ("etc/sysconfig/docker-storage", 'DOCKER_STORAGE_OPTIONS="', "DOCKER_STORAGE_OPTIONS=\"'")
+    report = edited(tmp_path, quote)
+    (report / "etc" / "docker").mkdir()
+    (report / "etc" / "docker" / "daemon.json").write_text("[1, 2]\n")
+    layout = read(report)
+    assert (layout.docker_storage, layout.docker_daemon) == ([], {})
+    assert "/etc/sysconfig/docker-storage: unbalanced quotes, not replayed" in plan(layout).notes
