@@ -9,7 +9,7 @@ NAME   ?= smoke
 ARGS   ?=
 JOBS   ?= $(shell nproc)# VMs (and test workers) at once: one per core
 
-.PHONY: setup host scenario test unit nightly bench soak lint clean
+.PHONY: setup host scenario test unit nightly bench soak lint docs clean
 
 setup: host $(VENV)/.installed
 
@@ -50,6 +50,10 @@ bench: setup
 ## make soak: smoke 20 times in a row and two at once 10 times; fails on any failure or leftover
 soak: setup
 	$(VENV)/bin/python scripts/soak.py
+
+# The tables docs/scenarios.md makes from the scenarios' declarations (stand-ins, field-note coverage).
+docs: setup
+	$(VENV)/bin/python scripts/docs_tables.py
 
 lint: setup
 	$(VENV)/bin/ruff check lab scenarios tests scripts conftest.py

@@ -20,6 +20,10 @@ from lab.base.disks import Disk
 from lab.base.disks import parse_size as parse_size  # scenarios compare sizes with it
 from lab.base.errors import ScenarioFailed as ScenarioFailed  # what a scenario raises, and require_ checks
 from lab.base.errors import UsageError
+from lab.coverage import Covers, check
+from lab.coverage import by_stand_in as by_stand_in  # how a scenario declares the field behaviours it covers
+from lab.coverage import partly as partly
+from lab.coverage import reproduced as reproduced
 from lab.params import Param, declared
 from lab.params import integer as integer  # the types a scenario declares its parameters with
 from lab.params import size as size
@@ -66,6 +70,7 @@ class Scenario:
     outbound: bool = False  # its guests may reach the host and the outside (they cannot by default)
     types: dict[str, Param] = field(default_factory=dict)  # each parameter's type (lab.params)
     stand_ins: tuple[StandIn, ...] = ()  # what in its reproduction is the lab's, not the real software
+    covers: tuple[Covers, ...] = ()  # the field notes' behaviours it reproduces (scenarios/field-notes.toml)
 
     def nodes(self) -> dict[str, Node]:
         """The run's guests by host name, in boot order."""
@@ -90,7 +95,8 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
             tags: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT,
             choices: dict[str, tuple[str, ...]] | None = None, expected: Sequence[str] = (),
             machines: dict[str, Node] | None = None,
-            shared_disks: Sequence[Disk] = (), outbound: bool = False, stand_ins: Sequence[StandIn] = ()) -> Scenario:
+            shared_disks: Sequence[Disk] = (), outbound: bool = False, stand_ins: Sequence[StandIn] = (),
+            covers: Sequence[Covers] = ()) -> Scenario:
     """A validated Scenario; mistakes in the declaration fail here, at import time."""
     if not NAME_RE.match(name):
         raise ValueError(f"scenario name {name!r} must be lower-case words joined by '-'")
@@ -108,13 +114,14 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
             raise ValueError(f"scenario {name}: choices for {key!r} must include its default")
     if any(not (s.component.strip() and s.does.strip() and s.lacks.strip()) for s in stand_ins):
         raise ValueError(f"scenario {name}: each stand-in names its component, what it does and what it does not")
+    check(name, covers)
     for key, param in types.items():  # a default its own type refuses is a mistake of the declaration
         param.parse(key, str(param.default).lower() if param.kind == "flag" else str(param.default))
     return Scenario(name, description, func, image, memory, cpus, tuple(disks),
                     {key: param.default for key, param in types.items()}, frozenset(tags), timeout,
                     dict(choices or {}), tuple(re.compile(rx) for rx in expected),
                     {host: _node(node) for host, node in (machines or {}).items()}, tuple(shared_disks),
-                    outbound, types, tuple(stand_ins))
+                    outbound, types, tuple(stand_ins), tuple(covers))
 
 
 def _node(node: Node) -> Node:

@@ -4,7 +4,7 @@ import json
 
 from lab.context import ScenarioContext
 from lab.lvm import lv_sizes, vg_free_bytes
-from lab.scenario import scenario
+from lab.scenario import reproduced, scenario
 
 
 @scenario(
@@ -13,6 +13,9 @@ from lab.scenario import scenario
     image="lab-atomic",
     memory=1024,
     tags=("smoke",),
+    covers=(
+        reproduced("atomic-root-layout"),
+    ),
     timeout=600,
 )
 def atomic_host(lab: ScenarioContext) -> None:

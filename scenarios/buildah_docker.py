@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from lab.containers import start_docker
 from lab.context import ScenarioContext
-from lab.scenario import scenario
+from lab.scenario import reproduced, scenario
 
 IMAGE = "localhost/hello:latest"
 GREETING = "hello from buildah"
@@ -26,6 +26,10 @@ MAINTAINER = "lab <lab@example.invalid>"
     image="lab-atomic",
     memory=1024,
     tags=("containers", "catalog"),
+    covers=(
+        reproduced("buildah-invisible"),
+        reproduced("buildah-push-daemon"),
+    ),
     timeout=900,
 )
 def buildah_docker(lab: ScenarioContext) -> None:

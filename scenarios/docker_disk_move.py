@@ -18,7 +18,7 @@ from lab.containers import BUSYBOX, busybox_image, devicemapper, docker_fails, s
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, vg_field
 from lab.machine import Machine
-from lab.scenario import Disk, Node, scenario
+from lab.scenario import Disk, Node, reproduced, scenario
 
 VG = "persist"  # the moved disk's VG (the hosts' own root VG is atomicos on both)
 DISK = "/dev/disk/by-id/virtio-persist"
@@ -34,6 +34,9 @@ OWNERSHIP = "devmapper: Unable to take ownership of thin-pool ({}) that already 
     memory=1024,
     machines={"host1": Node(disks=(Disk("4G", "persist"),)), "host2": Node()},
     tags=("storage", "containers", "catalog"),
+    covers=(
+        reproduced("disk-move"),
+    ),
     timeout=1500,
 )
 def docker_disk_move(lab: ScenarioContext) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lab.containers import SYSTEM_CONTAINER_STAND_INS, build_system_images
 from lab.context import ScenarioContext
-from lab.scenario import Node, scenario
+from lab.scenario import Node, by_stand_in, scenario
 
 IMAGES = Path(__file__).parent / "system-containers"
 PREFIX = "/atomic.io/network"
@@ -32,6 +32,9 @@ PREFIX = "/atomic.io/network"
     machines={"host1": Node(), "host2": Node()},
     params={"network": "10.40.0.0/16"},
     tags=("containers", "catalog"),
+    covers=(
+        by_stand_in("flannel-lease", "flannel"),
+    ),
     stand_ins=SYSTEM_CONTAINER_STAND_INS,
     timeout=1500,
 )

@@ -15,7 +15,7 @@ import shlex
 
 from lab.containers import busybox_image, start_docker
 from lab.context import ScenarioContext
-from lab.scenario import scenario
+from lab.scenario import reproduced, scenario
 
 LIMIT_MIB = 24
 JOURNALD_CONF = f"[Journal]\nStorage=persistent\nSystemMaxUse={LIMIT_MIB}M\nSystemMaxFileSize=4M\n"
@@ -31,7 +31,8 @@ USAGE = re.compile(r"take up ([\d.]+)([KMG])")
 
 @scenario("journal-log-space", "A container logging through journald fills the journal to SystemMaxUse; journald "
           "rotates and deletes the oldest files, and docker logs loses the first lines", image="lab-atomic",
-          memory=1024, tags=("containers", "catalog"), timeout=1200)
+          memory=1024, tags=("containers", "catalog"), covers=(reproduced("journal-log-space"),),
+          timeout=1200)
 def journal_log_space(lab: ScenarioContext) -> None:
     vm = lab.machine
     with lab.step(f"journald limited to {LIMIT_MIB} MiB"):

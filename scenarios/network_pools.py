@@ -15,7 +15,7 @@ import json
 
 from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.scenario import scenario
+from lab.scenario import partly, reproduced, scenario
 
 EXHAUSTED = ("could not find an available, non-overlapping IPv4 address pool among the defaults to assign "
              "to the network")
@@ -33,6 +33,11 @@ WIDER_POOL: dict[str, str | int] = {"base": "10.200.0.0/16", "size": 24}
     memory=1024,
     params={"extra_networks": 2},
     tags=("containers", "catalog"),
+    covers=(
+        reproduced("network-pools-exhausted"),
+        partly("network-count", "`docker network ls` counts 33 with the built-in networks, and `prune` frees them, "
+                                "not `rm`"),
+    ),
     timeout=1500,
 )
 def network_pools(lab: ScenarioContext) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.scenario import scenario
+from lab.scenario import reproduced, scenario
 
 CHANGES = {  # path under /etc -> the letter ostree must give it
     "issue": "M",  # Debian's login banner, edited
@@ -27,7 +27,8 @@ def _diff(vm: Machine) -> set[tuple[str, str]]:
 
 
 @scenario("ostree-config-diff", "ostree admin config-diff reports /etc's modified, added and deleted files (M/A/D)",
-          image="lab-ostree", memory=1024, tags=("ostree", "catalog"), timeout=900)
+          image="lab-ostree", memory=1024, tags=("ostree", "catalog"), covers=(reproduced("ostree-config-diff"),),
+          timeout=900)
 def ostree_config_diff(lab: ScenarioContext) -> None:
     vm = lab.machine
     with lab.step("what the host changed in /etc before the scenario"):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from lab.context import ScenarioContext
 from lab.machine import GRUB_MENU
-from lab.scenario import StandIn, scenario
+from lab.scenario import StandIn, by_stand_in, reproduced, scenario
 
 VERSION_FILE = "/usr/share/lab/version"
 BROKEN_UNIT = "lab-broken-upgrade.service"
@@ -64,6 +64,11 @@ def booted(deployment: Deployment) -> Deployment:
     params={"break": "none"},
     choices={"break": ("none", "upgrade")},
     tags=("ostree",),
+    covers=(
+        reproduced("ostree-status"),
+        reproduced("etc-var-preserved"),
+        by_stand_in("rollback", "rpm-ostree rollback, on images without rpm-ostree"),
+    ),
     stand_ins=(StandIn("rpm-ostree rollback", "(lab/guest/ostree_rollback.py, on images without rpm-ostree) moves "
                        "the previous deployment to the front through libostree, as rpm-ostree's rollback does",
                        "run rpm-ostree's transaction, daemon or status output"),

@@ -16,7 +16,7 @@ from typing import Any
 from lab.containers import busybox_image, docker_fails
 from lab.context import ScenarioContext
 from lab.machine import ROOT, Machine
-from lab.scenario import Disk, scenario
+from lab.scenario import Disk, partly, reproduced, scenario
 
 DISK = "/dev/disk/by-id/virtio-storage"
 STORAGE = "/var/lib/containers"  # podman's graphroot lives under it; docker's is bind-mounted from it
@@ -57,6 +57,13 @@ mount_program = "{fuse}"
     memory=1024,
     disks=(Disk("2G", "storage"),),
     tags=("containers", "storage"),
+    covers=(
+        reproduced("xfs-ftype"),
+        reproduced("storage-conf-camel-case", "containers/storage 1.43 only warns (`Failed to decode the keys`) and "
+                                              "runs"),
+        partly("overlay-xfs-2019", "the 2019 message does not reproduce on Linux >= 5.11 (rootless kernel overlay); "
+                                   "its absence and why are asserted"),
+    ),
     timeout=1200,
 )
 def overlay_xfs(lab: ScenarioContext) -> None:

@@ -23,7 +23,7 @@ from lab.containers import devicemapper, start_docker
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, lv_field, root_vg, vg_names
 from lab.machine import Machine
-from lab.scenario import Disk, StandIn, parse_size, scenario
+from lab.scenario import Disk, StandIn, parse_size, partly, reproduced, scenario
 
 SRV_DISK = "/dev/disk/by-id/virtio-srv"
 # The old race's outcome, made to happen: srv left inactive by the time the real root's udev replays the events
@@ -56,6 +56,11 @@ WantedBy=sysinit.target
     params={"root_size": "4G", "data_size": "40%FREE", "reboots": 1, "pv_event": "seen"},
     choices={"pv_event": ("seen", "lost")},
     tags=("storage",),
+    covers=(
+        reproduced("partition-v1"),
+        partly("root-size", "bookworm has no docker-storage-setup: LVM's own commands grow the root, or the image's "
+                            "storage-setup tool where the profile has one"),
+    ),
     stand_ins=(StandIn("lab-lvm-activate.service", "(lab-atomic's image) activates every VG at boot, as the Atomic "
                        "hosts' LVM did", "follow the field hosts' own units: bookworm's LVM activates only a VG a PV "
                        "event completes"),

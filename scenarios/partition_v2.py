@@ -11,7 +11,7 @@ from __future__ import annotations
 from lab.context import ScenarioContext
 from lab.lvm import create_thin_pool, lv_sizes, root_vg, vg_field, vg_names
 from lab.machine import Machine
-from lab.scenario import Disk, parse_size, scenario
+from lab.scenario import Disk, parse_size, partly, reproduced, scenario
 
 EXTRA = "/dev/disk/by-id/virtio-extra"
 
@@ -23,6 +23,13 @@ EXTRA = "/dev/disk/by-id/virtio-extra"
     disks=(Disk("4G", "extra"),),
     params={"root_size": "4G", "srv_size": "1G", "swap_size": "512M"},
     tags=("storage",),
+    covers=(
+        reproduced("partition-v2"),
+        reproduced("xfs-grows-mounted"),
+        reproduced("lvm-archive-growth"),
+        partly("swap-lv", "the setup is not run twice, so the check that keeps it from making the swap again is not "
+                          "exercised"),
+    ),
     timeout=1200,
 )
 def partition_v2(lab: ScenarioContext) -> None:

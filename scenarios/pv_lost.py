@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from lab.context import ScenarioContext
 from lab.lvm import root_vg, vg_field
-from lab.scenario import Disk, scenario
+from lab.scenario import Disk, partly, scenario
 
 SERIAL = "extra"
 DISK = f"/dev/disk/by-id/virtio-{SERIAL}"
@@ -30,6 +30,9 @@ NO_ROOT = r"ALERT!  /dev/mapper/{}-root does not exist"
     memory=1024,
     disks=(Disk("1G", SERIAL),),
     tags=("storage", "catalog"),
+    covers=(
+        partly("pv-lost", "no `vgreduce --test` step"),
+    ),
     timeout=1200,
 )
 def pv_lost(lab: ScenarioContext) -> None:

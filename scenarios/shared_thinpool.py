@@ -20,7 +20,7 @@ import re
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, lv_field
 from lab.machine import Machine
-from lab.scenario import Disk, Node, scenario
+from lab.scenario import Disk, Node, reproduced, scenario
 
 VG = "shared"
 DISK = "/dev/disk/by-id/virtio-shared"
@@ -40,6 +40,9 @@ LOCK_FAILED = "Failed to lock logical volume {}."
     params={"locking": "lvmlockd"},
     choices={"locking": ("lvmlockd", "none")},
     tags=("storage", "catalog"),
+    covers=(
+        reproduced("shared-thinpool"),
+    ),
     timeout=1500,
 )
 def shared_thinpool(lab: ScenarioContext) -> None:

@@ -16,7 +16,7 @@ from lab.containers import busybox_image, devicemapper, start_docker
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, root_vg
 from lab.machine import Machine
-from lab.scenario import scenario
+from lab.scenario import partly, reproduced, scenario
 
 IMAGE = "localhost/lab/bigfile"
 
@@ -29,6 +29,10 @@ IMAGE = "localhost/lab/bigfile"
     memory=2048,
     params={"containers": 4, "file_mib": 200},
     tags=("storage", "containers", "catalog"),
+    covers=(
+        reproduced("page-cache-sharing"),
+        partly("cow-write-performance", "a figure per driver, recorded, not asserted"),
+    ),
     timeout=1800,
 )
 def storage_drivers(lab: ScenarioContext) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from lab.containers import SYSTEM_CONTAINER_STAND_INS, build_system_images
 from lab.context import ScenarioContext
 from lab.machine import Machine
-from lab.scenario import scenario
+from lab.scenario import by_stand_in, partly, scenario
 
 IMAGES = Path(__file__).parent / "system-containers"
 CHECKOUTS = "/var/lib/containers/atomic"
@@ -42,6 +42,14 @@ DROP_IN = "/etc/systemd/system/docker.service.d/flannel.conf"
     params={"ordering": "correct", "network": "10.40.0.0/16"},
     choices={"ordering": ("correct", "broken")},
     tags=("containers",),
+    covers=(
+        by_stand_in("atomic-install-system", "atomic install"),
+        by_stand_in("exports-templates", "atomic install"),
+        by_stand_in("flannel-lease", "flannel"),
+        by_stand_in("atomic-uninstall", "atomic install"),
+        partly("etcd-flannel-docker-order", "the broken variant inverts the order; the field's race (no order, etcd "
+                                            "late) is not run"),
+    ),
     stand_ins=SYSTEM_CONTAINER_STAND_INS,
     timeout=1200,
 )

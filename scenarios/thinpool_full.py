@@ -27,7 +27,7 @@ from lab.containers import busybox_image, devicemapper, start_docker
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, lv_bytes, lv_field, lv_health, root_vg
 from lab.machine import Machine
-from lab.scenario import Disk, scenario, size
+from lab.scenario import Disk, partly, reproduced, scenario, size
 
 SPARE = "spare"  # the disk `recover` plugs in while writes are queued
 QUEUE = "switching pool to out-of-data-space (queue IO) mode"
@@ -49,6 +49,16 @@ AUTOEXTEND = "activation {\n thin_pool_autoextend_threshold = 50\n thin_pool_aut
     choices={"mode": ("queue", "error", "recover", "autoextend", "unmonitored", "profile", "docker",
                         "docker-grow")},
     tags=("storage",),
+    covers=(
+        reproduced("thinpool-full"),
+        reproduced("thinpool-grow-online"),
+        reproduced("seg-monitor"),
+        reproduced("dm-event-log"),
+        reproduced("min-free-space", "docker 20.10 counts the free space in blocks and warns that devicemapper is "
+                                     "deprecated"),
+        partly("xfs-retry-full-pool", "the kernel's xfs messages while the pool is full are not read"),
+        partly("lvs-data-columns", "Data% is read; the hidden sub-LVs and docker info's Metadata Space are not"),
+    ),
     timeout=1200,
 )
 def thinpool_full(lab: ScenarioContext) -> None:

@@ -13,7 +13,7 @@ from lab.containers import busybox_image, devicemapper, docker_fails, start_dock
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, lv_field, root_vg
 from lab.machine import Machine
-from lab.scenario import scenario, size
+from lab.scenario import reproduced, scenario, size
 
 REFUSED = ("failed to start daemon: error initializing graphdriver: devmapper: Unable to take ownership of "
            "thin-pool ({}) that already has used data blocks")
@@ -27,6 +27,9 @@ REFUSED = ("failed to start daemon: error initializing graphdriver: devmapper: U
     memory=1024,
     params={"pool_size": size("1G", extents=True)},
     tags=("storage", "containers", "catalog"),
+    covers=(
+        reproduced("thinpool-reuse", "docker 20.10 names the pool by its device-mapper name"),
+    ),
     timeout=1200,
 )
 def thinpool_reuse(lab: ScenarioContext) -> None:

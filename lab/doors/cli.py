@@ -39,7 +39,8 @@ def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
     if args.json:
         print(json.dumps([{"name": s.name, "description": s.description, "image": s.image or config.default_image,
                            "tags": sorted(s.tags), "params": {k: t.as_dict() for k, t in s.types.items()},
-                           "stand_ins": [vars(stand_in) for stand_in in s.stand_ins]}
+                           "stand_ins": [vars(stand_in) for stand_in in s.stand_ins],
+                           "covers": [vars(covers) for covers in s.covers]}
                           for s in items], indent=2))
     width = max((len(item.name) for item in items), default=0)  # a long name never pushes its row out of line
     for item in [] if args.json else items:
