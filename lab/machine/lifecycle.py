@@ -20,6 +20,7 @@ from lab.machine.readiness import (
     BOOT_ID,
     CLOUD_INIT_DONE,
     CLOUD_INIT_OFF,
+    EVERY_BOOT,
     JOURNAL,
     LIST_BOOTS,
     PREPARE_RESTORES,
@@ -59,7 +60,6 @@ class Machine:
         self._first_boot = ""  # the run's first boot id (journal form): the journal's boots before it are not the run's
         self._unplanned = False  # boots may have come and gone unwatched (a reset, a reboot the lab did not wait on)
         self._boot_offset = 0  # where the console output of the current boot (or shutdown) begins
-        self._cloud_init_every_boot = False  # see run_cloud_init_at_every_boot
 
     # the shell's verbs, as scenarios call them on the machine
     is_running = Verb(GuestShell.is_running)
@@ -166,7 +166,7 @@ class Machine:
         with self.log.nested(f"{self.name}: waiting for cloud-init and systemd"):
             try:  # one command: each costs a login's worth of time under TCG
                 out = self.succeed(f"{CLOUD_INIT_DONE}; systemctl is-system-running --wait || true; "
-                                   f"{self._first_boot_only()}{BOOT_ID}", timeout=limit)
+                                   f"{BOOT_ID}", timeout=limit)
             except CommandTimeout as exc:
                 raise self._stuck(str(exc)) from exc
             state, boot_id = out.split()[-2:]
@@ -180,14 +180,10 @@ class Machine:
         self.readies.append((self.boot_id, time.monotonic()))
         self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
 
-    def _first_boot_only(self) -> str:
-        """The command that keeps cloud-init from running again at the next boot (unless a scenario wants it)."""
-        return "" if self._cloud_init_every_boot else f": >{CLOUD_INIT_OFF}; "
-
     def run_cloud_init_at_every_boot(self) -> None:
-        """From the next boot on, cloud-init runs its stages at every boot (for a scenario that tests them)."""
-        self.succeed(f"rm -f {CLOUD_INIT_OFF}")
-        self._cloud_init_every_boot = True
+        """From the next boot on, cloud-init runs its stages at every boot (for a scenario that tests them):
+        the seed's bootcmd no longer disables it."""
+        self.succeed(f"rm -f {CLOUD_INIT_OFF} && touch {EVERY_BOOT}")
 
     def failed_units(self) -> tuple[str, ...]:
         """The units that had failed when the current boot was ready."""

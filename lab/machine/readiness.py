@@ -15,15 +15,17 @@ PREPARE_RESTORES = ("chown {user}: ~{user}/.ssh/authorized_keys && "
                     f"setcap cap_sys_time+ep {SET_CLOCK} || {{{{ rm -f {SET_CLOCK}; exit 1; }}}}")
 JOURNAL = "journalctl -b --no-pager -o short-monotonic"  # this boot's journal
 LIST_BOOTS = "journalctl --list-boots --no-pager"
-# cloud-init runs its four stages at the first boot only, as Atomic operators set it up: later boots skip
-# them (its systemd generator leaves cloud-init.target out while this file exists).
-CLOUD_INIT_OFF = "/etc/cloud/cloud-init.disabled"
-# Done when no cloud-init unit has a job queued or running (the final stage runs only when the seed
-# brought scripts, see images/guest); then no stage failed or reported errors. A shell loop, because
+# cloud-init sets a guest up at its first boot only, as Atomic operators ran it: the lab's seed has it
+# disable its own later runs (cloudinit/user-data.yaml's bootcmd writes this file, and its systemd generator
+# then leaves cloud-init.target out) unless EVERY_BOOT exists.
+CLOUD_INIT_OFF, EVERY_BOOT = "/etc/cloud/cloud-init.disabled", "/etc/cloud/lab-every-boot"
+# Done when cloud-init is not part of this boot (its generator did not write /run/cloud-init/enabled, or its
+# units are masked), or when no cloud-init unit has a job queued or running (the final stage runs only when
+# the seed brought scripts, see images/guest) and no stage failed or reported errors. A shell loop, because
 # `cloud-init status --wait` is a Python process that costs seconds under TCG beside the stages.
 _STATUS, _RESULT = "/run/cloud-init/status.json", "/run/cloud-init/result.json"
-CLOUD_INIT_DONE = (f"test -e {CLOUD_INIT_OFF} || {{ "
-                   "while [ -n \"$(systemctl list-jobs --no-legend | grep ' cloud-')\" ]; do sleep 0.2; done; "
+CLOUD_INIT_DONE = ("test ! -e /run/cloud-init/enabled || [ \"$(systemctl is-enabled cloud-init.service)\" = masked ] "
+                   "|| { while [ -n \"$(systemctl list-jobs --no-legend | grep ' cloud-')\" ]; do sleep 0.2; done; "
                    "! systemctl -q is-failed cloud-init-local cloud-init cloud-config cloud-final "
                    f"&& test -e {_STATUS} && ! grep -qs '\"errors\": \\[$' {_STATUS} {_RESULT} "
                    "|| { cloud-init status --long; exit 1; }; }")
