@@ -44,3 +44,17 @@ def test_two_guests_talk_by_name_and_move_and_share_disks(lab: ScenarioContext) 
     one.wait_until_succeeds("! test -e /dev/disk/by-id/virtio-moved")
     two.succeed("mkdir -p /mnt/moved && mount /dev/disk/by-id/virtio-moved /mnt/moved")
     assert two.succeed("cat /mnt/moved/origin") == token
+
+
+IDENTITY = ("cat /etc/machine-id /proc/sys/kernel/random/boot_id && ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
+            " && ls /var/log/journal")
+
+
+@pytest.mark.lab(memory=768, machines={"host1": Node(), "host2": Node()})
+def test_two_guests_of_a_run_differ_as_two_hosts(lab: ScenarioContext) -> None:
+    """Machine-id, boot id, SSH host key and the journal's directory: each its own, on a warm start too
+    (guests restored from one saved guest shared them all)."""
+    one, two = (lab.machines[name].succeed(IDENTITY).splitlines() for name in ("host1", "host2"))
+    assert len(one) == len(two) == 4
+    for mine, theirs in zip(one, two, strict=True):
+        assert mine != theirs, f"host1 and host2 share {mine!r}"

@@ -43,6 +43,7 @@ class MachineRequest:
     shared: tuple[DiskSpec, ...] = ()  # disks every machine of the run has (Provisioner.shared_disks)
     peer: PeerLink | None = None  # the NIC between the run's guests, if it has several
     outbound: bool = False  # the guest may open connections to the host and beyond (a scenario's declaration)
+    clone: int = 0  # its place among its run's guests (a warm start restores each from a save of its own)
 
 
 def free_port() -> int:
@@ -99,7 +100,8 @@ class Provisioner:
     def shape(self, request: MachineRequest) -> Shape:
         hypervisor = f"{self.conn.getType()} {self.conn.getVersion()} libvirt {self.conn.getLibVersion()}"
         return Shape(request.image, request.memory, self._vcpus(request), self._domain_type, hypervisor,
-                     written(self.pool, request.image.volumes), peer_nic=request.peer is not None)
+                     written(self.pool, request.image.volumes), peer_nic=request.peer is not None,
+                     clone=request.clone)
 
     def saving_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
         """A machine to boot cold and save as the warm guest `key`: its root and seed are the

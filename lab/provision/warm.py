@@ -120,6 +120,8 @@ class Shape:
     hypervisor: str  # QEMU and libvirt versions: a saved stream is only sure to load in the same ones
     written: tuple[tuple[str, str], ...]  # when each image volume was last written, read once (see `written`)
     peer_nic: bool = False  # a NIC between the run's guests (a guest's devices cannot change at a restore)
+    clone: int = 0  # which guest of its run: each restores from a save of its own, so that they differ as hosts
+    # do (machine-id, SSH host keys, boot id, the kernel's random state), not as twins of one saved guest
 
 
 class WarmStore:
@@ -135,6 +137,7 @@ class WarmStore:
             "cmdline": shape.image.cmdline, "user": shape.image.login_user,
             "memory": shape.memory_mib, "vcpus": shape.vcpus, "type": shape.domain_type,
             "hypervisor": shape.hypervisor, **({"peer_nic": True} if shape.peer_nic else {}),
+            **({"clone": shape.clone} if shape.clone else {}),
         }, sort_keys=True).encode())
         for path in [*sorted(self.config.cloudinit_dir.rglob("*")), *_KEY_CODE]:
             if path.is_file():

@@ -237,7 +237,7 @@ class Run:
                               memory=node.memory or scenario.memory,
                               cpus=max(1, scenario.cpus // len(plan.hosts)), disks=node.disks,
                               labels=(("scenario", scenario.name), ("machine", name)), shared=shared,
-                              peer=plan.link(name), outbound=scenario.outbound)
+                              peer=plan.link(name), outbound=scenario.outbound, clone=plan.hosts.index(name))
 
     def _start(self, provisioner: Provisioner, request: MachineRequest) -> str:
         """The run's machine, ready: restored from a saved guest, or booted cold. Returns which."""
