@@ -16,7 +16,8 @@ SYSTEM_CONTAINER_STAND_INS = (
             "containers from their exports/ templates, as `atomic install --system` did",
             "pull from a registry, keep images in ostree, update or roll a container back"),
     StandIn("flannel", "(scenarios/system-containers/flannel) leases each host a /24 from etcd in one "
-            "transaction and writes /run/flannel/subnet.env and docker's options, as flanneld does",
+            "transaction, reuses the one its address holds, and writes /run/flannel/subnet.env and docker's "
+            "options, as flanneld does",
             "run a vxlan (or any) backend, route between hosts' subnets or set the overlay's MTU"),
 )
 ROOTFS_TAR = "/var/tmp/lab-busybox-rootfs.tar"

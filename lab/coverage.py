@@ -76,7 +76,8 @@ def table(behaviours: dict[str, Behaviour], declared: Iterable[tuple[str, Sequen
     for key, behaviour in behaviours.items():
         status, cell = _status(behaviour, claims[key])
         counts[status] += 1
-        rows.append(f"| {behaviour.what} | {behaviour.note} | {cell} | {status} |")
+        rows.append("| " + " | ".join(text.replace("|", "\\|") for text in (behaviour.what, behaviour.note, cell,
+                                                                              status)) + " |")
     summary = ", ".join(f"{count} {status}" for status, count in counts.items())
     return [f"{len(behaviours)} behaviours: {summary}.", "", "| behaviour | note | scenario | status |",
             "|---|---|---|---|", *rows]

@@ -17,6 +17,9 @@ from lab.scenario import reproduced, scenario
 IMAGE = "localhost/hello:latest"
 GREETING = "hello from buildah"
 MAINTAINER = "lab <lab@example.invalid>"
+# Three instructions that each change the image (exec form: the image has busybox, no /bin/sh)
+DOCKERFILE = (f"FROM {IMAGE}\n" + "".join(f'RUN ["/bin/busybox", "touch", "/step-{n}"]\n' for n in (1, 2, 3)))
+COUNT = "{} images -a -q | sort -u | wc -l"
 
 
 @scenario(
@@ -29,6 +32,8 @@ MAINTAINER = "lab <lab@example.invalid>"
     covers=(
         reproduced("buildah-invisible"),
         reproduced("buildah-push-daemon"),
+        reproduced("buildah-bud-layers", "shown against docker 20.10's legacy builder, which keeps an image per "
+                                         "instruction; `buildah bud --layers` would keep them too"),
     ),
     timeout=900,
 )
@@ -57,3 +62,15 @@ def buildah_docker(lab: ScenarioContext) -> None:
         assert vm.succeed(f"docker run --rm {IMAGE}", timeout=300).strip() == GREETING
         label = vm.succeed(f"docker image inspect -f '{{{{index .Config.Labels \"maintainer\"}}}}' {IMAGE}")
         assert label.strip() == MAINTAINER, label
+
+    with lab.step("the same Dockerfile: buildah bud adds one image, docker build one per RUN (two untagged)"):
+        vm.write_file("/root/bud/Dockerfile", DOCKERFILE)
+        added = {}
+        for engine, build in (("buildah", "buildah bud -t localhost/bud:buildah /root/bud"),
+                              ("docker", "docker build -t localhost/bud:docker /root/bud")):
+            before = int(vm.succeed(COUNT.format(engine)))
+            lab.evidence(f"{engine}-build.txt", vm.succeed(f"{build} 2>&1", timeout=600))
+            added[engine] = int(vm.succeed(COUNT.format(engine))) - before
+        lab.evidence("docker-images-a.txt", vm.succeed("docker images -a"))
+        lab.record("images_added", added)
+        assert added == {"buildah": 1, "docker": 3}, added

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from lab.context import ScenarioContext
 from lab.lvm import root_vg, vg_field
-from lab.scenario import Disk, partly, scenario
+from lab.scenario import Disk, reproduced, scenario
 
 SERIAL = "extra"
 DISK = f"/dev/disk/by-id/virtio-{SERIAL}"
@@ -31,7 +31,8 @@ NO_ROOT = r"ALERT!  /dev/mapper/{}-root does not exist"
     disks=(Disk("1G", SERIAL),),
     tags=("storage", "catalog"),
     covers=(
-        partly("pv-lost", "no `vgreduce --test` step"),
+        reproduced("pv-lost", "LVM 2.03 warns `Couldn't find device with uuid`; the field's wording is "
+                              "recorded beside it"),
     ),
     timeout=1200,
 )
@@ -70,6 +71,13 @@ def pv_lost(lab: ScenarioContext) -> None:
     with lab.step("unplugged again while running"):
         vm.detach_disk(SERIAL)
         vm.wait_until_succeeds(f"! test -e {DISK}", timeout=120)
+
+    with lab.step("the wiki's dry run first: vgreduce --test --removemissing --force changes nothing"):
+        tried = vm.succeed(f"vgreduce --test --removemissing --force {vg} 2>&1")
+        lab.evidence("repair/vgreduce-test.txt", tried)
+        assert "TEST MODE: Metadata will NOT be updated and volumes will not be (de)activated." in tried, tried
+        assert f"WARNING: Removing partial LV {vg}/data." in tried, tried
+        vm.succeed(f"lvs {vg}/data")  # still there: the test wrote nothing
 
     with lab.step("vgreduce --removemissing: refused while an LV lives on the lost PV, then --force"):
         out = vm.fail(f"vgreduce --removemissing {vg}", "WARNING: Partial LV data needs to be repaired or removed.")

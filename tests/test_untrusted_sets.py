@@ -56,4 +56,5 @@ def test_each_parameter_says_what_it_takes(capsys: pytest.CaptureFixture[str]) -
     assert "--set pool_size=...          a size (512M, 2G) or extents (40%FREE, 90%VG); default 1G" in out
     assert cli.main(["list", "--json"]) == 0
     listed = {s["name"]: s["params"] for s in json.loads(capsys.readouterr().out)}
-    assert listed["partition-v1"]["pv_event"] == {"default": "seen", "type": "choice", "takes": "one of seen, lost"}
+    assert listed["partition-v1"]["pv_event"] == {"default": "seen", "type": "choice",
+                                                  "takes": "one of seen, lost, lost-unrecovered"}

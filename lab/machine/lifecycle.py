@@ -382,6 +382,12 @@ class Machine:
         self.ssh.close()
         self.domain.destroy()
 
+    def power_off(self) -> None:
+        """Pull the plug on a guest the scenario left where no login reaches (an emergency shell), once its
+        evidence is read: commands fail from here on, and the run's health check reads its console alone."""
+        self.destroy()
+        self.state.lose("powered off by the scenario")
+
     def _require_running(self, doing: str) -> None:
         if not self.is_running():
             raise GuestGone(f"{self.name}: the guest stopped while {doing}")

@@ -38,7 +38,7 @@ class HealthFailed(ScenarioFailed):
 
 def _sources(machine: Machine, run_dir: RunDir, prefix: str) -> list[tuple[str, str]]:
     """The console, and each boot's journal (written to evidence/[host/]journal*.txt)."""
-    journals = [*machine.journals, machine.succeed(JOURNAL)]
+    journals = [*machine.journals, *([machine.succeed(JOURNAL)] if machine.is_running() else [])]
     sources = [("console", machine.console_path.read_text(errors="replace"))]
     for number, journal in enumerate(journals, start=1):
         name = "journal.txt" if number == len(journals) else f"journal-boot-{number}.txt"
