@@ -6,6 +6,13 @@ as in system-containers) runs on host1 and listens on the hosts' network too; fl
 bookworm has no flannel) runs on both hosts against host1's etcd. What is asserted comes from etcd and
 the hosts: etcd holds exactly two leases, each host's docker0 and docker's bridge network sit in one of
 them, and the two hosts' subnets differ. (The leases' PublicIP is the stand-in's own writing: recorded.)
+
+Then what the kernel and docker do with the leases. The stand-in runs no backend, so no host has a route to
+the other's subnet and a container on host1 cannot reach one on host2. The lab adds the routes flannel's
+host-gw backend would (each subnet via its host's address on the private network): the packets now reach
+host2, where docker's FORWARD policy (DROP since docker 1.13) drops them, as the kernel's counter shows;
+with FORWARD accepting the flannel network, as flanneld >= 0.10 arranges, the container on host1 reaches
+the one on host2. Each container's MTU is the lease's 1450 (vxlan's), the hosts' network's 1500.
 """
 
 from __future__ import annotations
@@ -15,12 +22,17 @@ import ipaddress
 import json
 from pathlib import Path
 
-from lab.containers import SYSTEM_CONTAINER_STAND_INS, build_system_images
+from lab.containers import SYSTEM_CONTAINER_STAND_INS, build_system_images, busybox_image
 from lab.context import ScenarioContext
-from lab.scenario import Node, by_stand_in, scenario
+from lab.machine import Machine
+from lab.scenario import Node, StandIn, by_stand_in, scenario
 
 IMAGES = Path(__file__).parent / "system-containers"
 PREFIX = "/atomic.io/network"
+HOST_GW = StandIn("host-gw routes", "(this scenario) adds each host's route to the other's subnet via its address "
+                  "on the private network, as flannel's host-gw backend does", "watch etcd for new leases or "
+                  "remove a route when a lease expires")
+DROPPED = "iptables -L FORWARD -n -v -x | sed -n 's/^Chain FORWARD (policy DROP \\([0-9]*\\) packets.*/\\1/p'"
 
 
 @scenario(
@@ -35,7 +47,7 @@ PREFIX = "/atomic.io/network"
     covers=(
         by_stand_in("flannel-lease", "flannel"),
     ),
-    stand_ins=SYSTEM_CONTAINER_STAND_INS,
+    stand_ins=(*SYSTEM_CONTAINER_STAND_INS, HOST_GW),
     timeout=1500,
 )
 def flannel_two_hosts(lab: ScenarioContext) -> None:
@@ -84,6 +96,44 @@ def flannel_two_hosts(lab: ScenarioContext) -> None:
             assert inspect.strip() == str(bridge.network), f"{name}: docker's bridge network {inspect.strip()}"
             bridges[name] = bridge.network
         assert bridges["host1"] != bridges["host2"], f"both hosts' docker0 in {bridges['host1']}"
+    _between_containers(lab, hosts, address, bridges)
+
+
+def _between_containers(lab: ScenarioContext, hosts: dict[str, Machine], address: dict[str, str],
+                        bridges: dict[str, ipaddress.IPv4Network]) -> None:
+    one, two = hosts["host1"], hosts["host2"]
+    image = {name: busybox_image(vm) for name, vm in hosts.items()}
+    two.succeed(f"docker run -d --name target {image['host2']} sleep 3600")
+    target = two.succeed("docker inspect -f '{{.NetworkSettings.IPAddress}}' target").strip()
+    ping = f"docker run --rm {image['host1']} ping -c 2 -W 2 {target}"
+    with lab.step("no backend: host1 routes host2's subnet out of its default route, and the ping is lost"):
+        route = one.succeed(f"ip route get {target}")
+        lab.record("route_without_backend", route.strip())
+        assert f"via {address['host2']}" not in route and "dev eth0" in route, route
+        one.fail(ping, "100% packet loss")
+    with lab.step("host-gw routes added: the packets reach host2, where docker's FORWARD policy drops them"):
+        for name, vm in hosts.items():
+            other = "host2" if name == "host1" else "host1"
+            vm.succeed(f"ip route replace {bridges[other]} via {address[other]}")
+        assert f"via {address['host2']}" in one.succeed(f"ip route get {target}")
+        before = int(two.succeed(DROPPED))
+        one.fail(ping, "100% packet loss")
+        dropped = int(two.succeed(DROPPED)) - before
+        lab.record("dropped_by_forward_policy", dropped)
+        assert dropped >= 1, "host2's FORWARD policy dropped no packet"
+    with lab.step("FORWARD accepts the flannel network: the container on host1 reaches the one on host2"):
+        network = lab.params["network"]
+        for vm in hosts.values():
+            vm.succeed(f"iptables -I FORWARD -s {network} -j ACCEPT && iptables -I FORWARD -d {network} -j ACCEPT")
+        lab.evidence("ping.txt", one.succeed(ping))
+    with lab.step("MTUs: the containers' eth0 has the lease's, the hosts' network its own"):
+        words = one.succeed(f"ip -o route get {address['host2']}").split()
+        device = words[words.index("dev") + 1]
+        mtus = {"container": one.succeed(f"docker run --rm {image['host1']} cat /sys/class/net/eth0/mtu").strip(),
+                "lease": one.succeed("sed -n 's/^FLANNEL_MTU=//p' /run/flannel/subnet.env").strip(),
+                "hosts' network": one.succeed(f"cat /sys/class/net/{device}/mtu").strip()}
+        lab.record("mtu", mtus)
+        assert mtus["container"] == mtus["lease"], mtus
 
 def _subnet(key_b64: str) -> ipaddress.IPv4Network:
     """A lease key (`…/subnets/10.40.7.0-24`) as the network it names."""

@@ -1,13 +1,16 @@
 """image-trust: a signature-requiring trust policy for local images, keys made in the guest.
 
 containers-storage-slides.txt, "Simple Image Signing": images signed with GPG (`skopeo copy
---sign-by`) and a policy in /etc/containers/policy.json that requires the signer's key. No registry
-is reachable, so the images live under `dir:` locations; the messages are containers/image's
-(skopeo 1.9, podman 4.3) as the guest prints them.
+--sign-by`) and a policy in /etc/containers/policy.json that requires the signer's key; "Multiple
+people/companies can sign same image": a second signature added to a signed image, and a policy that
+requires both signers. No registry is reachable, so the images live under `dir:` locations, which keep
+their signatures beside them (a web server's lookaside store serves registries' images only); the
+messages are containers/image's (skopeo 1.9, podman 4.3) as the guest prints them.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 
 from lab.containers import busybox_image
@@ -18,7 +21,7 @@ from lab.scenario import partly, scenario
 GNUPG = "GNUPGHOME=/root/.gnupg"
 IMAGES = "/srv/images"
 IDENTITY = "localhost/lab/busybox:latest"  # what the signatures claim the image is
-SIGNER_KEY = "/etc/containers/lab-signer.gpg"
+SIGNER_KEY, OTHER_KEY = "/etc/containers/lab-signer.gpg", "/etc/containers/lab-other.gpg"
 NO_SIGNATURE = "Source image rejected: A signature was required, but no signature exists"
 INVALID = "Source image rejected: Invalid GPG signature: gpgme.Signature{Summary:"
 # containers/image prints gpgme's verdict; its summary bits say why: 0x80 key missing, 0x4 bad signature
@@ -40,6 +43,8 @@ POLICY = {
     tags=("containers", "catalog"),
     covers=(
         partly("image-signing", "podman's pulls only: docker 20.10 does not read policy.json"),
+        partly("multiple-signers", "signatures kept beside `dir:` images; serving them from a web server needs a "
+                                   "registry, which the lab has none of"),
     ),
     timeout=900,
 )
@@ -48,7 +53,7 @@ def image_trust(lab: ScenarioContext) -> None:
     with lab.step("two GPG keys made in the guest: the lab's signer and another"):
         signer, other = new_key(vm, "Lab Signer <signer@lab.invalid>"), new_key(vm, "Other <other@lab.invalid>")
         lab.record("keys", {"signer": signer, "other": other})
-        vm.succeed(f"{GNUPG} gpg --export {signer} > {SIGNER_KEY}")
+        vm.succeed(f"{GNUPG} gpg --export {signer} > {SIGNER_KEY} && {GNUPG} gpg --export {other} > {OTHER_KEY}")
         # Uncompressed signatures carry their payload in clear, so a tampered one is always the same bad one.
         vm.succeed("echo 'compress-algo none' >> /root/.gnupg/gpg.conf")
 
@@ -78,6 +83,24 @@ def image_trust(lab: ScenarioContext) -> None:
     with lab.step("podman accepts the image signed by the signer and runs it"):
         image_id = vm.succeed(f"podman pull -q dir:{IMAGES}/signed").strip()
         assert vm.succeed(f"podman run --rm --network none {image_id} echo trusted").strip() == "trusted"
+    _two_signers(lab, vm, other)
+
+
+def _two_signers(lab: ScenarioContext, vm: Machine, other: str) -> None:
+    with lab.step("a second signer signs the signed image; a policy requiring both refuses one, takes both"):
+        vm.succeed(f"{GNUPG} skopeo copy -q --sign-by {other} --sign-identity {IDENTITY} dir:{IMAGES}/signed "
+                   f"dir:{IMAGES}/both")
+        signatures = vm.succeed(f"ls {IMAGES}/both").split()
+        assert [name for name in signatures if name.startswith("signature-")] == ["signature-1", "signature-2"], \
+            signatures
+        both = copy.deepcopy(POLICY)
+        first = both["transports"]["dir"][IMAGES][0]
+        both["transports"]["dir"][IMAGES] = [first, {**first, "keyPath": OTHER_KEY}]
+        vm.write_file("/etc/containers/policy.json", json.dumps(both, indent=2))
+        lab.evidence("policy-both.json", json.dumps(both, indent=2))
+        vm.succeed("podman rmi -a -f")
+        lab.evidence("pull-one-signer.txt", vm.fail(f"podman pull dir:{IMAGES}/signed", WRONG_KEY))
+        vm.succeed(f"podman pull -q dir:{IMAGES}/both")
 
 
 def new_key(vm: Machine, uid: str) -> str:

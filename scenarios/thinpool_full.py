@@ -4,7 +4,7 @@ The design card's own example (fedora-atomic-wiki.txt: thin-pool monitoring,
 `dm.min_free_space`). What dm-thin, LVM and docker print is taken from
 ground-truth.md §1-3 and asserted as the guest prints it. One function per mode:
 - queue: writes queue, then fail after no_space_timeout; the pool is extended from free VG space.
-- error: `--errorwhenfull y`: writes fail at once.
+- error: `--errorwhenfull y`: writes fail at once; new files' metadata writes fail and xfs retries them.
 - recover: the field's recovery: the VG has no free space, writes stay queued (no_space_timeout=0)
   while a new disk is plugged in, added to the VG and the pool grown onto it; the queued write completes.
 - autoextend: dmeventd grows the pool as it fills (thresholds in lvmlocal.conf).
@@ -33,6 +33,7 @@ SPARE = "spare"  # the disk `recover` plugs in while writes are queued
 QUEUE = "switching pool to out-of-data-space (queue IO) mode"
 ERROR = "switching pool to out-of-data-space (error IO) mode"
 RESUMED = "switching pool to write mode"
+RETRYING = "Retrying async write."  # xfs, on a metadata write that failed (rate-limited)
 NOSPACE = "No space left on device"
 AUTOEXTEND = "activation {\n thin_pool_autoextend_threshold = 50\n thin_pool_autoextend_percent = 100\n}\n"
 
@@ -56,7 +57,8 @@ AUTOEXTEND = "activation {\n thin_pool_autoextend_threshold = 50\n thin_pool_aut
         reproduced("dm-event-log"),
         reproduced("min-free-space", "docker 20.10 counts the free space in blocks and warns that devicemapper is "
                                      "deprecated"),
-        partly("xfs-retry-full-pool", "the kernel's xfs messages while the pool is full are not read"),
+        reproduced("xfs-retry-full-pool", "`mode=error`: bookworm's xfs retries failed metadata writes forever by "
+                                          "default (max_retries -1 for ENOSPC) and says so in the kernel log"),
         partly("lvs-data-columns", "Data% is read; the hidden sub-LVs and docker info's Metadata Space are not"),
     ),
     timeout=1200,
@@ -87,6 +89,25 @@ def error(lab: ScenarioContext) -> None:
     pool = make_pool(lab, error_when_full=True)
     log = fill_until_error(lab, pool, queued=False)
     assert first(log, QUEUE) is None, "--errorwhenfull y must not queue"
+    xfs_retries(lab, pool)
+
+
+def xfs_retries(lab: ScenarioContext, pool: ThinPool) -> None:
+    """Operator blog, quoting Red Hat: on a full pool "XFS … will be retrying indefinitely in response to any
+    I/O errors". New files need new metadata blocks; their writes fail with ENOSPC, and xfs retries them."""
+    vm = lab.machine
+    with lab.step("new files on the full pool: xfs's metadata writes fail with ENOSPC and it retries them"):
+        device = vm.succeed(f"basename $(readlink -f {thin(pool)})").strip()
+        policy = vm.succeed(f"grep -H . /sys/fs/xfs/{device}/error/metadata/ENOSPC/*").strip()
+        lab.evidence("xfs-enospc-policy.txt", policy)
+        assert f"/sys/fs/xfs/{device}/error/metadata/ENOSPC/max_retries:-1" in policy.splitlines(), policy
+        marker = vm.mark_kernel_log("new files")
+        vm.execute("for i in $(seq 1 2000); do : > /mnt/thin/meta-$i; done; sync", timeout=300)
+        wait_for_kernel(vm, marker, RETRYING)
+        said = [text for _, text in vm.get_kernel_log_since(marker) if text.startswith("XFS")]
+        lab.evidence("xfs-retries.txt", "\n".join(said))
+        assert any("error 28" in line for line in said), said  # ENOSPC from the pool
+        lab.record("xfs_retry_lines", len([line for line in said if RETRYING in line]))
 
 
 def recover(lab: ScenarioContext) -> None:
