@@ -21,8 +21,9 @@ class ScenarioContext:
     """What a scenario function gets: its machines (by host name), parameters and steps."""
 
     def __init__(self, machines: dict[str, Machine], params: dict[str, Any], run_dir: RunDir, log: Log,
-                 profile: Profile, stand_ins: tuple[str, ...] = ()) -> None:
+                 profile: Profile, stand_ins: tuple[str, ...] = (), t0: float | None = None) -> None:
         self.machines, self.params, self.run_dir, self.log = machines, params, run_dir, log
+        self.t0 = time.monotonic() if t0 is None else t0  # the run's start: steps say when they began
         self.profile = profile  # how this image does things (storage setup tool, root VG, ...)
         self.stand_ins = stand_ins  # the components the scenario declares the lab stands in for
         self.steps: list[dict[str, Any]] = []
@@ -63,7 +64,8 @@ class ScenarioContext:
                 yield
             status = "passed"
         finally:
-            self.steps.append({"name": name, "status": status, "seconds": round(time.monotonic() - start, 2)})
+            self.steps.append({"name": name, "status": status, "start": round(start - self.t0, 2),
+                               "seconds": round(time.monotonic() - start, 2)})
 
     def evidence(self, name: str, text: str, *, stand_in: str = "") -> None:
         """Keep guest output in the run's artifacts (evidence/<name>). Output a stand-in of the lab's wrote

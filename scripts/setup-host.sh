@@ -10,6 +10,7 @@ packages=(
     python3-libvirt python3-venv          # Debian's libvirt bindings, seen by the lab's venv
     gnupg                                 # publishers' signed checksums (lab images fetch)
     mmdebstrap e2fsprogs                  # image builds from Debian packages
+    chromium                              # the tests open each run's report.html in a real browser
 )
 
 missing=()

@@ -21,7 +21,7 @@ from typing import Any
 from lab.base.config import DEFAULT_POOL, Config
 from lab.base.errors import LabError, UsageError
 from lab.base.log import Log, configure_terminal
-from lab.doors import cli_images, cli_kept, report
+from lab.doors import cli_images, cli_kept, cli_report, report
 from lab.doors.parallel import Job, ParallelRuns, exit_code, outcome_of, shard
 from lab.replay import replay
 from lab.run import bundle
@@ -278,6 +278,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_replay)
     _add_run_parser(sub)
     cli_kept.add_parsers(sub, _run_ref)
+    cli_report.add_parsers(sub, _run_ref)
     destroy = sub.add_parser("destroy", help="remove a kept run's VM and volumes")
     destroy.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     destroy.set_defaults(func=cmd_destroy)

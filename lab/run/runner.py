@@ -31,6 +31,7 @@ from lab.provision.warm import WarmStore, WarmUnusable
 from lab.run import bundle
 from lab.run.diagnose import collect_failure_evidence
 from lab.run.health import HealthFailed, check_health
+from lab.run.page import write_page
 from lab.run.record import Boot, RunResult
 from lab.run.sit import wait_for_enter
 from lab.run.watchdog import watchdog
@@ -221,7 +222,7 @@ class Run:
         assert self.machine is not None
         result.vcpus, result.memory_mib = self.machine.spec.vcpus, self.machine.spec.memory_mib
         self.ctx = ScenarioContext(self.machines, self.request.params, run_dir, self.log, image.profile,
-                                   tuple(s.component for s in scenario.stand_ins))
+                                   tuple(s.component for s in scenario.stand_ins), self.t0)
         return self.ctx
 
     def _request(self, name: str, node: Node, image: Image, run_dir: RunDir, shared: tuple[DiskSpec, ...],
@@ -321,6 +322,10 @@ class Run:
         result.steps, result.facts = (self.ctx.steps, self.ctx.facts) if self.ctx else ([], {})
         result.wall_seconds = round(time.monotonic() - self.t0, 2)
         result.write(run_dir.path)
+        try:
+            self.log.result(f"report: {write_page(run_dir.path, result)}")
+        except OSError as exc:  # a full disk or a removed directory: the record above still stands
+            self.log.warning(f"could not write the run's report.html: {exc}")
 
     def _boots(self) -> list[Boot]:
         """Every boot of every host, with its boot id; the first carries the console's phases."""

@@ -1,0 +1,148 @@
+"""A run's report.html: one self-contained page (no script, style inline, nothing fetched) that a browser opens
+from a CI artifact or a bundle. The verdict first, a failure's step, command and console at the top; a
+timeline of the run (its steps, each host's boots and the console's phases); the stand-ins; the evidence;
+the console and the transcript, each step linked to its place in the transcript."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from lab.run.record import RunResult
+
+PAGE = "report.html"
+TEXT_LIMIT = 400_000  # characters of the console and of the transcript each: a page stays under 2 MB
+WIDTH, LANE, LEFT = 960, 26, 110  # the timeline's pixels: width of the time axis, one lane, the labels' column
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # ANSI sequences, C0 but tab/newline
+_ENV = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["j2"]),
+                   trim_blocks=True, lstrip_blocks=True)
+
+
+@dataclass(frozen=True)
+class Bar:
+    lane: str
+    start: float
+    seconds: float
+    label: str
+    kind: str  # passed, failed, phase, mark
+
+
+def write_page(run_dir: Path, result: RunResult) -> Path:
+    """report.html in `run_dir`, from the run's record and the files beside it."""
+    path = run_dir / PAGE
+    path.write_text(render(run_dir, result))
+    return path
+
+
+def render(run_dir: Path, result: RunResult) -> str:
+    transcript, anchors = _transcript(run_dir / "transcript.log", [s["name"] for s in result.steps])
+    return _ENV.get_template("report.html.j2").render(
+        r=result, failed=result.status not in ("passed", "flaky"), timeline=Markup(timeline(result)),
+        steps=[{**step, "anchor": anchors.get(index)} for index, step in enumerate(result.steps)],
+        consoles=_consoles(run_dir), transcript=transcript, evidence=_evidence(run_dir),
+        facts=_facts(result.facts), start=_start(result.start))
+
+
+def bars(result: RunResult) -> list[Bar]:
+    """What the timeline draws: steps, each boot's console phases and readiness, the run's own marks."""
+    found = [Bar("steps", float(s.get("start", 0.0)), float(s.get("seconds", 0.0)), s["name"], s["status"])
+             for s in result.steps if "start" in s]
+    for boot in result.boots:
+        marks = sorted(boot.marks.items(), key=lambda item: item[1])
+        ends = [at for _, at in marks[1:]] + [boot.ready]  # each console phase lasts until the next one
+        for (name, at), until in zip(marks, ends, strict=False):
+            found.append(Bar(boot.host, at, max(until - at, 0.0), name, "phase"))
+        found.append(Bar(boot.host, boot.ready, 0.0, f"ready ({boot.boot_id[:8]})", "mark"))
+    at = 0.0
+    for name, seconds in result.phases.items():  # the lab's phases, in the order they ended: one after another
+        found.append(Bar("run", at, seconds, name, "phase"))
+        at += seconds
+    return found
+
+
+def timeline(result: RunResult) -> str:
+    """An inline SVG: one lane per kind (run, each host, steps), time across, a tooltip on every bar."""
+    drawn = bars(result)
+    end = max([result.wall_seconds, *(b.start + b.seconds for b in drawn), 1.0])
+    lanes = list(dict.fromkeys(["run", *(b.lane for b in drawn if b.lane not in ("run", "steps")), "steps"]))
+    scale = WIDTH / end
+    height = LANE * len(lanes) + 30
+    parts = [f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{LEFT + WIDTH + 10}" '
+             f'height="{height}" role="img" aria-label="timeline of the run">']
+    for row, lane in enumerate(lanes):
+        y = row * LANE + 4
+        parts.append(f'<text x="4" y="{y + 16}" class="lane">{html.escape(lane)}</text>'
+                     f'<line x1="{LEFT}" y1="{y + LANE - 3}" x2="{LEFT + WIDTH}" y2="{y + LANE - 3}" class="rule"/>')
+        for bar in (b for b in drawn if b.lane == lane):
+            parts.append(_bar(bar, LEFT + bar.start * scale, y, max(bar.seconds * scale, 2.0)))
+    for tick in _ticks(end):
+        x = LEFT + tick * scale
+        parts.append(f'<text x="{x:.1f}" y="{height - 6}" class="tick">{tick:g} s</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bar(bar: Bar, x: float, y: float, width: float) -> str:
+    tip = html.escape(f"{bar.label}: {bar.start:.1f} s" + (f" + {bar.seconds:.1f} s" if bar.seconds else ""))
+    label = html.escape(bar.label if width > 7 * len(bar.label) else "")
+    if bar.kind == "mark":
+        return (f'<g><title>{tip}</title><line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + LANE - 6}" '
+                f'class="mark"/></g>')
+    return (f'<g><title>{tip}</title><rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{LANE - 8}" '
+            f'class="{bar.kind}"/><text x="{x + 3:.1f}" y="{y + 13}" class="label">{label}</text></g>')
+
+
+def _ticks(end: float) -> list[float]:
+    step = next(s for s in (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600) if end / s <= 12)
+    return [float(t) for t in range(0, int(end) + 1, step)]
+
+
+def _transcript(path: Path, steps: list[str]) -> tuple[Markup, dict[int, str]]:
+    """The transcript's last TEXT_LIMIT characters as HTML, each step's first line an anchor."""
+    text = _tail(path)
+    anchors: dict[int, str] = {}
+    lines = []
+    for line in text.splitlines():
+        escaped = html.escape(line)
+        found = re.search(r"step: (.*?)(?: in [\d.]+ s\))?$", line)
+        index = next((i for i, name in enumerate(steps) if found and found.group(1) == name and i not in anchors),
+                     None)
+        if index is not None and "(finished:" not in line:
+            anchors[index] = f"step-{index}"
+            escaped = f'<span id="step-{index}" class="anchor">{escaped}</span>'
+        lines.append(escaped)
+    return Markup("\n".join(lines)), anchors
+
+
+def _consoles(run_dir: Path) -> list[tuple[str, str]]:
+    found = sorted(run_dir.glob("console.log")) + sorted(run_dir.glob("*/console.log"))
+    return [(str(path.relative_to(run_dir)), _tail(path)) for path in found]
+
+
+def _tail(path: Path) -> str:
+    """The file's last TEXT_LIMIT characters, without the terminal's colour codes and control characters."""
+    try:
+        text = _CONTROL.sub("", path.read_text(errors="replace"))
+    except OSError:
+        return ""
+    return text if len(text) <= TEXT_LIMIT else f"[… {len(text) - TEXT_LIMIT} characters before]\n" + \
+        text[-TEXT_LIMIT:]
+
+
+def _evidence(run_dir: Path) -> list[str]:
+    top = run_dir / "evidence"
+    return sorted(str(p.relative_to(run_dir)) for p in top.rglob("*") if p.is_file()) if top.is_dir() else []
+
+
+def _facts(facts: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(key, value if isinstance(value, str) else repr(value)) for key, value in facts.items()]
+
+
+def _start(start: str | dict[str, str]) -> str:
+    return start if isinstance(start, str) else ", ".join(f"{host}: {how}" for host, how in start.items())

@@ -1,0 +1,51 @@
+"""report.html from real runs' records: verdict first, a failure at the top, the timeline's lanes and bars, the
+console and the transcript with each step's anchor; one file under 2 MB that fetches nothing."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lab.run.page import write_page
+from lab.run.record import RESULT, RunResult
+
+RECORDS = Path(__file__).parent / "data" / "reports"  # result.json, console.log, transcript.log of real runs
+NAMES = sorted(p.name for p in RECORDS.iterdir())
+
+
+def page_of(name: str, tmp_path: Path) -> str:
+    run_dir = tmp_path / name
+    shutil.copytree(RECORDS / name, run_dir)
+    return write_page(run_dir, RunResult.load(run_dir / RESULT)).read_text()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_self_contained_page(name: str, tmp_path: Path) -> None:
+    text = page_of(name, tmp_path)
+    assert len(text.encode()) < 2 << 20
+    assert "<script" not in text and not re.search(r"""(src|href)=["']?(https?:)?//""", text)
+    assert '<svg class="timeline"' in text and 'id="steps"' in text
+
+
+def test_a_failure_comes_first_with_its_command(tmp_path: Path) -> None:
+    text = page_of("failed", tmp_path)
+    assert text.index('id="failure"') < text.index('id="timeline"')
+    failure = text[text.index('id="failure"'):text.index('id="timeline"')]
+    assert "ls /nonexistent/directory" in failure and "exited 2" in failure
+    assert '<rect x=' in text and 'class="failed"' in text  # the failed step's bar
+
+
+def test_steps_link_to_the_transcript(tmp_path: Path) -> None:
+    text = page_of("passed", tmp_path)
+    anchors = re.findall(r'<a href="#(step-\d+)">', text)
+    assert anchors and all(f'id="{anchor}"' in text for anchor in anchors)
+    assert "\x1b[" not in text  # the console's colours are gone
+
+
+def test_each_host_has_its_lane(tmp_path: Path) -> None:
+    text = page_of("two-hosts", tmp_path)
+    lanes = re.findall(r'<text x="4" y="\d+" class="lane">([^<]+)</text>', text)
+    assert lanes == ["run", "host1", "host2", "steps"]
