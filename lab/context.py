@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from lab.base.errors import UsageError
 from lab.base.log import Log
 from lab.image.store import Profile
 from lab.machine import Machine
+from lab.sampling import sampled, wall_start
 
 GUEST_TOOLS = Path(__file__).parent / "guest"  # programs scenarios copy into guests
 
@@ -28,6 +29,7 @@ class ScenarioContext:
         self.stand_ins = stand_ins  # the components the scenario declares the lab stands in for
         self.steps: list[dict[str, Any]] = []
         self.facts: dict[str, Any] = {}
+        self.samples: dict[str, Any] = {}  # what `sample` measured, for the report's plots
         self.current_step = ""
 
     @property
@@ -66,6 +68,14 @@ class ScenarioContext:
         finally:
             self.steps.append({"name": name, "status": status, "start": round(start - self.t0, 2),
                                "seconds": round(time.monotonic() - start, 2)})
+
+    def sample(self, name: str, command: str, *, every: float = 1.0, events: str = "",
+               machine: Machine | None = None) -> AbstractContextManager[None]:
+        """Sample a number the guest prints (`command`'s first) every `every` s while the block runs, with the
+        kernel lines matching regex `events` meanwhile: the run's report plots them on the run's clock.
+        `with lab.sample("pool data%", f"lvs --noheadings -o data_percent {pool.lv}", events="thin:"):`"""
+        return sampled(machine or self.machine, name, command, every=every, events=events,
+                       wall_t0=wall_start(self.t0), into=self.samples)
 
     def evidence(self, name: str, text: str, *, stand_in: str = "") -> None:
         """Keep guest output in the run's artifacts (evidence/<name>). Output a stand-in of the lab's wrote

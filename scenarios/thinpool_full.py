@@ -34,6 +34,7 @@ QUEUE = "switching pool to out-of-data-space (queue IO) mode"
 ERROR = "switching pool to out-of-data-space (error IO) mode"
 RESUMED = "switching pool to write mode"
 RETRYING = "Retrying async write."  # xfs, on a metadata write that failed (rate-limited)
+THIN_EVENTS = "device-mapper: thin: "  # the kernel's dm-thin lines, drawn on the report's plot of Data%
 NOSPACE = "No space left on device"
 AUTOEXTEND = "activation {\n thin_pool_autoextend_threshold = 50\n thin_pool_autoextend_percent = 100\n}\n"
 
@@ -233,11 +234,12 @@ def fill_until_error(lab: ScenarioContext, pool: ThinPool, *, queued: bool) -> l
         vm.succeed(f"echo {timeout} > /sys/module/dm_thin_pool/parameters/no_space_timeout")
         lab.record("no_space_timeout", int(vm.succeed("cat /sys/module/dm_thin_pool/parameters/no_space_timeout")))
         marker = vm.mark_kernel_log("fill begins")
-        vm.spawn("dd if=/dev/zero of=/mnt/thin/fill bs=1M oflag=direct", name="fill")
-        if queued:
-            wait_for_kernel(vm, marker, QUEUE)
-            assert lv_health(vm, pool.lv) == "out_of_data", f"pool health {lv_health(vm, pool.lv)!r}"
-        dd = vm.wait_for_spawned("fill", timeout=timeout + 300)
+        with lab.sample("pool Data%", f"lvs --noheadings -o data_percent {pool.lv}", events=THIN_EVENTS):
+            vm.spawn("dd if=/dev/zero of=/mnt/thin/fill bs=1M oflag=direct", name="fill")
+            if queued:
+                wait_for_kernel(vm, marker, QUEUE)
+                assert lv_health(vm, pool.lv) == "out_of_data", f"pool health {lv_health(vm, pool.lv)!r}"
+            dd = vm.wait_for_spawned("fill", timeout=timeout + 300)
         lab.evidence("dd.txt", dd.stdout)
         assert dd.rc != 0 and NOSPACE in dd.stdout, f"the writer should fail with ENOSPC: rc={dd.rc} {dd.stdout}"
         assert lv_health(vm, pool.lv) == "out_of_data", f"pool health {lv_health(vm, pool.lv)!r}"

@@ -24,7 +24,7 @@ def test_reports_name_each_run_its_status_and_failure(tmp_path: Path) -> None:
         _outcome(tmp_path, "pv-lost", "flaky", 0, attempts=[{"exit_code": 1}, {"exit_code": 0}]),
         Outcome(Job("smoke"), "error", 2, 0.5, "", "(no artifacts: exit 2)"),
     ]
-    summary_json, summary_md, junit = write(tmp_path / "report", outcomes, 99.0, 2)
+    summary_json, summary_md, junit, _ = write(tmp_path / "report", outcomes, 99.0, 2)
     runs = json.loads(summary_json.read_text())["runs"]
     assert [(r["scenario"], r["status"]) for r in runs] == [
         ("thinpool-full", "passed"), ("overlay-xfs", "failed"), ("pv-lost", "flaky"), ("smoke", "error")]
@@ -40,3 +40,18 @@ def test_reports_name_each_run_its_status_and_failure(tmp_path: Path) -> None:
     passed = cases["thinpool-full"]
     assert passed.find("failure") is None and passed.get("classname") == "lab.lab-atomic"
     assert "artifacts: " in (cases["thinpool-full"].findtext("system-out") or "")
+
+
+def test_the_runs_page_links_each_report_and_shows_the_trend(tmp_path: Path) -> None:
+    """index.html: each run's report linked (where it has one) and its scenario's wall in earlier reports."""
+    earlier = tmp_path / "nightly-20261205T000000Z"
+    earlier.mkdir()
+    (earlier / "summary.json").write_text(json.dumps({"runs": [{"scenario": "thinpool-full", "wall_seconds": 80.0}]}))
+    passed = _outcome(tmp_path, "thinpool-full", "passed", 0)
+    (Path(passed.artifacts) / "report.html").write_text("<html></html>")
+    index = write(tmp_path / "nightly-20261206T000000Z", [passed, _outcome(tmp_path, "pv-lost", "failed", 1)],
+                  99.0, 2)[3]
+    text = index.read_text()
+    assert f'<a href="../{Path(passed.artifacts).name}/report.html">' in text
+    assert "80.0, 12.3" in text  # the earlier report's wall, then this one's
+    assert text.count("report.html</a>") == 1  # pv-lost has no page to link

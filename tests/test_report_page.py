@@ -49,3 +49,12 @@ def test_each_host_has_its_lane(tmp_path: Path) -> None:
     text = page_of("two-hosts", tmp_path)
     lanes = re.findall(r'<text x="4" y="\d+" class="lane">([^<]+)</text>', text)
     assert lanes == ["run", "host1", "host2", "steps"]
+
+
+def test_samples_are_plotted_with_the_kernels_events(tmp_path: Path) -> None:
+    """thinpool-full's pool Data% climbs to 100; dm-thin's switch to queue and error modes on the same axis."""
+    text = page_of("thinpool-samples", tmp_path)
+    plots = text[text.index('id="samples"'):text.index('id="steps"')]
+    assert plots.count("<svg") == 1 and "pool Data%" in plots
+    assert "switching pool to out-of-data-space (queue IO) mode" in plots
+    assert "switching pool to out-of-data-space (error IO) mode" in plots

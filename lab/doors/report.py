@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lab.doors.parallel import Outcome
+from lab.run.page import PAGE, runs_page
 from lab.run.record import RESULT, RunResult
+
+TREND_DEPTH = 10  # reports whose wall times index.html shows for each scenario
 
 
 def table(outcomes: Sequence[Outcome], wall: float, jobs: int) -> str:
@@ -26,14 +30,40 @@ def table(outcomes: Sequence[Outcome], wall: float, jobs: int) -> str:
 
 
 def write(directory: Path, outcomes: Sequence[Outcome], wall: float, jobs: int) -> list[Path]:
-    """summary.json, summary.md and junit.xml in `directory`; returns their paths."""
+    """summary.json, summary.md, junit.xml and index.html in `directory`; returns their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     entries = [_entry(o) for o in outcomes]
-    paths = [directory / "summary.json", directory / "summary.md", directory / "junit.xml"]
+    last_line = table(outcomes, wall, jobs).splitlines()[-1]
+    paths = [directory / name for name in ("summary.json", "summary.md", "junit.xml", "index.html")]
     paths[0].write_text(json.dumps({"wall_seconds": round(wall, 1), "jobs": jobs, "runs": entries}, indent=2) + "\n")
-    paths[1].write_text(_markdown(entries, table(outcomes, wall, jobs).splitlines()[-1]))
+    paths[1].write_text(_markdown(entries, last_line))
     ET.ElementTree(_junit(entries, wall)).write(paths[2], encoding="unicode", xml_declaration=True)
+    pages = [{**e, "page": _page_link(directory, e["artifacts"])} for e in entries]
+    paths[3].write_text(runs_page(pages, _trends(directory, entries), last_line, TREND_DEPTH))
     return paths
+
+
+def _page_link(directory: Path, artifacts: str) -> str:
+    page = Path(artifacts) / PAGE if artifacts else None
+    return os.path.relpath(page, directory) if page and page.is_file() else ""
+
+
+def _trends(directory: Path, entries: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Each scenario's wall seconds in the earlier reports beside this one (`directory`'s siblings), then
+    now: the last TREND_DEPTH."""
+    found: dict[str, list[float]] = {}
+    earlier = sorted(p for p in directory.parent.glob("*/summary.json") if p.parent != directory)
+    for path in earlier[-(TREND_DEPTH - 1):]:
+        try:
+            runs = json.loads(path.read_text()).get("runs", [])
+        except (OSError, ValueError):
+            continue
+        for run in runs if isinstance(runs, list) else []:
+            if isinstance(run, dict) and isinstance(run.get("wall_seconds"), int | float):
+                found.setdefault(str(run.get("scenario")), []).append(run["wall_seconds"])
+    for e in entries:
+        found.setdefault(e["scenario"], []).append(e["wall_seconds"])
+    return found
 
 
 def _entry(outcome: Outcome) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from lab.run.plots import plot
 from lab.run.record import RunResult
 
 PAGE = "report.html"
@@ -46,7 +47,15 @@ def render(run_dir: Path, result: RunResult) -> str:
         r=result, failed=result.status not in ("passed", "flaky"), timeline=Markup(timeline(result)),
         steps=[{**step, "anchor": anchors.get(index)} for index, step in enumerate(result.steps)],
         consoles=_consoles(run_dir), transcript=transcript, evidence=_evidence(run_dir),
-        facts=_facts(result.facts), start=_start(result.start))
+        facts=_facts(result.facts), start=_start(result.start),
+        plots=[(name, Markup(plot(name, sample)), sample.get("events", [])) for name, sample in result.samples.items()])
+
+
+def runs_page(entries: list[dict[str, Any]], trends: dict[str, list[float]], last_line: str, depth: int) -> str:
+    """index.html of several runs: each scenario and image with its status, wall time, a link to its report
+    (`page`, relative), and its wall times in earlier reports beside this one."""
+    return _ENV.get_template("runs.html.j2").render(entries=entries, trends=trends, last_line=last_line,
+                                                    depth=depth)
 
 
 def bars(result: RunResult) -> list[Bar]:

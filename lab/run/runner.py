@@ -319,7 +319,8 @@ class Run:
         result.kept, result.phases, result.marks, result.boots = kept, self.phases, self.marks, self._boots()
         result.degraded_units = [f"{name}: {unit}" if len(self.machines) > 1 else unit
                                  for name, machine in self.machines.items() for unit in machine.degraded]
-        result.steps, result.facts = (self.ctx.steps, self.ctx.facts) if self.ctx else ([], {})
+        result.steps, result.facts, result.samples = ((self.ctx.steps, self.ctx.facts, self.ctx.samples)
+                                                      if self.ctx else ([], {}, {}))
         result.wall_seconds = round(time.monotonic() - self.t0, 2)
         result.write(run_dir.path)
         try:
