@@ -70,6 +70,11 @@ def ostree_root_full(lab: ScenarioContext) -> None:
         assert tried.rc != 0 and ARCHIVE_FAILED in tried.stderr, f"rc={tried.rc} {tried.stderr}"
         assert lv_size(vm) == lv_before, "the LV grew although lvextend failed"
 
+    _what_works(lab, vm, ref, osname, lv_before)
+
+
+def _what_works(lab: ScenarioContext, vm: Machine, ref: str, osname: str, lv_before: int) -> None:
+    """The full root grown without LVM's archive, the deploy again, and the wiki's `lvextend -r` with room."""
     with lab.step("what works on a full root: lvextend without the archive (-An, archive=0), xfs_growfs /sysroot"):
         vm.succeed(f"lvextend -An --config 'backup {{ archive = 0 }}' -L +{lab.params['grow']} {ROOT_LV}")
         assert lv_size(vm) > lv_before

@@ -68,6 +68,13 @@ mount_program = "{fuse}"
 )
 def overlay_xfs(lab: ScenarioContext) -> None:
     vm = lab.machine
+    _ftype0(lab, vm)
+    _fuse_then_ftype1(lab, vm)
+    libpod_2158(lab)
+
+
+def _ftype0(lab: ScenarioContext, vm: Machine) -> None:
+    """xfs without d_type: what the kernel, podman and docker make of it."""
     with lab.step(f"xfs with ftype=0 (needs -m crc=0) on the storage disk, mounted at {STORAGE}"):
         mkfs = vm.succeed(f"mkfs.xfs -f -m crc=0 -n ftype=0 {DISK} 2>&1")
         lab.evidence("ftype0/mkfs.txt", mkfs)
@@ -103,6 +110,9 @@ def overlay_xfs(lab: ScenarioContext) -> None:
         assert DOCKER_D_TYPE in journal, journal
         lab.record("docker_restarts", int(vm.get_unit_properties("docker.service", "NRestarts")["NRestarts"]))
 
+
+def _fuse_then_ftype1(lab: ScenarioContext, vm: Machine) -> None:
+    """podman through fuse-overlayfs on ftype=0, then both engines on a reformatted ftype=1."""
     with lab.step("with fuse-overlayfs installed, podman silently runs on ftype=0 through it"):
         vm.succeed(f"dpkg-divert --local --rename --remove {FUSE} && rm -rf {RUNROOT}")
         store = podman_store(lab, "ftype0/podman-info-fuse.json")
@@ -125,8 +135,6 @@ def overlay_xfs(lab: ScenarioContext) -> None:
         lab.evidence("ftype1/docker-info.txt", info)
         assert "Storage Driver: overlay2" in info and "Supports d_type: true" in info, info
         assert container_root(vm, "docker")[0] == "overlay"
-
-    libpod_2158(lab)
 
 
 def libpod_2158(lab: ScenarioContext) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from lab.context import ScenarioContext
 from lab.lvm import root_vg, vg_field
+from lab.machine import Machine
 from lab.scenario import Disk, reproduced, scenario
 
 SERIAL = "extra"
@@ -72,6 +73,11 @@ def pv_lost(lab: ScenarioContext) -> None:
         vm.detach_disk(SERIAL)
         vm.wait_until_succeeds(f"! test -e {DISK}", timeout=120)
 
+    _repair(lab, vm, vg)
+
+
+def _repair(lab: ScenarioContext, vm: Machine, vg: str) -> None:
+    """The wiki's repair of a VG that lost a PV on which an LV lived, then a boot without that disk."""
     with lab.step("the wiki's dry run first: vgreduce --test --removemissing --force changes nothing"):
         tried = vm.succeed(f"vgreduce --test --removemissing --force {vg} 2>&1")
         lab.evidence("repair/vgreduce-test.txt", tried)
