@@ -20,6 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev,replay]'
+	mkdir -p $(VENV)/share/bash-completion/completions
+	$(VENV)/bin/register-python-argcomplete lab > $(VENV)/share/bash-completion/completions/lab
 	touch $@
 
 ## make scenario NAME=<scenario> [ARGS="--set k=v --keep"]: run one scenario in a fresh VM

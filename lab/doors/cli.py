@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The `lab` command: thin argument parsing over the library."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from lab.base.config import DEFAULT_POOL, Config
 from lab.base.errors import LabError, UsageError
 from lab.base.log import Log, configure_terminal
-from lab.doors import cli_images, cli_kept, cli_report, report
+from lab.doors import cli_images, cli_kept, cli_report, completion, report
 from lab.doors.parallel import Job, ParallelRuns, exit_code, outcome_of, shard
 from lab.replay import replay
 from lab.run import bundle
@@ -343,7 +344,9 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    completion.enable(parser)  # when the shell asks for completions, this answers and exits
+    args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, Config, Log], int] = args.func
     try:
         config = Config.from_env()
