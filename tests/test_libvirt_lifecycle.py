@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -14,6 +15,7 @@ import pytest
 from lab.base.config import Config
 from lab.base.errors import BootTimeout
 from lab.base.log import Log
+from lab.doors import cli
 from lab.image.store import ImageCache
 from lab.machine import Machine
 from lab.machine.shell import Timeouts
@@ -252,3 +254,19 @@ def test_a_reboot_into_emergency_mode_fails_at_once(pool: Pool, tmp_path: Path,
         machine.reboot(timeout=60)
     assert time.monotonic() - started < 10
     machine.destroy()
+
+
+def test_lab_cleanup_says_what_it_removed_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LAB_LIBVIRT_URI", "test:///default")
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    config = Config.from_env()
+    pool = Pool(connect("test:///default"), config.pool_name, config.pool_dir)
+    pool.directory.mkdir(parents=True)  # the test driver makes no directories, and cleanup forgets such pools
+    dead = secrets.token_hex(4)
+    _machine(pool, dead, tmp_path).start()
+    assert cli.main(["cleanup", "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    removed = {run["run_id"]: run for run in said["removed"]}
+    assert removed[dead]["domains"] == 1 and removed[dead]["volumes"] == [f"{run_prefix(dead)}vm1-root.qcow2"]
+    assert dead not in inventory(pool.conn, pool)

@@ -179,11 +179,16 @@ def cmd_cleanup(args: argparse.Namespace, config: Config, log: Log) -> int:
             print(json.dumps(rows, indent=2))
         return 0
     reaped = reap(pool.conn, pool, config.state_dir, log, include_kept=args.all)
+    # a remote host's directories cannot be seen from here
+    forgotten = forget_gone_pools(pool.conn, DEFAULT_POOL) if config.libvirt_host is None else []
+    if args.json:
+        print(json.dumps({"removed": [{"run_id": run.run_id, "domains": len(run.domains), "volumes": run.volumes}
+                                      for run in reaped], "undefined_pools": forgotten}, indent=2))
+        return 0
     for run in reaped:
         print(f"removed run {run.run_id}: {len(run.domains)} domain(s), {len(run.volumes)} volume(s)")
-    if config.libvirt_host is None:  # a remote host's directories cannot be seen from here
-        for name in forget_gone_pools(pool.conn, DEFAULT_POOL):
-            print(f"undefined pool {name}: its cache directory is gone")
+    for name in forgotten:
+        print(f"undefined pool {name}: its cache directory is gone")
     print(f"{len(reaped)} run(s) cleaned up")
     return 0
 
@@ -286,7 +291,8 @@ def _parser() -> argparse.ArgumentParser:
     cleanup = sub.add_parser("cleanup", help="remove what dead runs left behind")
     cleanup.add_argument("--all", action="store_true", help="also remove kept VMs")
     cleanup.add_argument("--list", action="store_true", help="only list lab objects and their state")
-    cleanup.add_argument("--json", action="store_true", help="with --list: as JSON")
+    cleanup.add_argument("--json", action="store_true",
+                         help="as JSON: what it removed ({removed, undefined_pools}), or with --list the objects")
     cleanup.set_defaults(func=cmd_cleanup)
     doctor = sub.add_parser("doctor", help="check this host can run the lab")
     doctor.add_argument("--json", action="store_true", help="as JSON: problems, and each check (ok, what, fix)")
