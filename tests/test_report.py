@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -55,3 +56,11 @@ def test_the_runs_page_links_each_report_and_shows_the_trend(tmp_path: Path) -> 
     assert f'<a href="../{Path(passed.artifacts).name}/report.html">' in text
     assert "80.0, 12.3" in text  # the earlier report's wall, then this one's
     assert text.count("report.html</a>") == 1  # pv-lost has no page to link
+
+
+def test_the_runs_page_says_where_the_time_went(tmp_path: Path) -> None:
+    outcomes = [_outcome(tmp_path, "a", "passed", 0, phases={"restore": 2.0, "scenario": 30.0}),
+                _outcome(tmp_path, "b", "passed", 0, phases={"boot": 18.0, "scenario": 50.0})]
+    text = write(tmp_path / "report", outcomes, 99.0, 2)[3].read_text()
+    rows = re.findall(r"<tr><td>(\w+)</td><td>([\d.]+)</td><td>([\d.]+) %</td></tr>", text)
+    assert rows == [("scenario", "80.0", "80.0"), ("boot", "18.0", "18.0"), ("restore", "2.0", "2.0")]

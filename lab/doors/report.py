@@ -39,8 +39,20 @@ def write(directory: Path, outcomes: Sequence[Outcome], wall: float, jobs: int) 
     paths[1].write_text(_markdown(entries, last_line))
     ET.ElementTree(_junit(entries, wall)).write(paths[2], encoding="unicode", xml_declaration=True)
     pages = [{**e, "page": _page_link(directory, e["artifacts"])} for e in entries]
-    paths[3].write_text(runs_page(pages, _trends(directory, entries), last_line, TREND_DEPTH))
+    paths[3].write_text(runs_page(pages, _trends(directory, entries), last_line, TREND_DEPTH, shares(entries)))
     return paths
+
+
+def shares(entries: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
+    """Where the runs' time went, summed over every run: each phase of the lab's (image, start, boot, save,
+    restore, scenario, health, cleanup) with its seconds and its share of their sum, largest first."""
+    totals: dict[str, float] = {}
+    for e in entries:
+        for phase, seconds in (e.get("phases") or {}).items():
+            totals[phase] = totals.get(phase, 0.0) + float(seconds)
+    whole = sum(totals.values()) or 1.0
+    return sorted(((phase, round(seconds, 1), round(100 * seconds / whole, 1)) for phase, seconds in totals.items()),
+                  key=lambda row: -row[1])
 
 
 def _page_link(directory: Path, artifacts: str) -> str:

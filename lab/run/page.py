@@ -51,11 +51,12 @@ def render(run_dir: Path, result: RunResult) -> str:
         plots=[(name, Markup(plot(name, sample)), sample.get("events", [])) for name, sample in result.samples.items()])
 
 
-def runs_page(entries: list[dict[str, Any]], trends: dict[str, list[float]], last_line: str, depth: int) -> str:
+def runs_page(entries: list[dict[str, Any]], trends: dict[str, list[float]], last_line: str, depth: int,
+              shares: list[tuple[str, float, float]]) -> str:
     """index.html of several runs: each scenario and image with its status, wall time, a link to its report
-    (`page`, relative), and its wall times in earlier reports beside this one."""
+    (`page`, relative), its wall times in earlier reports beside this one, and where the time went."""
     return _ENV.get_template("runs.html.j2").render(entries=entries, trends=trends, last_line=last_line,
-                                                    depth=depth)
+                                                    depth=depth, shares=shares)
 
 
 def bars(result: RunResult) -> list[Bar]:
