@@ -26,7 +26,7 @@ def test_a_run_prints_its_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
 
-    def run(config: object, request: object, log: object, reruns: int) -> int:  # what a passed run leaves
+    def run(config: object, request: object, log: object, reruns: int, **_: object) -> int:  # a passed run
         run_dir = tmp_path / "20261206T000000.000000Z-smoke"
         run_dir.mkdir()
         RunResult(request.run_id, "smoke", "lab-bookworm", {}, str(run_dir), status="passed").write(run_dir)  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.base.errors import UsageError
-from lab.run.record import SCHEMA, Boot, Health, RunResult, find_run_dir, mark_flaky
+from lab.run.record import SCHEMA, Boot, Health, RunResult, find_run_dir, record_attempts
 
 
 def _result() -> RunResult:
@@ -51,5 +51,5 @@ def test_a_flaky_mark_and_the_newest_directory_of_a_run(tmp_path: Path) -> None:
         _result().write(tmp_path / stamp)
     newest = find_run_dir(tmp_path, "ab12cd34")
     assert newest == tmp_path / "20261202T000000Z-smoke"
-    mark_flaky(newest, [{"attempt": 1, "status": "failed"}])
+    record_attempts(newest, [{"attempt": 1, "status": "failed"}], flaky=True)
     assert RunResult.load(newest / "result.json").status == "flaky"

@@ -38,6 +38,8 @@ def test_reports_name_each_run_its_status_and_failure(tmp_path: Path) -> None:
     assert cases["overlay-xfs"].find("failure").get("message") == "step 'docker refuses': exit 0"  # type: ignore[union-attr]
     assert cases["smoke"].find("error") is not None
     assert cases["pv-lost"].find("properties/property").get("value") == "2"  # type: ignore[union-attr]
+    flaky = cases["pv-lost"].findall("flakyFailure")  # Surefire's element: the pass is kept, the attempt shown
+    assert [f.get("message") for f in flaky] == ["exit 1"] and cases["pv-lost"].find("failure") is None
     passed = cases["thinpool-full"]
     assert passed.find("failure") is None and passed.get("classname") == "lab.lab-atomic"
     assert "artifacts: " in (cases["thinpool-full"].findtext("system-out") or "")
@@ -64,3 +66,12 @@ def test_the_runs_page_says_where_the_time_went(tmp_path: Path) -> None:
     text = write(tmp_path / "report", outcomes, 99.0, 2)[3].read_text()
     rows = re.findall(r"<tr><td>(\w+)</td><td>([\d.]+)</td><td>([\d.]+) %</td></tr>", text)
     assert rows == [("scenario", "80.0", "80.0"), ("boot", "18.0", "18.0"), ("restore", "2.0", "2.0")]
+
+
+def test_a_failure_after_reruns_lists_the_earlier_attempts(tmp_path: Path) -> None:
+    attempts = [{"exit_code": 2, "failure": "ERROR: libvirt went away"}, {"exit_code": 1, "failure": "step x"}]
+    failed = _outcome(tmp_path, "wobbly", "failed", 1, failure="step x", attempts=attempts)
+    junit = write(tmp_path / "report", [failed], 9.0, 1)[2]
+    case = ET.parse(junit).getroot().find("testcase")
+    assert case is not None and case.find("failure") is not None
+    assert [r.get("message") for r in case.findall("rerunFailure")] == ["ERROR: libvirt went away"]

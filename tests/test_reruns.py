@@ -20,24 +20,28 @@ class FakeRun:
     """Fails its first `failures` attempts; records each attempt's request."""
 
     failures: ClassVar[int] = 1
+    code: ClassVar[int] = 2  # how the failing attempts end: 2 the lab failed, 1 the guest did
     seen: ClassVar[list[RunRequest]] = []
+    made: ClassVar[int] = 0  # attempts so far in this test: each its own directory
 
     def __init__(self, config: Config, request: RunRequest, log: Log) -> None:
         self.request, self.run_id = request, str(request.run_id)
-        self.artifacts = config.runs_dir / f"attempt-{len(self.seen)}"
+        self.artifacts = config.runs_dir / f"attempt-{FakeRun.made}"
+        FakeRun.made += 1
 
     def execute(self) -> int:
         self.seen.append(self.request)
         self.artifacts.mkdir(parents=True)
         passed = len(self.seen) > self.failures
-        result: dict[str, Any] = {"run_id": self.run_id, "status": "passed" if passed else "failed"}
+        result: dict[str, Any] = {"run_id": self.run_id, "status": "passed" if passed else "failed",
+                                  "failure": "" if passed else f"attempt {len(self.seen)} failed\n  detail"}
         (self.artifacts / "result.json").write_text(json.dumps(result))
-        return 0 if passed else 1
+        return 0 if passed else self.code
 
 
 @pytest.fixture
 def fake_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Config:
-    FakeRun.seen = []
+    FakeRun.seen, FakeRun.failures, FakeRun.code, FakeRun.made = [], 1, 2, 0
     monkeypatch.setattr(runner, "Run", FakeRun)
     monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
     return Config.from_env()
@@ -53,14 +57,23 @@ def test_a_pass_after_a_failure_is_flaky_under_one_run_id(fake_run: Config) -> N
     assert first.run_id == second.run_id and first.run_id is not None
     assert (first.keep_on_failure, second.keep_on_failure) == (False, False)  # only the last attempt keeps
     result = json.loads((fake_run.runs_dir / "attempt-1" / "result.json").read_text())
-    assert result["status"] == "flaky" and [a["exit_code"] for a in result["attempts"]] == [1, 0]
+    assert result["status"] == "flaky" and [a["exit_code"] for a in result["attempts"]] == [2, 0]
+    assert result["attempts"][0]["failure"] == "attempt 1 failed"
 
 
 def test_the_last_attempt_may_keep_its_vm_and_stays_failed(fake_run: Config) -> None:
     FakeRun.failures = 5
-    try:
-        assert run_with_reruns(fake_run, _request(keep_on_failure=True), Log(terminal=False), 1) == 1
-    finally:
-        FakeRun.failures = 1
+    assert run_with_reruns(fake_run, _request(keep_on_failure=True), Log(terminal=False), 1) == 2
     assert [r.keep_on_failure for r in FakeRun.seen] == [False, True]
-    assert json.loads((fake_run.runs_dir / "attempt-1" / "result.json").read_text())["status"] == "failed"
+    result = json.loads((fake_run.runs_dir / "attempt-1" / "result.json").read_text())
+    assert result["status"] == "failed" and [a["exit_code"] for a in result["attempts"]] == [2, 2]
+
+
+def test_a_guest_failure_is_not_rerun_unless_asked(fake_run: Config) -> None:
+    """kola's maintainers' point (coreos-assembler #2442): a pass after the guest misbehaved hides a bug."""
+    FakeRun.code = 1
+    assert run_with_reruns(fake_run, _request(), Log(terminal=False), 2) == 1
+    assert len(FakeRun.seen) == 1
+    FakeRun.seen = []
+    assert run_with_reruns(fake_run, _request(), Log(terminal=False), 2, guest_failures=True) == 0
+    assert len(FakeRun.seen) == 2

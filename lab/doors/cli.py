@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
         request = dataclasses.replace(template, params=item.parse_sets(args.set),
                                       run_id=args.run_id or secrets.token_hex(4))
         start = time.monotonic()
-        code = run_with_reruns(config, request, log, args.rerun_failed)
+        code = run_with_reruns(config, request, log, args.rerun_failed, guest_failures=args.rerun_guest_failures)
         run_dir = find_run_dir(config.runs_dir, str(request.run_id)) if args.json else None
         if run_dir is not None:  # the run's record, as result.json holds it
             print(json.dumps(dataclasses.asdict(RunResult.load(run_dir / RESULT)), indent=2, default=str))
@@ -131,7 +131,8 @@ def cmd_run(args: argparse.Namespace, config: Config, log: Log) -> int:
         return code
     if args.set or args.run_id or args.sit:
         raise UsageError("--set, --run-id and --sit apply to one scenario; run several without them")
-    flags = (*template.flags(), *(("--rerun-failed", str(args.rerun_failed)) if args.rerun_failed else ()))
+    flags = (*template.flags(), *(("--rerun-failed", str(args.rerun_failed)) if args.rerun_failed else ()),
+             *(("--rerun-guest-failures",) if args.rerun_guest_failures else ()))
     jobs = [Job(registry.get(name).name, args.image, flags) for name in names]
     jobs = shard(jobs, args.shard, key=lambda job: job.label) if args.shard else jobs
     start = time.monotonic()
@@ -319,7 +320,9 @@ def _add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--sit", action="store_true",
                      help="if the run fails, wait before teardown (Enter, or sit-timeout) and say how to enter it")
     run.add_argument("--rerun-failed", type=int, default=0, metavar="N",
-                     help="re-run a failed scenario up to N times in a fresh VM; a later pass is reported flaky")
+                     help="re-run a run the lab failed (exit 2) up to N times in a fresh VM; a later pass is flaky")
+    run.add_argument("--rerun-guest-failures", action="store_true",
+                     help="with --rerun-failed: also re-run when the guest misbehaved (exit 1)")
     run.add_argument("--cold", action="store_true", help="boot the VM instead of restoring a saved, booted guest")
     run.add_argument("--json", action="store_true",
                      help="print the run's record (result.json) on stdout; with several, one object per run")

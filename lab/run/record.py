@@ -118,8 +118,22 @@ def find_run_dir(root: Path, run_id: str) -> Path | None:
     return None
 
 
-def mark_flaky(run_dir: Path, attempts: list[dict[str, Any]]) -> None:
-    """A run that passed after failed attempts is flaky, never a plain pass: say so in its record."""
+def record_attempts(run_dir: Path, attempts: list[dict[str, Any]], *, flaky: bool) -> None:
+    """A run that took several attempts lists them in its record; one that passed after failing is flaky,
+    never a plain pass."""
     result = RunResult.load(run_dir / RESULT)
-    result.status, result.attempts = "flaky", attempts
+    result.attempts = attempts
+    if flaky:
+        result.status = "flaky"
     result.write(run_dir)
+
+
+def first_failure_line(run_dir: Path | None) -> str:
+    """The first line of a run's failure, as its record says it ("" for none or no record)."""
+    path = run_dir / RESULT if run_dir else None
+    if path is None or not path.is_file():
+        return ""
+    try:
+        return RunResult.load(path).failure.partition("\n")[0]
+    except UsageError:
+        return ""
