@@ -49,14 +49,16 @@ def test_the_runs_page_links_each_report_and_shows_the_trend(tmp_path: Path) -> 
     """index.html: each run's report linked (where it has one) and its scenario's wall in earlier reports."""
     earlier = tmp_path / "nightly-20261205T000000Z"
     earlier.mkdir()
-    (earlier / "summary.json").write_text(json.dumps({"runs": [{"scenario": "thinpool-full", "wall_seconds": 80.0}]}))
+    (earlier / "summary.json").write_text(json.dumps({"runs": [
+        {"scenario": "thinpool-full", "image": "lab-atomic", "params": {}, "wall_seconds": 80.0},
+        {"scenario": "thinpool-full", "image": "lab-atomic", "params": {"mode": "error"}, "wall_seconds": 40.0}]}))
     passed = _outcome(tmp_path, "thinpool-full", "passed", 0)
     (Path(passed.artifacts) / "report.html").write_text("<html></html>")
     index = write(tmp_path / "nightly-20261206T000000Z", [passed, _outcome(tmp_path, "pv-lost", "failed", 1)],
                   99.0, 2)[3]
     text = index.read_text()
     assert f'<a href="../{Path(passed.artifacts).name}/report.html">' in text
-    assert "80.0, 12.3" in text  # the earlier report's wall, then this one's
+    assert "80.0, 12.3" in text and "40.0" not in text  # the same variant's earlier wall, then this one's
     assert text.count("report.html</a>") == 1  # pv-lost has no page to link
 
 

@@ -38,7 +38,7 @@ def write(directory: Path, outcomes: Sequence[Outcome], wall: float, jobs: int) 
     paths[0].write_text(json.dumps({"wall_seconds": round(wall, 1), "jobs": jobs, "runs": entries}, indent=2) + "\n")
     paths[1].write_text(_markdown(entries, last_line))
     ET.ElementTree(_junit(entries, wall)).write(paths[2], encoding="unicode", xml_declaration=True)
-    pages = [{**e, "page": _page_link(directory, e["artifacts"])} for e in entries]
+    pages = [{**e, "page": _page_link(directory, e["artifacts"]), "variant": variant(e)} for e in entries]
     paths[3].write_text(runs_page(pages, _trends(directory, entries), last_line, TREND_DEPTH, shares(entries)))
     return paths
 
@@ -72,10 +72,18 @@ def _trends(directory: Path, entries: list[dict[str, Any]]) -> dict[str, list[fl
             continue
         for run in runs if isinstance(runs, list) else []:
             if isinstance(run, dict) and isinstance(run.get("wall_seconds"), int | float):
-                found.setdefault(str(run.get("scenario")), []).append(run["wall_seconds"])
+                found.setdefault(variant(run), []).append(run["wall_seconds"])
     for e in entries:
-        found.setdefault(e["scenario"], []).append(e["wall_seconds"])
+        found.setdefault(variant(e), []).append(e["wall_seconds"])
     return found
+
+
+def variant(entry: dict[str, Any]) -> str:
+    """A run's scenario, image and parameters: the runs whose wall times belong in one trend."""
+    params = entry.get("params")
+    params = params if isinstance(params, dict) else {}
+    return " ".join([str(entry.get("scenario")), str(entry.get("image") or ""),
+                     *(f"{k}={v}" for k, v in sorted(params.items()))])
 
 
 def _entry(outcome: Outcome) -> dict[str, Any]:
@@ -85,7 +93,8 @@ def _entry(outcome: Outcome) -> dict[str, Any]:
             "exit_code": outcome.exit_code, "wall_seconds": round(outcome.wall, 1), "artifacts": outcome.artifacts,
             "run_id": result.run_id if result else outcome.job.run_id, "start": result.start if result else None,
             "phases": result.phases if result else {}, "failure": (result.failure or None) if result else None,
-            "attempts": result.attempts if result else [], "stand_ins": result.stand_ins if result else []}
+            "attempts": result.attempts if result else [], "stand_ins": result.stand_ins if result else [],
+            "params": result.params if result else {}}
 
 
 def _markdown(entries: list[dict[str, Any]], last_line: str) -> str:
