@@ -15,7 +15,7 @@ def boots(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> list[object]:
     """The runs that would have booted (none does)."""
     monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
     started: list[object] = []
-    monkeypatch.setattr(cli, "run_with_reruns", lambda config, request, log, reruns: started.append(request) or 0)
+    monkeypatch.setattr(cli, "run_with_reruns", lambda config, request, log, reruns, **_: started.append(request) or 0)
     return started
 
 
