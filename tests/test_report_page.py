@@ -58,3 +58,15 @@ def test_samples_are_plotted_with_the_kernels_events(tmp_path: Path) -> None:
     assert plots.count("<svg") == 1 and "pool Data%" in plots
     assert "switching pool to out-of-data-space (queue IO) mode" in plots
     assert "switching pool to out-of-data-space (error IO) mode" in plots
+
+
+def test_hot_plugs_are_events_on_their_hosts_lane(tmp_path: Path) -> None:
+    """A disk moved between hosts: unplugged on host1, plugged in on host2, each a tick in its own lane."""
+    run_dir = tmp_path / "moved"
+    shutil.copytree(RECORDS / "two-hosts", run_dir)
+    result = RunResult.load(run_dir / RESULT)
+    result.events = [{"host": "host1", "at": 60.0, "what": "disk moved unplugged"},
+                     {"host": "host2", "at": 61.5, "what": "disk moved plugged in"}]
+    text = write_page(run_dir, result).read_text()
+    assert text.count('class="event"') == 2
+    assert "<title>disk moved unplugged: 60.0 s</title>" in text and "disk moved plugged in: 61.5 s" in text

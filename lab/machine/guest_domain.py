@@ -10,6 +10,7 @@ reboot's kernel and initramfs took 11-18 s in place against 7 s from a fresh pro
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -46,6 +47,7 @@ class GuestDomain:
         self._powered_on_at = 0  # where this power-on's console output begins
         self._stopped = False  # found stopped for good (powered off, or crashed)
         self.ssh_port = spec.ssh_port  # where SSH is forwarded: QEMU's choice when the spec asks for port 0
+        self.events: list[tuple[float, str]] = []  # (time.monotonic(), what): hot-plugs and resets, for the report
 
     @property
     def console_path(self) -> Path:
@@ -140,6 +142,7 @@ class GuestDomain:
     def reset(self) -> None:
         """The reset button: a power cycle, as every reboot of the lab's guests."""
         self._running()
+        self.events.append((time.monotonic(), "reset button"))
         self._power_cycle("the reset button")
 
     def hand_over(self) -> str:
@@ -165,11 +168,13 @@ class GuestDomain:
         dom.detachDeviceFlags(render_disk_xml(self.spec, serial), libvirt.VIR_DOMAIN_AFFECT_LIVE)
         wait(lambda last: None if f"<serial>{serial}</serial>" in dom.XMLDesc() else True,
              f"disk {serial} to leave the domain")
+        self.events.append((time.monotonic(), f"disk {serial} unplugged"))
         self._remember()
 
     def attach_disk(self, serial: str) -> None:
         """Plug in a disk of this domain's spec (one `detach_disk` took away, or a restore left out)."""
         self._running().attachDeviceFlags(render_disk_xml(self.spec, serial), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        self.events.append((time.monotonic(), f"disk {serial} plugged in"))
         self._remember()
 
     def adopt_disk(self, disk: DiskSpec) -> None:

@@ -31,7 +31,7 @@ class Bar:
     start: float
     seconds: float
     label: str
-    kind: str  # passed, failed, phase, mark
+    kind: str  # passed, failed, phase, mark (a boot ready), event (a hot-plug, a reset)
 
 
 def write_page(run_dir: Path, result: RunResult) -> Path:
@@ -69,6 +69,8 @@ def bars(result: RunResult) -> list[Bar]:
         for (name, at), until in zip(marks, ends, strict=False):
             found.append(Bar(boot.host, at, max(until - at, 0.0), name, "phase"))
         found.append(Bar(boot.host, boot.ready, 0.0, f"ready ({boot.boot_id[:8]})", "mark"))
+    found += [Bar(str(e.get("host")), float(e.get("at", 0.0)), 0.0, str(e.get("what")), "event")
+              for e in result.events]
     at = 0.0
     for name, seconds in result.phases.items():  # the lab's phases, in the order they ended: one after another
         found.append(Bar("run", at, seconds, name, "phase"))
@@ -101,9 +103,9 @@ def timeline(result: RunResult) -> str:
 def _bar(bar: Bar, x: float, y: float, width: float) -> str:
     tip = html.escape(f"{bar.label}: {bar.start:.1f} s" + (f" + {bar.seconds:.1f} s" if bar.seconds else ""))
     label = html.escape(bar.label if width > 7 * len(bar.label) else "")
-    if bar.kind == "mark":
+    if bar.kind in ("mark", "event"):
         return (f'<g><title>{tip}</title><line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + LANE - 6}" '
-                f'class="mark"/></g>')
+                f'class="{bar.kind}"/></g>')
     return (f'<g><title>{tip}</title><rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{LANE - 8}" '
             f'class="{bar.kind}"/><text x="{x + 3:.1f}" y="{y + 13}" class="label">{label}</text></g>')
 

@@ -56,6 +56,7 @@ class RunResult:
     marks: dict[str, float] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)  # {host, at, what}: hot-plugs and resets
     samples: dict[str, Any] = field(default_factory=dict)  # name: {command, every, points [[t, v]], events [[t, line]]}
     health: Health | None = None
     degraded_units: list[str] = field(default_factory=list)

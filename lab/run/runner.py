@@ -321,6 +321,8 @@ class Run:
                                  for name, machine in self.machines.items() for unit in machine.degraded]
         result.steps, result.facts, result.samples = ((self.ctx.steps, self.ctx.facts, self.ctx.samples)
                                                       if self.ctx else ([], {}, {}))
+        result.events = [{"host": name, "at": round(at - self.t0, 2), "what": what}
+                         for name, machine in self.machines.items() for at, what in machine.domain.events]
         result.wall_seconds = round(time.monotonic() - self.t0, 2)
         result.write(run_dir.path)
         try:
