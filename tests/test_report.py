@@ -77,3 +77,12 @@ def test_a_failure_after_reruns_lists_the_earlier_attempts(tmp_path: Path) -> No
     case = ET.parse(junit).getroot().find("testcase")
     assert case is not None and case.find("failure") is not None
     assert [r.get("message") for r in case.findall("rerunFailure")] == ["ERROR: libvirt went away"]
+
+
+def test_a_known_failure_is_skipped_in_junit_with_its_tracker(tmp_path: Path) -> None:
+    known = _outcome(tmp_path, "system-containers", "known", 0, failure="step x",
+                     known_issue={"tracker": "https://tracker.example/42", "expires": "2027-01-31"})
+    case = ET.parse(write(tmp_path / "report", [known], 9.0, 1)[2]).getroot().find("testcase")
+    assert case is not None and case.find("failure") is None
+    skipped = case.find("skipped")
+    assert skipped is not None and skipped.get("message") == "known issue https://tracker.example/42 (until 2027-01-31)"

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from lab.base.config import Config
+from lab.base.errors import UsageError
 from lab.base.log import Log
 from lab.run import runner
 from lab.run.reruns import run_with_reruns
@@ -77,3 +78,41 @@ def test_a_guest_failure_is_not_rerun_unless_asked(fake_run: Config) -> None:
     FakeRun.seen = []
     assert run_with_reruns(fake_run, _request(), Log(terminal=False), 2, guest_failures=True) == 0
     assert len(FakeRun.seen) == 2
+
+
+KNOWN = """
+[[issue]]
+scenario = "wob*"
+pattern = "attempt \\\\d failed"
+tracker = "https://tracker.example/42"
+expires = {expires}
+"""
+
+
+def test_a_known_issue_turns_a_failure_known_until_it_expires(fake_run: Config, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeRun.failures, FakeRun.code = 5, 1
+    known_file = tmp_path / "known-issues.toml"
+    monkeypatch.setenv("LAB_KNOWN_ISSUES", str(known_file))
+    known_file.write_text(KNOWN.format(expires="2999-12-31"))
+    assert run_with_reruns(Config.from_env(), _request(), Log(terminal=False), 0) == 0
+    result = json.loads((fake_run.runs_dir / "attempt-0" / "result.json").read_text())
+    assert result["status"] == "known"
+    assert result["known_issue"] == {"tracker": "https://tracker.example/42", "expires": "2999-12-31"}
+    assert 'class="status known"' in (fake_run.runs_dir / "attempt-0" / "report.html").read_text()
+    known_file.write_text(KNOWN.format(expires="2020-01-01"))  # expired: the failure counts again
+    assert run_with_reruns(Config.from_env(), _request(), Log(terminal=False), 0) == 1
+    assert json.loads((fake_run.runs_dir / "attempt-1" / "result.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("entry", ['pattern = "x"\ntracker = "https://t/1"',  # no expiry
+                                   'pattern = "("\ntracker = "https://t/1"\nexpires = 2999-01-01',
+                                   'pattern = "x"\ntracker = "t/1"\nexpires = 2999-01-01',
+                                   'pattern = "x"\ntracker = "https://t/1"\nexpires = 2999-01-01\nowner = "me"'])
+def test_a_mistake_in_the_file_is_one_line_before_any_guest_boots(fake_run: Config, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch, entry: str) -> None:
+    (tmp_path / "k.toml").write_text(f"[[issue]]\n{entry}\n")
+    monkeypatch.setenv("LAB_KNOWN_ISSUES", str(tmp_path / "k.toml"))
+    with pytest.raises(UsageError, match=r"k.toml: issue 1: "):
+        run_with_reruns(Config.from_env(), _request(), Log(terminal=False), 0)
+    assert FakeRun.seen == []

@@ -91,6 +91,7 @@ SETTINGS = (
     Setting("cloudinit_dir", "LAB_CLOUDINIT_DIR", "cloudinit"),  # the seed templates
     Setting("default_image", "LAB_DEFAULT_IMAGE", "default-image"),  # of scenarios that name none
     Setting("sit_timeout", "LAB_SIT_TIMEOUT", "sit-timeout"),  # seconds --sit waits with a failed guest
+    Setting("known_issues", "LAB_KNOWN_ISSUES", "known-issues"),  # failures reported known until a date
 )
 TABLE = "tool.atomic-lab"  # in the pyproject.toml of the user's repository
 
@@ -120,7 +121,7 @@ def _defaults() -> dict[str, str]:
             "pool_name": "", "accel": "auto", "timeout_factor": "1", "tcg_timeout_factor": "2", "boot_timeout": "0",
             "max_vcpus": str(os.cpu_count() or 1), "scenarios_dirs": "", "images_dirs": "",
             "cloudinit_dir": str(builtin_dir("cloudinit")), "default_image": "lab-bookworm",
-            "sit_timeout": "900"}
+            "sit_timeout": "900", "known_issues": "known-issues.toml"}
 
 
 def _raw_settings() -> tuple[dict[str, str], dict[str, str]]:
@@ -143,7 +144,7 @@ def _raw_settings() -> tuple[dict[str, str], dict[str, str]]:
     return values, sources
 
 
-_PATHS = {"cache_dir", "runs_dir", "scenarios_dirs", "images_dirs", "cloudinit_dir"}
+_PATHS = {"cache_dir", "runs_dir", "scenarios_dirs", "images_dirs", "cloudinit_dir", "known_issues"}
 
 
 def _from(base: Path, value: str, name: str) -> str:
@@ -173,6 +174,7 @@ class Config:
     cloudinit_dir: Path
     default_image: str
     sit_timeout: float
+    known_issues: Path  # lab.run.known's file (absent: none)
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # setting -> where it came from
 
     @classmethod
@@ -195,6 +197,7 @@ class Config:
                 cloudinit_dir=Path(raw["cloudinit_dir"]).absolute(),
                 default_image=raw["default_image"],
                 sit_timeout=float(raw["sit_timeout"]),
+                known_issues=Path(raw["known_issues"]).absolute(),
                 sources=sources,
             )
         except ValueError as exc:

@@ -94,7 +94,7 @@ def _entry(outcome: Outcome) -> dict[str, Any]:
             "run_id": result.run_id if result else outcome.job.run_id, "start": result.start if result else None,
             "phases": result.phases if result else {}, "failure": (result.failure or None) if result else None,
             "attempts": result.attempts if result else [], "stand_ins": result.stand_ins if result else [],
-            "params": result.params if result else {}}
+            "params": result.params if result else {}, "known_issue": result.known_issue if result else {}}
 
 
 def _markdown(entries: list[dict[str, Any]], last_line: str) -> str:
@@ -119,6 +119,10 @@ def _junit(entries: list[dict[str, Any]], wall: float) -> ET.Element:
             ET.SubElement(case, "failure", message=message).text = e["failure"]
         elif e["status"] in ("error", "not run"):
             ET.SubElement(case, "error", message=message).text = e["failure"] or f"exit {e['exit_code']}"
+        elif e["status"] == "known":
+            issue = e.get("known_issue") or {}
+            ET.SubElement(case, "skipped", message=f"known issue {issue.get('tracker')} (until {issue.get('expires')})"
+                          ).text = e["failure"]
         elif e["status"] == "flaky":
             properties = ET.SubElement(case, "properties")
             ET.SubElement(properties, "property", name="flaky", value=str(len(e["attempts"])))

@@ -62,6 +62,7 @@ class RunResult:
     degraded_units: list[str] = field(default_factory=list)
     failure_evidence: list[str] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)  # a flaky run's earlier attempts
+    known_issue: dict[str, str] = field(default_factory=dict)  # {tracker, expires}: the failure is known
     kept: bool = False
     ssh: dict[str, Any] = field(default_factory=dict)  # how to log in to a kept run's (first) guest
     machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # the same, by host, when several
@@ -126,6 +127,13 @@ def record_attempts(run_dir: Path, attempts: list[dict[str, Any]], *, flaky: boo
     result.attempts = attempts
     if flaky:
         result.status = "flaky"
+    result.write(run_dir)
+
+
+def record_known(run_dir: Path, tracker: str, expires: str) -> None:
+    """A failure a known issue covers: status known, with the issue's tracker and expiry."""
+    result = RunResult.load(run_dir / RESULT)
+    result.status, result.known_issue = "known", {"tracker": tracker, "expires": expires}
     result.write(run_dir)
 
 
