@@ -5,6 +5,7 @@ the bash script (.venv/share/bash-completion/completions/lab); docs/cli.md says 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,7 +51,10 @@ COMPLETERS: dict[str, Callable[..., list[str]]] = {
 
 
 def enable(parser: argparse.ArgumentParser) -> None:
-    """Give each argument its completer, then answer the shell if it is the shell asking (argcomplete exits)."""
+    """When the shell asks (argcomplete's _ARGCOMPLETE), give each argument its completer and answer it
+    (argcomplete exits); any other start of `lab` pays nothing for it."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
     for action in _actions(parser):
         completer = COMPLETERS.get(action.dest)
         if completer is not None:

@@ -61,8 +61,8 @@ def _page_link(directory: Path, artifacts: str) -> str:
 
 
 def _trends(directory: Path, entries: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Each scenario's wall seconds in the earlier reports beside this one (`directory`'s siblings), then
-    now: the last TREND_DEPTH."""
+    """Each variant's wall seconds in the earlier reports beside this one (`directory`'s siblings), then now:
+    the last TREND_DEPTH."""
     found: dict[str, list[float]] = {}
     earlier = sorted(p for p in directory.parent.glob("*/summary.json") if p.parent != directory)
     for path in earlier[-(TREND_DEPTH - 1):]:
