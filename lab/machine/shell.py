@@ -29,6 +29,7 @@ from lab.virt import console
 ROOT = "root"
 STOP_WAIT = 15.0  # seconds a guest gets to finish stopping after its SSH connection dropped
 STOPPED = "the guest stopped (powered off, crashed or destroyed)"
+TRANSCRIPT_OUTPUT = 128_000  # characters of one command's stdout (or stderr) the transcript keeps
 
 
 @dataclass(frozen=True)
@@ -313,8 +314,17 @@ class GuestShell:
 def _describe(command: str, result: CommandResult) -> str:
     text = f"rc={result.rc} in {result.duration:.2f} s"
     if result.stdout.strip():
-        text += "\n--- stdout\n" + result.stdout.rstrip()
+        text += "\n--- stdout\n" + _shortened(result.stdout.rstrip())
     if result.stderr.strip():
-        text += "\n--- stderr\n" + result.stderr.rstrip()
+        text += "\n--- stderr\n" + _shortened(result.stderr.rstrip())
     return text
+
+
+def _shortened(output: str) -> str:
+    """A command's output for the transcript: its start and its end when it is long (a whole journal is
+    evidence, kept whole by whoever asked for it, not transcript)."""
+    if len(output) <= TRANSCRIPT_OUTPUT:
+        return output
+    half = TRANSCRIPT_OUTPUT // 2
+    return f"{output[:half]}\n[… {len(output) - 2 * half} characters not shown here …]\n{output[-half:]}"
 
