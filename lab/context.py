@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from lab.base.artifacts import RunDir
 from lab.base.errors import UsageError
@@ -18,6 +18,16 @@ from lab.sampling import sampled, wall_start
 GUEST_TOOLS = Path(__file__).parent / "guest"  # programs scenarios copy into guests
 
 
+class Step(TypedDict):
+    """One step in result.json's `steps`."""
+
+    name: str
+    status: str  # passed, failed
+    start: NotRequired[float]  # seconds from the run's start
+    seconds: NotRequired[float]
+    console: NotRequired[dict[str, int]]  # each console capture's size as the step began, by its path in the run
+
+
 class ScenarioContext:
     """What a scenario function gets: its machines (by host name), parameters and steps."""
 
@@ -27,7 +37,7 @@ class ScenarioContext:
         self.t0 = time.monotonic() if t0 is None else t0  # the run's start: steps say when they began
         self.profile = profile  # how this image does things (storage setup tool, root VG, ...)
         self.stand_ins = stand_ins  # the components the scenario declares the lab stands in for
-        self.steps: list[dict[str, Any]] = []
+        self.steps: list[Step] = []
         self.facts: dict[str, Any] = {}
         self.samples: dict[str, Any] = {}  # what `sample` measured, for the report's plots
         self.current_step = ""
@@ -60,6 +70,7 @@ class ScenarioContext:
     def step(self, name: str) -> Iterator[None]:
         self.current_step = name
         start = time.monotonic()
+        consoles = self._console_offsets()
         status = "failed"
         try:
             with self.log.nested(f"step: {name}"):
@@ -67,12 +78,22 @@ class ScenarioContext:
             status = "passed"
         finally:
             self.steps.append({"name": name, "status": status, "start": round(start - self.t0, 2),
-                               "seconds": round(time.monotonic() - start, 2)})
+                               "seconds": round(time.monotonic() - start, 2), "console": consoles})
+
+    def _console_offsets(self) -> dict[str, int]:
+        """Where each guest's console capture ends as a step begins (by its path in the run directory): the
+        report links the step to that place."""
+        found = {}
+        for machine in self.machines.values():
+            path = machine.console_path
+            if path.is_relative_to(self.run_dir.path):
+                found[str(path.relative_to(self.run_dir.path))] = machine.get_console_size()
+        return found
 
     def sample(self, name: str, command: str, *, every: float = 1.0, events: str = "",
                machine: Machine | None = None) -> AbstractContextManager[None]:
         """Sample a number the guest prints (`command`'s first) every `every` s while the block runs, with the
-        kernel lines matching regex `events` meanwhile: the run's report plots them on the run's clock.
+        journal's lines matching regex `events` meanwhile: the run's report plots them on the run's clock.
         `with lab.sample("pool data%", f"lvs --noheadings -o data_percent {pool.lv}", events="thin:"):`"""
         return sampled(machine or self.machine, name, command, every=every, events=events,
                        wall_t0=wall_start(self.t0), into=self.samples)

@@ -46,9 +46,10 @@ def journal_log_space(lab: ScenarioContext) -> None:
     with lab.step("a container logs through docker's journald driver until journald has rotated"):
         start_docker(vm, {"log-driver": "journald"})
         image = busybox_image(vm)
-        vm.succeed(f"docker run -d --name chatty {image} sh -c {shlex.quote(CHATTY)}")
-        vm.wait_until_succeeds(f"test \"$(journalctl CONTAINER_NAME=chatty -n 1 -o cat | cut -d' ' -f2)\" -ge {ENOUGH}",
-                               timeout=900)
+        with lab.sample("journal on disk (MiB, du)", "du -sm /var/log/journal", every=2):
+            vm.succeed(f"docker run -d --name chatty {image} sh -c {shlex.quote(CHATTY)}")
+            vm.wait_until_succeeds("test \"$(journalctl CONTAINER_NAME=chatty -n 1 -o cat | cut -d' ' -f2)\" "
+                                   f"-ge {ENOUGH}", timeout=900)
         vm.succeed("docker stop -t 1 chatty && journalctl --flush --sync")
     with lab.step("journald stays under its limit, and the container's first lines are gone"):
         usage = vm.succeed("journalctl --disk-usage")

@@ -35,6 +35,7 @@ ERROR = "switching pool to out-of-data-space (error IO) mode"
 RESUMED = "switching pool to write mode"
 RETRYING = "Retrying async write."  # xfs, on a metadata write that failed (rate-limited)
 THIN_EVENTS = "device-mapper: thin: "  # the kernel's dm-thin lines, drawn on the report's plot of Data%
+RESIZED = "Size of logical volume .* changed from"  # dmeventd's extension of a pool, drawn on its plots
 NOSPACE = "No space left on device"
 AUTOEXTEND = "activation {\n thin_pool_autoextend_threshold = 50\n thin_pool_autoextend_percent = 100\n}\n"
 
@@ -321,7 +322,10 @@ def grows_while_written(lab: ScenarioContext, pool: ThinPool) -> None:
         before = lv_bytes(vm, pool.lv)
         marker = vm.mark_kernel_log("autoextend fill")
         count = int(before * 1.5) >> 20
-        vm.succeed(f"dd if=/dev/zero of=/mnt/thin/fill bs=1M count={count} oflag=direct", timeout=900)
+        with lab.sample("VG free (MiB)", f"vgs --noheadings --units m --nosuffix -o vg_free {pool.vg}", every=2,
+                        events=RESIZED), \
+                lab.sample("pool Data%", f"lvs --noheadings -o data_percent {pool.lv}", every=2, events=RESIZED):
+            vm.succeed(f"dd if=/dev/zero of=/mnt/thin/fill bs=1M count={count} oflag=direct", timeout=900)
         after = lv_bytes(vm, pool.lv)
         lab.record("pool_bytes", {"before": before, "after": after})
         assert after > before, "the pool did not grow"

@@ -46,8 +46,14 @@ def test_run_ids_newest_first(tmp_path: Path) -> None:
     for stamp, run_id in (("20261201T000000Z-smoke", "aaaa1111"), ("20261202T000000Z-smoke", "bbbb2222")):
         (tmp_path / "runs" / stamp).mkdir(parents=True)
         (tmp_path / "runs" / stamp / "result.json").write_text(f'{{"run_id": "{run_id}", "scenario": "smoke"}}')
-    assert complete("lab report ", tmp_path, LAB_RUNS_DIR=str(tmp_path / "runs")) == [
+    assert complete("lab ssh ", tmp_path, LAB_RUNS_DIR=str(tmp_path / "runs")) == [
         "latest", "bbbb2222", "aaaa1111"]
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    (bundles / "smoke-bbbb2222.tar.gz").touch()
+    (bundles / "notes.txt").touch()
+    assert complete(f"lab report {bundles}/", tmp_path, LAB_RUNS_DIR=str(tmp_path / "runs")) == [
+        f"{bundles}/smoke-bbbb2222.tar.gz"]  # lab report takes a bundle too
 
 
 @pytest.mark.skipif(not SCRIPT.is_file() or shutil.which("bash") is None, reason="make setup writes the script")

@@ -3,13 +3,14 @@ console and the transcript with each step's anchor; one file under 2 MB that fet
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from lab.run.page import write_page
+from lab.run.page import plain_text, write_page
 from lab.run.record import RESULT, RunResult
 
 RECORDS = Path(__file__).parent / "data" / "reports"  # result.json, console.log, transcript.log of real runs
@@ -45,6 +46,19 @@ def test_steps_link_to_the_transcript(tmp_path: Path) -> None:
     assert "\x1b[" not in text  # the console's colours are gone
 
 
+def test_each_step_links_to_where_each_hosts_console_was_when_it_began(tmp_path: Path) -> None:
+    """A two-host run: every step has an anchor in host1's and host2's console, at the offset it recorded."""
+    text = page_of("two-hosts", tmp_path)
+    steps = RunResult.load(RECORDS / "two-hosts" / RESULT).steps
+    for index, step in enumerate(steps):
+        for console, offset in step["console"].items():
+            anchor = f"{re.sub(r'[^A-Za-z0-9_-]', '-', console)}-step-{index}"
+            assert f'<a href="#{anchor}">{console}</a>' in text and f'<span id="{anchor}"' in text
+            shown = text[:text.index(f'<span id="{anchor}"')].rsplit('<pre class="console">', 1)[1]
+            shown = html.unescape(re.sub(r'<span id="[^"]+" class="anchor">.*?</span>', "", shown, flags=re.S))
+            assert shown == plain_text((RECORDS / "two-hosts" / console).read_bytes()[:offset])
+
+
 def test_each_host_has_its_lane(tmp_path: Path) -> None:
     text = page_of("two-hosts", tmp_path)
     lanes = re.findall(r'<text x="4" y="\d+" class="lane">([^<]+)</text>', text)
@@ -61,12 +75,17 @@ def test_samples_are_plotted_with_the_kernels_events(tmp_path: Path) -> None:
 
 
 def test_hot_plugs_are_events_on_their_hosts_lane(tmp_path: Path) -> None:
-    """A disk moved between hosts: unplugged on host1, plugged in on host2, each a tick in its own lane."""
-    run_dir = tmp_path / "moved"
-    shutil.copytree(RECORDS / "two-hosts", run_dir)
-    result = RunResult.load(run_dir / RESULT)
-    result.events = [{"host": "host1", "at": 60.0, "what": "disk moved unplugged"},
-                     {"host": "host2", "at": 61.5, "what": "disk moved plugged in"}]
-    text = write_page(run_dir, result).read_text()
-    assert text.count('class="event"') == 2
-    assert "<title>disk moved unplugged: 60.0 s</title>" in text and "disk moved plugged in: 61.5 s" in text
+    """A disk moved between hosts (docker-disk-move): unplugged on host1, plugged in on host2, each a tick in
+    its own lane."""
+    text = page_of("two-hosts", tmp_path)
+    assert text.count('class="event"') == 3  # plugged into host1 at the start, moved to host2
+    assert re.search(r"<title>disk persist unplugged: 4\d\.\d+ s</title>", text)
+    assert re.search(r"<title>disk persist plugged in: 4\d\.\d+ s</title>", text)
+
+
+def test_a_pool_that_grows_is_drawn_with_its_vgs_free_space(tmp_path: Path) -> None:
+    """thinpool-full's autoextend: VG free falls and Data% drops at each of dmeventd's extensions."""
+    text = page_of("thinpool-autoextend", tmp_path)
+    plots = text[text.index('id="samples"'):text.index('id="steps"')]
+    assert plots.count("<svg") == 2 and "VG free (MiB)" in plots and "pool Data%" in plots
+    assert plots.count("Size of logical volume atomicos/lab-pool_tdata changed from") == 4  # 2 on each plot

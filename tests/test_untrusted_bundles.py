@@ -152,3 +152,54 @@ def test_a_bundle_leaves_out_keys_and_says_what_it_packs(lab_env: Path, capsys: 
     assert cli.main(["bundle", "ab12cd34", "--list"]) == 0
     out = capsys.readouterr().out
     assert "packs  result.json" in out and "leaves id_ed25519 (a secret)" in out and "leaves notes.txt" in out
+
+
+def _report(lab_env: Path, capsys: pytest.CaptureFixture[str],
+            change: Callable[[Path], None]) -> tuple[int, str, str]:
+    """`lab report` of a bundle of a real run's record (tests/data/reports/passed), changed by `change`."""
+    run_dir = lab_env / "made" / RUN
+    shutil.copytree(HERE / "data" / "reports" / "passed", run_dir)
+    (run_dir / "provenance.json").write_text("{}")
+    (run_dir / "evidence").mkdir()
+    (run_dir / "evidence" / "lsblk.txt").write_text("vda 8G\n")
+    (run_dir / "source").mkdir()
+    (run_dir / "source" / "smoke.py").write_text("raise SystemExit('a report runs no code')\n")
+    change(run_dir)
+    out = lab_env / "sentinel" / "bundle.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        for made in (lab_env / "made").iterdir():
+            tar.add(made, arcname=made.name)
+    rc = cli.main(["report", str(out)])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_a_bundles_report_is_written_into_the_labs_own_directory(lab_env: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = _report(lab_env, capsys, lambda run_dir: None)
+    assert rc == 0, err
+    page = Path(out.strip())
+    assert page == lab_env / "runs" / "from-bundles" / RUN / "report.html"
+    text = page.read_text()
+    assert 'href="evidence/lsblk.txt"' in text and (page.parent / "evidence" / "lsblk.txt").is_file()
+    assert not (page.parent / "source").exists()  # only what a report reads
+    assert [p.name for p in (lab_env / "sentinel").iterdir()] == ["bundle.tar.gz"]
+    assert list((lab_env / "tmp").iterdir()) == []
+
+
+REPORT_CRAFTED = [
+    ("a step whose start is text", _edit("result.json", '"start": ', '"start": "x", "was": '), "steps"),
+    ("a sample with a point that is no point", _edit("result.json", '"samples": {}', '"samples": {"p": {"command": '
+                                                     '"x", "every": 1, "points": [[1]], "events": []}}'), "samples"),
+    ("no result", lambda run_dir: (run_dir / "result.json").unlink(), "result.json"),
+    ("a run directory named otherwise", lambda run_dir: run_dir.rename(run_dir.with_name("x y")), "named"),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "said"), REPORT_CRAFTED, ids=[c[0] for c in REPORT_CRAFTED])
+def test_a_crafted_bundles_report_is_refused_in_one_line(lab_env: Path, capsys: pytest.CaptureFixture[str],
+                                                         what: str, change: Callable[[Path], None],
+                                                         said: str) -> None:
+    rc, _, err = _report(lab_env, capsys, change)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and said in err, (what, err)
+    assert not (lab_env / "runs" / "from-bundles").exists()

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import argcomplete
+from argcomplete.completers import FilesCompleter
 
 from lab.base.config import Config
 from lab.base.errors import LabError
@@ -30,6 +31,11 @@ def run_ids(**_: Any) -> list[str]:
     return ["latest", *dict.fromkeys(i for i in ids if i)]
 
 
+def runs_and_bundles(prefix: str, **kwargs: Any) -> list[str]:
+    """Run ids, and the bundles (`lab bundle` writes .tar.gz files) under the directory being typed."""
+    return [*run_ids(), *FilesCompleter(allowednames=("tar.gz",))(prefix, **kwargs)]
+
+
 def images(**_: Any) -> list[str]:
     config = Config.from_env()
     recipes = {p.stem for d in config.images_dirs for p in d.glob("*.toml")}
@@ -45,7 +51,8 @@ def set_keys(parsed_args: argparse.Namespace, **_: Any) -> list[str]:
 
 
 COMPLETERS: dict[str, Callable[..., list[str]]] = {
-    "names": scenarios, "scenario": scenarios, "run_id": run_ids, "run_ids": run_ids, "image": images,
+    "names": scenarios, "scenario": scenarios, "run_id": run_ids, "run_ids": run_ids, "run": runs_and_bundles,
+    "image": images,
     "set": set_keys,
 }
 

@@ -22,7 +22,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from lab.base.archives import extracted
+from lab.base.archives import Wanted, extracted
 from lab.base.config import Config
 from lab.base.errors import ImageError, UsageError
 from lab.image.store import load_recipes
@@ -37,6 +37,7 @@ _HEX = re.compile(r"[0-9a-f]{12,64}")
 _SOURCE_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}\.py")
 _RECIPE_FILE = re.compile(r"[a-z0-9][a-z0-9._-]{0,100}\.toml")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._-]{0,100}")
+_RUN_DIR = re.compile(r"\d{8}T\d{6}(\.\d+)?Z-[a-z0-9][a-z0-9-]{0,100}")  # the lab's artifacts directories
 
 
 def record(run_dir: Path, scenario: Scenario, image_ref: str, config: Config) -> dict[str, Any]:
@@ -82,15 +83,38 @@ def packed(run_dir: Path) -> tuple[list[Path], list[Path]]:
 
 
 @contextmanager
-def opened(bundle: Path) -> Iterator[Path]:
-    """The bundle's run directory: only its record and the code a rerun runs, extracted."""
+def opened(bundle: Path, wanted: Wanted | None = None) -> Iterator[Path]:
+    """The bundle's run directory, extracted: only its record and the code a rerun runs, or what `wanted`
+    takes (a path under the run's directory -> copy it?)."""
     if not bundle.is_file() or not tarfile.is_tarfile(bundle):
         raise UsageError(f"{bundle}: not a lab bundle (lab bundle RUN_ID writes one)")
-    with extracted(bundle, _bundled, "lab-bundle-") as tmp:
+    take = _bundled if wanted is None else (lambda name: wanted(name.partition("/")[2]))
+    with extracted(bundle, take, "lab-bundle-") as tmp:
         found = [p.parent for p in tmp.glob(f"*/{PROVENANCE}")]
         if len(found) != 1:
             raise UsageError(f"{bundle}: not a lab bundle (no single {PROVENANCE})")
         yield found[0]
+
+
+def unpacked_for_report(bundle: Path, root: Path) -> Path:
+    """What a report reads of a bundle (its record, console captures, transcript, evidence), copied into a
+    directory of its own under `root`, named after the bundle's run; its record checked field by field."""
+    with opened(bundle, _reported) as run_dir:
+        if not _RUN_DIR.fullmatch(run_dir.name):
+            raise UsageError(f"{bundle}: its run directory {run_dir.name[:60]!r} is not named as the lab names runs")
+        RunResult.load(run_dir / RESULT)
+        target = root / run_dir.name
+        if target.exists():  # the same bundle reported again: this directory is ours, and replaced
+            shutil.rmtree(target)
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(run_dir, target)
+    return target
+
+
+def _reported(inside: str) -> bool:
+    parts = inside.split("/")
+    return inside in (PROVENANCE, RESULT, "transcript.log", "console.log") or parts[0] == "evidence" or \
+        (len(parts) == 2 and parts[1] == "console.log")
 
 
 def _bundled(name: str) -> bool:

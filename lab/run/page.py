@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from lab.context import Step
 from lab.run.plots import plot
 from lab.run.record import RunResult
 
@@ -42,13 +43,17 @@ def write_page(run_dir: Path, result: RunResult) -> Path:
 
 
 def render(run_dir: Path, result: RunResult) -> str:
-    transcript, anchors = _transcript(run_dir / "transcript.log", [s["name"] for s in result.steps])
+    names = [s["name"] for s in result.steps]
+    transcript, anchors = _transcript(run_dir / "transcript.log", names)
+    consoles = [(name, *_console(run_dir, name, result.steps)) for name in _console_names(run_dir)]
+    steps = [{**step, "anchor": anchors.get(index),
+              "consoles": [(name, console_anchor(name, index)) for name, _, ids in consoles if index in ids]}
+             for index, step in enumerate(result.steps)]
     return _ENV.get_template("report.html.j2").render(
         r=result, failed=result.status not in ("passed", "flaky"), timeline=Markup(timeline(result)),
-        steps=[{**step, "anchor": anchors.get(index)} for index, step in enumerate(result.steps)],
-        consoles=_consoles(run_dir), transcript=transcript, evidence=_evidence(run_dir),
-        facts=_facts(result.facts), start=_start(result.start),
-        plots=[(name, Markup(plot(name, sample)), sample.get("events", [])) for name, sample in result.samples.items()])
+        steps=steps, consoles=[(name, text) for name, text, _ in consoles], transcript=transcript,
+        evidence=_evidence(run_dir), facts=_facts(result.facts), start=_start(result.start),
+        plots=[(name, Markup(plot(name, sample)), sample["events"]) for name, sample in result.samples.items()])
 
 
 def runs_page(entries: list[dict[str, Any]], trends: dict[str, list[float]], last_line: str, depth: int,
@@ -132,19 +137,59 @@ def _transcript(path: Path, steps: list[str]) -> tuple[Markup, dict[int, str]]:
     return Markup("\n".join(lines)), anchors
 
 
-def _consoles(run_dir: Path) -> list[tuple[str, str]]:
+def _console_names(run_dir: Path) -> list[str]:
     found = sorted(run_dir.glob("console.log")) + sorted(run_dir.glob("*/console.log"))
-    return [(str(path.relative_to(run_dir)), _tail(path)) for path in found]
+    return [str(path.relative_to(run_dir)) for path in found]
+
+
+def _console(run_dir: Path, name: str, steps: list[Step]) -> tuple[Markup, set[int]]:
+    """A console capture as HTML with an anchor where each step began (the offset the step recorded), and
+    which steps got one; its last TEXT_LIMIT characters, as the transcript."""
+    try:
+        raw = (run_dir / name).read_bytes()
+    except OSError:
+        return Markup(""), set()
+    cuts = sorted((offset, index) for index, step in enumerate(steps)
+                  if isinstance(offset := step.get("console", {}).get(name), int) and 0 <= offset <= len(raw))
+    texts, at = [], 0
+    for offset, _ in cuts:
+        texts.append(plain_text(raw[at:offset]))
+        at = offset
+    texts.append(plain_text(raw[at:]))
+    skip = max(sum(map(len, texts)) - TEXT_LIMIT, 0)
+    parts, anchored = [_skipped(skip)] if skip else [], set()
+    for text, index in zip(texts, [i for _, i in cuts] + [None], strict=True):
+        cut = min(skip, len(text))
+        skip -= cut
+        parts.append(html.escape(text[cut:]))
+        if index is not None and not skip:
+            mid_line = "\n" if parts and not parts[-1].endswith("\n") else ""  # a prompt without its newline
+            parts.append(f'<span id="{console_anchor(name, index)}" class="anchor">{mid_line}'
+                         f'[lab] step {index + 1} begins: {html.escape(steps[index]["name"])}\n</span>')
+            anchored.add(index)
+    return Markup("".join(parts)), anchored
+
+
+def console_anchor(name: str, index: int) -> str:
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '-', name)}-step-{index}"
 
 
 def _tail(path: Path) -> str:
     """The file's last TEXT_LIMIT characters, without the terminal's colour codes and control characters."""
     try:
-        text = _CONTROL.sub("", path.read_text(errors="replace"))
+        text = plain_text(path.read_bytes())
     except OSError:
         return ""
-    return text if len(text) <= TEXT_LIMIT else f"[… {len(text) - TEXT_LIMIT} characters before]\n" + \
-        text[-TEXT_LIMIT:]
+    return text if len(text) <= TEXT_LIMIT else _skipped(len(text) - TEXT_LIMIT) + text[-TEXT_LIMIT:]
+
+
+def plain_text(raw: bytes) -> str:
+    """Text as the page shows it: no colour codes, no control characters but tab and newline."""
+    return _CONTROL.sub("", raw.decode(errors="replace"))
+
+
+def _skipped(characters: int) -> str:
+    return f"[… {characters} characters before]\n"
 
 
 def _evidence(run_dir: Path) -> list[str]:

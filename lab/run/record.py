@@ -8,12 +8,24 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, get_type_hints
+
+from typeguard import CollectionCheckStrategy, TypeCheckError, check_type
 
 from lab.base.errors import UsageError
+from lab.context import Step
+from lab.sampling import Sample
 
 SCHEMA = 2  # 2: typed, with every boot of every host; records without a schema are read as 1
 RESULT = "result.json"
+
+
+class HostEvent(TypedDict):
+    """A hot-plug or a reset, on its host's lane of the report's timeline."""
+
+    host: str
+    at: float
+    what: str
 
 
 @dataclass
@@ -54,10 +66,10 @@ class RunResult:
     boots: list[Boot] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)  # {host, at, what}: hot-plugs and resets
-    samples: dict[str, Any] = field(default_factory=dict)  # name: {command, every, points [[t, v]], events [[t, line]]}
+    events: list[HostEvent] = field(default_factory=list)
+    samples: dict[str, Sample] = field(default_factory=dict)  # what `lab.sample` measured, by its name
     health: Health | None = None
     degraded_units: list[str] = field(default_factory=list)
     failure_evidence: list[str] = field(default_factory=list)
@@ -92,19 +104,30 @@ class RunResult:
             raise UsageError(f"{where}: not a run's result (a JSON object)")
         known = {f.name: f for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
-        for key in ("run_id", "scenario", "image", "artifacts"):
-            if not isinstance(values.get(key, ""), str):
-                raise UsageError(f"{where}: {key} is not text")
-        if not isinstance(values.get("params", {}), dict):
-            raise UsageError(f"{where}: params is not a table")
         values.setdefault("params", {})
-        values.update(boots=[Boot(**b) for b in values.get("boots", []) if isinstance(b, dict)],
-                      health=Health(**values["health"]) if isinstance(values.get("health"), dict) else None,
-                      schema=values.get("schema", 1))
         try:
-            return cls(**{"run_id": "", "scenario": "", "image": "", "artifacts": "", **values})
+            values.update(boots=[Boot(**b) for b in values.get("boots", []) if isinstance(b, dict)],
+                          health=Health(**values["health"]) if isinstance(values.get("health"), dict) else None,
+                          schema=values.get("schema", 1))
+            result = cls(**{"run_id": "", "scenario": "", "image": "", "artifacts": "", **values})
         except TypeError as exc:
             raise UsageError(f"{where}: not a run's result ({exc})") from None
+        _check(result, where)
+        return result
+
+
+def _check(record: Any, where: str) -> None:
+    """Every field of a record (and of the records it holds) is what its type says: a result.json may come
+    from a bundle someone else made, and the report reads every field."""
+    for name, hint in get_type_hints(type(record)).items():
+        value = getattr(record, name)
+        try:
+            check_type(value, hint, collection_check_strategy=CollectionCheckStrategy.ALL_ITEMS)
+        except TypeCheckError as exc:
+            raise UsageError(f"{where}: not a run's result: {name}: {exc}") from None
+        for inner in value if isinstance(value, list) else [value]:
+            if dataclasses.is_dataclass(inner):
+                _check(inner, where)
 
 
 def find_run_dir(root: Path, run_id: str) -> Path | None:
