@@ -39,9 +39,11 @@ unit: setup
 
 ## make nightly: everything make test runs, plus the field-bug catalog, each scenario's choices as items
 ## (--lab-variants) and soak-like tests; ARGS="--lab-shard K/N" runs a slice (the nightly workflow's matrix);
-## writes runs/nightly-<stamp>/ (summary.md, summary.json, junit.xml of the scenario runs) and runs/nightly-junit.xml
+## re-runs a run the lab failed (exit 2) once (flaky if it then passes); writes runs/nightly-<stamp>/
+## (summary.md, summary.json, junit.xml of the scenario runs) and runs/nightly-junit.xml
 nightly: setup
-	$(PYTEST) -n $(JOBS) --dist worksteal --durations=40 tests scenarios --nightly --lab-variants --lab-external $(ARGS) \
+	$(PYTEST) -n $(JOBS) --dist worksteal --durations=40 tests scenarios --nightly --lab-variants --lab-external \
+		--lab-rerun-failed 1 $(ARGS) \
 		--junitxml=runs/nightly-junit.xml \
 		--lab-report runs/nightly-$$(date -u +%Y%m%dT%H%M%SZ)
 

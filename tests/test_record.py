@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.base.errors import UsageError
-from lab.run.record import SCHEMA, Boot, Health, RunResult, find_run_dir, record_attempts
+from lab.run.record import SCHEMA, Boot, Health, RunResult, find_run_dir
 
 
 def _result() -> RunResult:
@@ -69,11 +69,9 @@ def test_a_record_someone_else_made_is_checked_field_by_field(tmp_path: Path, fi
     assert "\n" not in str(refused.value)
 
 
-def test_a_flaky_mark_and_the_newest_directory_of_a_run(tmp_path: Path) -> None:
+def test_the_newest_directory_of_a_run(tmp_path: Path) -> None:
     for stamp in ("20261201T000000Z-smoke", "20261202T000000Z-smoke"):
         (tmp_path / stamp).mkdir()
         _result().write(tmp_path / stamp)
     newest = find_run_dir(tmp_path, "ab12cd34")
     assert newest == tmp_path / "20261202T000000Z-smoke"
-    record_attempts(newest, [{"attempt": 1, "status": "failed"}], flaky=True)
-    assert RunResult.load(newest / "result.json").status == "flaky"

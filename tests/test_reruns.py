@@ -34,7 +34,8 @@ class FakeRun:
         self.seen.append(self.request)
         self.artifacts.mkdir(parents=True)
         passed = len(self.seen) > self.failures
-        result: dict[str, Any] = {"run_id": self.run_id, "status": "passed" if passed else "failed",
+        result: dict[str, Any] = {"run_id": self.run_id, "scenario": self.request.scenario.name,
+                                  "artifacts": str(self.artifacts), "status": "passed" if passed else "failed",
                                   "failure": "" if passed else f"attempt {len(self.seen)} failed\n  detail"}
         (self.artifacts / "result.json").write_text(json.dumps(result))
         return 0 if passed else self.code
@@ -116,3 +117,60 @@ def test_a_mistake_in_the_file_is_one_line_before_any_guest_boots(fake_run: Conf
     with pytest.raises(UsageError, match=r"k.toml: issue 1: "):
         run_with_reruns(Config.from_env(), _request(), Log(terminal=False), 0)
     assert FakeRun.seen == []
+
+
+WOBBLY = '''
+from lab.scenario import scenario
+
+
+@scenario("wobbly", "A scenario whose runs the test fakes")
+def wobbly(lab):
+    pass
+'''
+
+
+@pytest.fixture
+def plugin_door(pytester: pytest.Pytester, fake_run: Config, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytest on a scenarios directory, each run a FakeRun (the plugin's own Run replaced too)."""
+    (pytester.mkdir("scenarios") / "wobbly.py").write_text(WOBBLY)
+    monkeypatch.setenv("LAB_SCENARIOS_DIR", str(pytester.path / "scenarios"))
+    monkeypatch.setattr("lab.doors.pytest_plugin.Run", FakeRun)
+    return pytester
+
+
+def test_the_pytest_door_reruns_the_labs_failures_and_says_flaky(plugin_door: pytest.Pytester) -> None:
+    """The nightly's door has lab run's policy: a lab failure re-run, the pass flaky, JUnit's flakyFailure."""
+    report = plugin_door.path / "report"
+    result = plugin_door.runpytest_inprocess("scenarios", "--lab-rerun-failed", "1", "--lab-report", str(report))
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*lab: flaky runs and known issues*",
+                                 "FLAKY scenarios/wobbly.py::wobbly*: passed on attempt 2 after: attempt 1 failed"])
+    assert len(FakeRun.seen) == 2
+    assert 'flakyFailure message="attempt 1 failed"' in (report / "junit.xml").read_text()
+
+
+def test_the_pytest_door_leaves_a_guest_failure_failed(plugin_door: pytest.Pytester) -> None:
+    FakeRun.code = 1
+    result = plugin_door.runpytest_inprocess("scenarios", "--lab-rerun-failed", "2")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*attempt 1 failed*"])
+    assert len(FakeRun.seen) == 1
+    FakeRun.seen = []
+    plugin_door.runpytest_inprocess("scenarios", "--lab-rerun-failed", "2",
+                                    "--lab-rerun-guest-failures").assert_outcomes(passed=1)
+
+
+def test_the_pytest_door_xfails_a_known_issue_until_it_expires(plugin_door: pytest.Pytester, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeRun.failures, FakeRun.code = 5, 1
+    known_file = tmp_path / "known-issues.toml"
+    monkeypatch.setenv("LAB_KNOWN_ISSUES", str(known_file))
+    known_file.write_text(KNOWN.format(expires="2999-12-31"))
+    result = plugin_door.runpytest_inprocess("scenarios", "-rx")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["KNOWN scenarios/wobbly.py::wobbly*: https://tracker.example/42 (until 2999-12-31)",
+                                 "*known issue https://tracker.example/42 (until 2999-12-31): attempt 1 failed*"])
+    known_file.write_text(KNOWN.format(expires="2020-01-01"))
+    result = plugin_door.runpytest_inprocess("scenarios")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the known issue https://tracker.example/42 expired on 2020-01-01: it fails again*"])

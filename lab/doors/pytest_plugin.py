@@ -8,7 +8,8 @@
   exactly like a scenario: warm start, artifacts, health check, evidence on failure, teardown.
 - `--lab-report DIR` writes summary.md/.json and junit.xml of all lab runs (xdist-safe).
 - The options of `lab run`: `--lab-set KEY=VALUE`, `--lab-keep`, `--lab-keep-on-failure`, `--lab-sit`,
-  `--lab-shard K/N`; `--lab-variants` adds an item per other value of a scenario's choices.
+  `--lab-shard K/N`, `--lab-rerun-failed N` (its policy: flaky, known issues as xfail); `--lab-variants`
+  adds an item per other value of a scenario's choices.
 - Its rules, in any repository: tests marked `nightly` run only with `--nightly`; a VM test skips when
   there is no hypervisor, except under `CI`, where a VM test that skips fails (nightly-only items and
   absent external images excepted); the longest VM tests start first (pytest -n).
@@ -39,6 +40,7 @@ from lab.machine import Machine
 from lab.provision.prepare import prepare_images
 from lab.replay import replay
 from lab.run.record import RunResult
+from lab.run.reruns import settled_run
 from lab.run.runner import Run, RunRequest
 from lab.run.sit import wait_for_enter
 from lab.scenario import DEFAULT_TIMEOUT, TAGS, Registry, Scenario, declare, load_file
@@ -46,12 +48,13 @@ from lab.scenario import DEFAULT_TIMEOUT, TAGS, Registry, Scenario, declare, loa
 NIGHTLY_ONLY = "nightly only (make nightly)"  # the skip reason of nightly items without --nightly
 EXTERNAL_ABSENT = "external image absent"  # the skip reason's start (CI lets these skips pass)
 RESULT = "lab_result"  # user property: the run's result.json, read by the report
+STATUS = "lab_status"  # user property: flaky or known, for the terminal's summary
 _CALL_FAILED = pytest.StashKey[BaseException]()  # a test's own failure, for the run it used
 _REPORT = pytest.StashKey[list[Path]]()
 _IMAGES = pytest.StashKey[list[str]]()  # the images the selected VM tests boot
 _TIMEOUTS = pytest.StashKey[dict[str, float]]()
 _SETTINGS = pytest.StashKey[Config]()
-EXIT_CODES = {"passed": 0, "failed": 1}  # anything else is an error (2)
+EXIT_CODES = {"passed": 0, "flaky": 0, "known": 0, "failed": 1}  # anything else is an error (2)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,6 +76,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab-sit", action="store_true",
                     help="a failed test waits before teardown, its guest up (Enter, or LAB_SIT_TIMEOUT)")
     group.addoption("--lab-shard", metavar="K/N", help="run only the K-th of N deterministic slices (CI matrix)")
+    group.addoption("--lab-rerun-failed", type=int, default=0, metavar="N",
+                    help="re-run a scenario the lab failed (exit 2) in a fresh VM, up to N times (lab run's policy)")
+    group.addoption("--lab-rerun-guest-failures", action="store_true",
+                    help="with --lab-rerun-failed: also re-run when the guest misbehaved (exit 1)")
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's logging plugin is registered
@@ -265,12 +272,23 @@ class ScenarioItem(pytest.Item):
             self.add_marker(mark)
 
     def runtest(self) -> None:
-        run = _run(self.config, _request(self.config, self.scenario, self.params, self.image))
-        try:
-            with run.session() as ctx:
-                self.scenario.func(ctx)
-        finally:
-            _record(self, run)
+        """The run, under the lab's one policy for failures (`lab run`'s): a failure of the lab's is re-run
+        with --lab-rerun-failed N, the guest's too with --lab-rerun-guest-failures, a pass after failures is
+        flaky, a failure a known issue covers is an expected failure (xfail) until the issue expires."""
+        option = self.config.getoption
+        code, run = settled_run(_settings(self.config), _request(self.config, self.scenario, self.params, self.image),
+                                _run_log(self.config), option("--lab-rerun-failed"),
+                                guest_failures=option("--lab-rerun-guest-failures"),
+                                make_run=lambda request: _run(self.config, request))
+        _record(self, run)
+        result = RunResult.load(run.artifacts / "result.json") if run.artifacts else None
+        if result is not None and result.status in ("flaky", "known"):
+            self.user_properties.append((STATUS, result.status))
+        if result is not None and result.status == "known":
+            pytest.xfail(f"known issue {result.known_issue.get('tracker')} (until {result.known_issue.get('expires')})"
+                         f": {result.failure.partition(chr(10))[0]}")
+        if code != 0:
+            raise RunFailed(code, result.failure if result and result.failure else f"the run ended with exit {code}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         if isinstance(excinfo.value, RunFailed):
@@ -363,6 +381,26 @@ def _record(item: pytest.Item, run: Run) -> None:
     if run.artifacts is not None:
         item.user_properties += [("run_id", run.run_id), ("artifacts", str(run.artifacts)),
                                  (RESULT, str(run.artifacts / "result.json"))]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The runs that passed only on a re-run, and the failures known issues cover, with what failed."""
+    lines = []
+    for report in (r for key in ("passed", "xfailed") for r in terminalreporter.stats.get(key, [])):
+        properties = dict(report.user_properties)
+        if report.when != "call" or STATUS not in properties or not Path(str(properties.get(RESULT))).is_file():
+            continue
+        result = RunResult.load(Path(str(properties[RESULT])))
+        if result.status == "flaky":
+            failures = "; ".join(a.get("failure", "")[:120] for a in result.attempts[:-1])
+            lines.append(f"FLAKY {report.nodeid}: passed on attempt {len(result.attempts)} after: {failures}")
+        else:
+            lines.append(f"KNOWN {report.nodeid}: {result.known_issue.get('tracker')} "
+                         f"(until {result.known_issue.get('expires')})")
+    if lines:
+        terminalreporter.section("lab: flaky runs and known issues")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 # --- the report ------------------------------------------------------------------------------------

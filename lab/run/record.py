@@ -143,23 +143,6 @@ def find_run_dir(root: Path, run_id: str) -> Path | None:
     return None
 
 
-def record_attempts(run_dir: Path, attempts: list[dict[str, Any]], *, flaky: bool) -> None:
-    """A run that took several attempts lists them in its record; one that passed after failing is flaky,
-    never a plain pass."""
-    result = RunResult.load(run_dir / RESULT)
-    result.attempts = attempts
-    if flaky:
-        result.status = "flaky"
-    result.write(run_dir)
-
-
-def record_known(run_dir: Path, tracker: str, expires: str) -> None:
-    """A failure a known issue covers: status known, with the issue's tracker and expiry."""
-    result = RunResult.load(run_dir / RESULT)
-    result.status, result.known_issue = "known", {"tracker": tracker, "expires": expires}
-    result.write(run_dir)
-
-
 def first_failure_line(run_dir: Path | None) -> str:
     """The first line of a run's failure, as its record says it ("" for none or no record)."""
     path = run_dir / RESULT if run_dir else None
