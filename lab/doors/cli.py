@@ -24,6 +24,7 @@ from lab.base.errors import LabError, UsageError
 from lab.base.log import Log, configure_terminal
 from lab.doors import cli_images, cli_kept, cli_report, completion, report
 from lab.doors.parallel import Job, ParallelRuns, exit_code, outcome_of, shard
+from lab.doors.tables import print_table
 from lab.replay import replay
 from lab.run import bundle
 from lab.run.record import RESULT, RunResult, find_run_dir
@@ -43,10 +44,10 @@ def cmd_list(args: argparse.Namespace, config: Config, log: Log) -> int:
                            "stand_ins": [vars(stand_in) for stand_in in s.stand_ins],
                            "covers": [vars(covers) for covers in s.covers]}
                           for s in items], indent=2))
-    width = max((len(item.name) for item in items), default=0)  # a long name never pushes its row out of line
-    for item in [] if args.json else items:
-        stand_ins = ", ".join(s.component for s in item.stand_ins)
-        print(f"{item.name:<{width}}  {item.description}" + (f"  [stand-ins: {stand_ins}]" if stand_ins else ""))
+    if not args.json:
+        print_table(("scenario", "description"), [
+            (item.name, item.description + (f"  [stand-ins: {', '.join(s.component for s in item.stand_ins)}]"
+                                            if item.stand_ins else "")) for item in items])
     return 0
 
 
@@ -56,9 +57,7 @@ def cmd_config(args: argparse.Namespace, config: Config, log: Log) -> int:
     if args.json:
         print(json.dumps([{"name": name, "value": value, "source": source} for name, value, source in rows], indent=2))
         return 0
-    width = max(len(name) for name, _, _ in rows)
-    for name, value, source in rows:
-        print(f"{name:<{width}}  {value}  ({source})")
+    print_table(("setting", "value", "from"), [(name, str(value), source) for name, value, source in rows])
     return 0
 
 

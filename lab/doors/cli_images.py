@@ -9,6 +9,7 @@ from typing import Any
 
 from lab.base.config import Config
 from lab.base.log import Log
+from lab.doors.tables import print_table
 from lab.image.external import Imports
 from lab.image.store import ImageCache
 from lab.provision.prepare import build_image
@@ -70,12 +71,12 @@ def _image_rows(cache: ImageCache, imports: Imports, *, sha256: bool) -> list[di
 
 
 def _print_images(rows: list[dict[str, Any]]) -> None:
-    name, state, volume = (max((len(str(row[key])) for row in rows), default=0) for key in ("name", "state", "volume"))
+    lines = []
     for row in rows:
-        size = f"{row['size_mib']:>7} MiB  " if row["size_mib"] is not None else ""
-        print(f"{row['name']:<{name}}  {row['state']:<{state}}  {row['volume']:<{volume}}  {size}{row['description']}")
-        for each, digest in row["sha256"].items():
-            print(f"{'':<{name}}  sha256 {digest}  {each}")
+        size = f"{row['size_mib']} MiB" if row["size_mib"] is not None else ""
+        lines.append((row["name"], row["state"], row["volume"], size, row["description"]))
+        lines += [("", f"sha256 {digest}", each, "", "") for each, digest in row["sha256"].items()]
+    print_table(("image", "state", "volume", "size", "description"), lines)
 
 
 def add_parsers(sub: Any) -> None:

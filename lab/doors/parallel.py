@@ -3,12 +3,13 @@
 Each run is its own `lab run NAME --run-id ID` process, so it has its own VM, port, artifacts
 directory and signal handling, exactly as when run alone: this module sits with the front doors
 (the CLI and the pytest plugin, see `[tool.importlinter]` in pyproject.toml), above the runner. It
-picks the jobs, starts the longest-known first, prefixes each run's output with its name, forwards
-SIGTERM, and prints one summary table.
+picks the jobs, starts the longest-known first, shows each run's progress (a live line each on a terminal,
+its output prefixed with its name elsewhere: live.py), forwards SIGTERM, and prints one summary table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -26,6 +27,8 @@ from typing import TextIO, TypeVar
 
 from lab.base.config import vcpu_share
 from lab.base.errors import Interrupted, UsageError
+from lab.doors.live import Board
+from lab.doors.live import wanted as live_wanted
 from lab.run.record import RESULT, RunResult, find_run_dir
 
 T = TypeVar("T")
@@ -83,10 +86,11 @@ def longest_first(jobs: Sequence[Job], runs_dir: Path) -> list[Job]:
 
 
 class ParallelRuns:
-    def __init__(self, runs_dir: Path, jobs: int, out: TextIO = sys.stdout) -> None:
+    def __init__(self, runs_dir: Path, jobs: int, out: TextIO = sys.stdout, live: bool | None = None) -> None:
         if jobs < 1:
             raise UsageError("-j/--jobs must be at least 1")
         self.runs_dir, self.jobs, self.out = runs_dir, jobs, out
+        self.board = Board(out) if (live_wanted(out) if live is None else live) else None
         self._vcpus = vcpu_share(jobs)  # VMs share the host's cores instead of fighting over them
         self._procs: dict[str, subprocess.Popen[str]] = {}
         self._stopping = threading.Event()
@@ -99,7 +103,8 @@ class ParallelRuns:
         futures = {job.run_id: executor.submit(self._one, job) for job in longest_first(jobs, self.runs_dir)}
         previous = signal.signal(signal.SIGTERM, self._on_term)
         try:
-            wait_all(futures.values())
+            with self.board or contextlib.nullcontext():
+                wait_all(futures.values())
         except Interrupted:
             self._stop(forward=True)
         except KeyboardInterrupt:
@@ -132,15 +137,27 @@ class ParallelRuns:
                                 stdin=subprocess.DEVNULL, env={**os.environ, "LAB_MAX_VCPUS": self._vcpus})
         with self._lock:
             self._procs[job.run_id] = proc
+        if self.board:
+            self.board.begin(job.run_id, job.label)
         assert proc.stdout is not None
         for line in proc.stdout:
-            with self._lock:
-                self.out.write(f"[{job.label}] {line}")
-                self.out.flush()
+            self._show(job, line)
         code = proc.wait()
         with self._lock:
             del self._procs[job.run_id]
-        return self._outcome(job, code, time.monotonic() - start)
+        outcome = self._outcome(job, code, time.monotonic() - start)
+        if self.board:
+            self.board.end(job.run_id, outcome.status)
+        return outcome
+
+    def _show(self, job: Job, line: str) -> None:
+        """A run's line: on the live board, or plain with the run's name before it."""
+        if self.board:
+            self.board.feed(job.run_id, line)
+            return
+        with self._lock:
+            self.out.write(f"[{job.label}] {line}")
+            self.out.flush()
 
     def _outcome(self, job: Job, code: int, wall: float) -> Outcome:
         return outcome_of(self.runs_dir, job, code, wall)

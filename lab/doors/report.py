@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.doors.parallel import Outcome
+from lab.doors.tables import render
 from lab.run.page import PAGE, runs_page
 from lab.run.record import RESULT, RunResult
 
@@ -17,11 +18,8 @@ TREND_DEPTH = 10  # reports whose wall times index.html shows for each scenario
 
 
 def table(outcomes: Sequence[Outcome], wall: float, jobs: int) -> str:
-    rows = [("scenario", "image", "status", "wall", "artifacts")]
-    rows += [(o.job.scenario, o.image, o.status, f"{o.wall:.1f} s", o.artifacts) for o in outcomes]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
-             for row in rows]
+    lines = [render(("scenario", "image", "status", "wall", "artifacts"),
+                    [(o.job.scenario, o.image, o.status, f"{o.wall:.1f} s", o.artifacts) for o in outcomes])]
     passed = sum(o.status == "passed" for o in outcomes)
     flaky = sum(o.status == "flaky" for o in outcomes)
     lines.append(f"{passed} of {len(outcomes)} passed" + (f", {flaky} flaky" if flaky else "")
