@@ -10,21 +10,19 @@ with the profile its manifest (or `--profile`) gives.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
-import time
 import tomllib
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.base.config import Config
 from lab.base.errors import ImageError, UsageError
-from lab.base.log import Log
-from lab.base.progress import progress
+from lab.image.download import download
 from lab.image.signed import verified_checksums
 from lab.image.store import Image, ImageCache, Profile, file_digest, load_recipes, probe_disk_image
 
-DOWNLOAD_CHUNK = 1 << 20
+_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}")  # the upstream file's name: downloads are kept under it
 LOOPBACK = ("127.0.0.1:", "127.0.0.1/", "localhost:", "localhost/")  # a mirror on this machine may be plain http
 
 
@@ -49,6 +47,8 @@ class Manifest:
         for url in (source["url"], signed.get("checksum_url", "")):
             if url and not url.startswith(("https://", *(f"http://{host}" for host in LOOPBACK))):
                 raise ImageError(f"{path}: {url}: a manifest downloads over https (or from this machine) only")
+        if not _FILE.fullmatch(source["file"]):
+            raise ImageError(f"{path}: source.file {source['file'][:60]!r}: a file name is needed, not a path")
         key = path.parent / signed["key"] if "key" in signed else None
         return cls(data["name"], data["description"], source["file"], source["url"], source.get("sha256", ""),
                    Profile.from_dict(data.get("profile", {})), signed.get("checksum_url", ""), key,
@@ -131,9 +131,10 @@ class Imports:
         return [record for name in names if (record := self.get(name))]
 
     def add(self, path: Path, name: str, profile_from: str | None = None, source: str = "",
-            signed: tuple[str, str] | None = None) -> Imported:
+            signed: tuple[str, str] | None = None, sha256: str = "") -> Imported:
         """Import a local qcow2/raw file as `name`; refuses a non-disk file and a checksum mismatch: against
-        `signed` (sha256, signer) when a publisher's signed checksum file gave it, else the manifest's sha256."""
+        `signed` (sha256, signer) when a publisher's signed checksum file gave it, else the manifest's sha256.
+        `sha256`: the file's, when its download computed it already."""
         if name in load_recipes(self.config.images_dirs):
             raise UsageError(f"{name!r} is a lab image built from a recipe; import under another name")
         fmt = probe_disk_image(path)
@@ -142,7 +143,7 @@ class Imports:
             expected, how = signed[0], f"the publisher's checksum file, signed by {signed[1]}"
         else:
             expected, how = (manifest.sha256 if manifest else ""), "the manifest's sha256"
-        digest = file_digest(path)
+        digest = sha256 or file_digest(path)
         if expected and digest != expected:
             raise UsageError(f"{path}: sha256 {digest} is not the {path.name} of manifest {name} "
                              f"({expected}): refusing it")
@@ -166,7 +167,8 @@ class Imports:
             known = ", ".join(sorted(self.manifests)) or "none"
             where = ", ".join(str(d / "external") for d in self.config.images_dirs)
             raise UsageError(f"no manifest for {name!r} in {where} (known: {known})")
-        self.config.build_dir.mkdir(parents=True, exist_ok=True)
+        downloads = self.config.build_dir / "downloads"  # a download cut short resumes from here next time
+        downloads.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.config.build_dir, prefix=f"fetch-{name}-") as tmp:
             expected = ""
             if manifest.checksum_url:
@@ -174,10 +176,13 @@ class Imports:
                 download(manifest.checksum_url, checksums, self.cache.log)
                 expected = manifest.published_sha256(checksums)
                 self.cache.log.info(f"{manifest.file}: sha256 {expected}, signed by {manifest.fingerprint}")
-            target = Path(tmp) / manifest.file
-            download(manifest.url, target, self.cache.log)
-            return self.add(target, name, source=manifest.url,
+        target = downloads / manifest.file
+        digest = download(manifest.url, target, self.cache.log)
+        try:
+            return self.add(target, name, source=manifest.url, sha256=digest,
                             signed=(expected, manifest.fingerprint) if expected else None)
+        finally:
+            target.unlink(missing_ok=True)  # imported, or refused: either way the next fetch starts afresh
 
     def _profile(self, name: str, profile_from: str | None) -> Profile:
         source = profile_from or name
@@ -190,19 +195,3 @@ class Imports:
             known = ", ".join(sorted({*self.manifests, *recipes}))
             raise UsageError(f"--profile {profile_from}: no image of that name (known: {known})")
         return Profile()
-
-
-def download(url: str, target: Path, log: Log) -> None:
-    """`url` to `target`: a bar on a terminal, the size and time in the log."""
-    start = time.monotonic()
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, target.open("wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            log.info(f"downloading {url} ({total / 2**20:.0f} MiB)" if total else f"downloading {url}")
-            with progress(target.name, total or None, show=log.on_terminal) as advance:
-                while chunk := response.read(DOWNLOAD_CHUNK):
-                    out.write(chunk)
-                    advance(len(chunk))
-    except OSError as exc:
-        raise ImageError(f"cannot download {url}: {exc}") from exc
-    log.info(f"downloaded {target.name}: {target.stat().st_size / 2**20:.0f} MiB in {time.monotonic() - start:.1f} s")
