@@ -1,6 +1,6 @@
 """A kept guest reached by the tools people bring: `lab ssh latest`, and `ssh -F` with the config
 `lab ssh-config` prints, which accepts only the host key the lab pinned; a failed run that sits (--sit)
-until Enter, reachable the same way meanwhile."""
+until Enter, reachable the same way meanwhile, with a Python shell on its guest."""
 
 from __future__ import annotations
 
@@ -65,7 +65,10 @@ def test_a_failed_run_sits_until_enter(tmp_path: Path) -> None:
         scp = ["scp", "-F", str(config), "-o", "BatchMode=yes", f"{alias}:/etc/os-release", str(copied)]
         assert subprocess.run(scp, capture_output=True, timeout=120, check=False).returncode == 0
         assert "bookworm" in copied.read_text()
-        os.write(main, b"\n")
+        for typed in (b"py\n", b"print('hostname:', succeed('hostname').strip(), sorted(machines))\n", b"\x04",
+                      b"\n"):  # a Python shell on the guest, then Enter
+            os.write(main, typed)
+            time.sleep(1)
         output, _ = run.communicate(timeout=300)
     finally:
         run.kill()
@@ -73,6 +76,7 @@ def test_a_failed_run_sits_until_enter(tmp_path: Path) -> None:
         os.close(terminal)
     assert run.returncode == 1, output
     assert "sitting on the failed run" in output and "sat until enter" in output, output
+    assert "hostname: vm1 ['vm1']" in output, output
     final = json.loads(result.read_text())
     assert not final["kept"] and final["status"] == "failed"
     listed = json.loads(_lab(["cleanup", "--list", "--json"], tmp_path).stdout)

@@ -23,7 +23,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -362,9 +362,9 @@ def _run(config: pytest.Config, request: RunRequest) -> Run:
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture:  # --lab-sit reads Enter from the terminal, past pytest's capture
 
-        def pause(limit: float) -> str:
+        def pause(limit: float, shell: Callable[[], None]) -> str:
             with capture.global_and_fixture_disabled():
-                return wait_for_enter(limit)
+                return wait_for_enter(limit, shell)
 
         run.pause = pause
     return run

@@ -33,7 +33,7 @@ from lab.run.diagnose import collect_failure_evidence
 from lab.run.health import HealthFailed, check_health
 from lab.run.page import write_page
 from lab.run.record import Boot, RunResult
-from lab.run.sit import wait_for_enter
+from lab.run.sit import SHELL, python_shell, wait_for_enter
 from lab.run.watchdog import watchdog
 from lab.scenario import Node, Scenario
 from lab.virt import console
@@ -78,7 +78,8 @@ def resolve_image_ref(request: RunRequest, config: Config) -> str:
 class Run:
     def __init__(self, config: Config, request: RunRequest, log: Log) -> None:
         self.config, self.request, self.log = config, request, log
-        self.pause: Callable[[float], str] = wait_for_enter  # how --sit waits (pytest lifts its capture)
+        # how --sit waits, with a Python shell to offer (pytest lifts its capture around it)
+        self.pause: Callable[[float, Callable[[], None]], str] = wait_for_enter
         self.run_id = request.run_id or secrets.token_hex(4)
         self.t0 = time.monotonic()
         self.marks: dict[str, float] = {}
@@ -345,9 +346,10 @@ class Run:
             return
         dataclasses.replace(result, kept=True, **self._hand_over()).write(run_dir.path)
         limit = self.config.sit_timeout
-        self.log.result(f"sitting on the failed run {self.run_id} (for Enter, at most {limit:.0f} s): enter it "
-                        f"with lab ssh {self.run_id}  (lab ssh-config {self.run_id}, lab console {self.run_id})")
-        self.log.info(f"(sat until {self.pause(limit)}; tearing down)")
+        self.log.result(f"sitting on the failed run {self.run_id} (Enter tears it down, {SHELL} and Enter opens a "
+                        f"Python shell with machine and machines; at most {limit:.0f} s): enter it with lab ssh "
+                        f"{self.run_id}  (lab ssh-config {self.run_id}, lab console {self.run_id})")
+        self.log.info(f"(sat until {self.pause(limit, python_shell(self.machines))}; tearing down)")
 
     def _hand_over(self) -> dict[str, Any]:
         """How to log in to the run's guests (`lab ssh RUN [--machine NAME]` reads it from result.json)."""
