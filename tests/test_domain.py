@@ -56,11 +56,11 @@ def test_ssh_is_forwarded_from_loopback_only() -> None:
     assert root.find("devices/interface") is None
 
 
-def test_console_goes_to_a_file_and_metadata_carries_the_run_id() -> None:
+def test_the_console_is_a_pty_logged_to_a_file_and_metadata_carries_the_run_id() -> None:
     root = ET.fromstring(render_domain_xml(_spec()))
     serial = root.find("devices/serial")
-    assert serial is not None and serial.get("type") == "file"
-    assert serial.find("source").get("path") == "/runs/x/console.log"  # type: ignore[union-attr]
+    assert serial is not None and serial.get("type") == "pty" and serial.find("source") is None
+    assert serial.find("log").attrib == {"file": "/runs/x/console.log", "append": "on"}  # type: ignore[union-attr]
     run = root.find(f"metadata/{{{LAB_NS}}}run")
     assert run is not None and run.get("id") == "0123abcd" and run.get("scenario") == "smoke"
 
@@ -68,6 +68,7 @@ def test_console_goes_to_a_file_and_metadata_carries_the_run_id() -> None:
 def test_a_remote_guests_console_is_a_pty_read_through_libvirt() -> None:
     serial = ET.fromstring(render_domain_xml(_spec(console_stream=True))).find("devices/serial")
     assert serial is not None and serial.get("type") == "pty" and serial.find("source") is None
+    assert serial.find("log") is None  # its host's file: the lab copies the stream instead
 
 
 def test_kernel_boot_versus_firmware_boot() -> None:
@@ -110,11 +111,36 @@ def test_a_saved_guest_is_made_this_machines_own() -> None:
         ("lab-root", "/pool/run-root.qcow2"), ("cidata", "/pool/warm-seed.iso")]  # data1 is hot-plugged later
     assert root.find("devices/disk/backingStore") is None  # libvirt probes the new chain
     assert root.findtext("on_reboot") == "destroy"  # the lab powers it on again (lab.machine.guest_domain)
-    assert root.find("devices/serial/source").get("path") == "/runs/x/console.log"  # type: ignore[union-attr]
+    serial = root.find("devices/serial")
+    assert serial is not None and serial.get("type") == "pty" and serial.find("source") is None
+    assert serial.find("log").get("file") == "/runs/x/console.log"  # type: ignore[union-attr]
+    assert serial.find("target") is not None and root.find("devices/console") is None
     runs = root.findall(f"metadata/{{{LAB_NS}}}run")
     assert [r.get("id") for r in runs] == ["0123abcd"]
     args = [a.get("value") for a in root.iter(f"{{{QEMU_NS}}}arg")]
     assert "user,id=labnet0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22" in args  # cut off from the host
+
+
+@pytest.mark.parametrize("saved", [
+    # saved by an older lab: a file
+    "<serial type='file'><source path='/runs/old/console.log' append='on'/><target port='0'/></serial>"
+    "<console type='file'><source path='/runs/old/console.log'/><target type='serial' port='0'/></console>",
+    # libvirt's live XML of a pty with its log: the pty it had then, the old run's file
+    "<serial type='pty'><source path='/dev/pts/3'/><log file='/runs/old/console.log' append='on'/>"
+    "<target type='isa-serial' port='0'><model name='isa-serial'/></target><alias name='serial0'/></serial>"
+    "<console type='pty' tty='/dev/pts/3'><source path='/dev/pts/3'/><target type='serial' port='0'/></console>"])
+def test_a_saved_guests_console_becomes_this_runs_pty_and_file(saved: str) -> None:
+    root = ET.fromstring(_saved_xml())
+    devices = root.find("devices")
+    assert devices is not None
+    for old in devices.findall("serial"):
+        devices.remove(old)
+    devices.extend(ET.fromstring(f"<d>{saved}</d>"))
+    spec = _spec(disks=(DiskSpec("/pool/run-root.qcow2", "lab-root"), DiskSpec("/pool/warm-seed.iso", "cidata")))
+    serial = ET.fromstring(retarget_saved_xml(ET.tostring(root, encoding="unicode"), spec)).find("devices/serial")
+    assert serial is not None and serial.get("type") == "pty" and serial.find("source") is None
+    assert serial.find("log").attrib == {"file": "/runs/x/console.log", "append": "on"}  # type: ignore[union-attr]
+    assert serial.find("target").get("port") == "0"  # type: ignore[union-attr]
 
 
 def test_a_guest_reaches_out_only_when_its_scenario_says_so() -> None:

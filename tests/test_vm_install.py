@@ -82,7 +82,8 @@ def test_an_installed_lab_runs_a_users_repository(installed: Path, repository: P
     assert {"smoke", "thinpool-full", "ostree-rollback", "field-hostname"} <= set(names), names
 
     config = _run([lab, "config"], repository).stdout
-    assert f"{repository / 'repro'}  ({repository / 'pyproject.toml'})" in config, config
+    scenarios = next(line.split() for line in config.splitlines() if line.startswith("scenarios "))
+    assert scenarios[1].endswith(f":{repository / 'repro'}") and scenarios[2] == str(repository / "pyproject.toml")
     assert "/site-packages/lab/builtin/images" in config, config
 
     run = _run([lab, "run", "field-hostname"], repository)

@@ -1,5 +1,6 @@
-"""A kept guest reached by the tools people bring: `lab ssh latest`, and `ssh -F` with the config
-`lab ssh-config` prints, which accepts only the host key the lab pinned; a failed run that sits (--sit)
+"""A kept guest reached by the tools people bring: `lab ssh latest`, `ssh -F` with the config
+`lab ssh-config` prints, which accepts only the host key the lab pinned, and its serial console typed into
+(`lab console -i`, through a pty); a failed run that sits (--sit)
 until Enter, reachable the same way meanwhile, with a Python shell on its guest."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import select
 import subprocess
 import sys
 import time
@@ -40,8 +42,34 @@ def test_ssh_config_pins_the_host_key(tmp_path: Path) -> None:
         known.write_text(f"lab-{run_id} {' '.join(other)}\n")  # another key than the guest's
         refused = subprocess.run(ssh, capture_output=True, text=True, timeout=120, check=False)
         assert refused.returncode != 0 and "Host key verification failed" in refused.stderr, refused.stderr
+        shown = _typed_into_console(tmp_path, [b"\r", b"root\r"])
+        assert "vm1 login: root" in shown and "Password:" in shown, shown  # the guest's getty on ttyS0 answered
+        assert "(left lab-run-" in shown
+        assert "vm1 login: root" in (tmp_path / "latest" / "console.log").read_text()  # and the capture has it
     finally:
         _lab(["destroy", run_id], tmp_path)
+
+
+def _typed_into_console(runs: Path, keys: list[bytes]) -> str:
+    """`lab console latest -i` in a terminal (a pty): type `keys`, then Ctrl-] to leave; what it showed."""
+    main, terminal = pty.openpty()
+    env = {**os.environ, "LAB_RUNS_DIR": str(runs), "LAB_SCENARIOS_DIR": str(SCENARIOS)}
+    console = subprocess.Popen([sys.executable, "-m", "lab.doors.cli", "console", "latest", "-i"], stdin=terminal,
+                               stdout=terminal, stderr=terminal, env=env)
+    shown = b""
+    try:
+        for key in [b"", *keys, b"\x1d"]:
+            os.write(main, key)
+            deadline = time.monotonic() + 3
+            while (left := deadline - time.monotonic()) > 0:
+                if select.select([main], [], [], left)[0]:
+                    shown += os.read(main, 4096)
+        assert console.wait(timeout=30) == 0
+    finally:
+        console.kill()
+        os.close(main)
+        os.close(terminal)
+    return shown.decode(errors="replace")
 
 
 def test_a_failed_run_sits_until_enter(tmp_path: Path) -> None:

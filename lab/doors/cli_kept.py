@@ -1,11 +1,13 @@
 """The commands on a kept run's guest: log in (`lab ssh`), an OpenSSH config for other tools
-(`lab ssh-config`), its console. The guest's host key is the one the lab pinned during the run."""
+(`lab ssh-config`), its console (printed, or typed into with -i). The guest's host key is the one the lab
+pinned during the run."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,9 @@ from lab.base.config import Config
 from lab.base.errors import UsageError
 from lab.base.log import Log
 from lab.run.record import RESULT, RunResult, find_run_dir
+from lab.virt.console import interact, run_event_loop
 from lab.virt.hypervisor import connect, require_lab_domain
+from lab.virt.storage import RUN_PREFIX
 
 KNOWN_HOSTS = "known_hosts"  # in the run's directory: the pinned host key under the alias lab-<run id>
 
@@ -94,6 +98,8 @@ def _jump(config: Config) -> list[str]:
 
 
 def cmd_console(args: argparse.Namespace, config: Config, log: Log) -> int:
+    if args.interactive:
+        return _type_into_console(args, config)
     result = _kept_run(config, args.run_id)
     _logins(result, args.machine)  # an unknown machine name fails here
     several = list(result.machines)
@@ -101,6 +107,24 @@ def cmd_console(args: argparse.Namespace, config: Config, log: Log) -> int:
     os.execvp("tail", ["tail", "-n", "+1", *(["-f"] if args.follow else []), str(console)])
 
 
+
+
+def _type_into_console(args: argparse.Namespace, config: Config) -> int:
+    """`lab console RUN -i`: this terminal on the guest's serial console (GRUB, a login, an emergency shell)."""
+    if not sys.stdin.isatty():
+        raise UsageError("lab console -i types into the guest's console: it needs a terminal")
+    run_event_loop()  # before the connection opens: the console stream is read from libvirt's event loop
+    result = _kept_run(config, args.run_id)
+    _logins(result, args.machine)  # an unknown machine name fails here
+    name = f"{RUN_PREFIX}{result.run_id}-{args.machine or next(iter(result.machines), 'vm1')}"
+    conn = connect(config.libvirt_uri)
+    found = next((d for d in require_lab_domain(conn, result.run_id) if d.name == name), None)
+    if found is None:
+        raise UsageError(f"run {result.run_id}: no running VM {name}")
+    print(f"{name}'s serial console; Ctrl-] leaves it", file=sys.stderr)
+    interact(conn, found.dom)
+    print(f"\r\n(left {name}'s console)", file=sys.stderr)
+    return 0
 
 
 def add_parsers(sub: Any, run_ref: Callable[[str], str]) -> None:
@@ -113,10 +137,12 @@ def add_parsers(sub: Any, run_ref: Callable[[str], str]) -> None:
     config.add_argument("run_id", metavar="RUN_ID", type=run_ref, help="a kept run's id, or latest")
     _machine_option(config, "a Host block for each machine")
     config.set_defaults(func=cmd_ssh_config)
-    console = sub.add_parser("console", help="print a kept run's serial console")
+    console = sub.add_parser("console", help="print a kept run's serial console, or type into it (-i)")
     console.add_argument("run_id", metavar="RUN_ID", type=run_ref, help="a kept run's id, or latest")
     _machine_option(console, "the run's first machine")
     console.add_argument("-f", "--follow", action="store_true", help="keep printing as the guest writes")
+    console.add_argument("-i", "--interactive", action="store_true",
+                         help="type into the console (GRUB's menu, a login, an emergency shell); Ctrl-] leaves")
     console.set_defaults(func=cmd_console)
 
 

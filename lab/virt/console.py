@@ -1,11 +1,16 @@
-"""The guest's serial console, captured to a file: tail it and watch it."""
+"""The guest's serial console, captured to a file: tail it and watch it; typed into (`interact`)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import select
+import termios
 import threading
 import time
+import tty
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -196,20 +201,27 @@ class ConsoleWatcher:
 
 
 class ConsoleStream:
-    """Copies a running domain's serial console (a pty) from a libvirt stream into a local file: how
-    the lab captures the console of a guest on a remote libvirt host, whose files it cannot read.
+    """A running domain's serial console (a pty) read from a libvirt stream into `write`: how the lab
+    captures the console of a guest on a remote libvirt host, whose files it cannot read
+    (`to_file`), and how `lab console RUN -i` shows it (`interact`); `send` types into it.
 
     The stream is non-blocking and read from libvirt's event loop (`run_event_loop`): a blocking
     read holds the GIL in libvirt-python and stalls every other thread."""
 
-    def __init__(self, conn: libvirt.virConnect, dom: libvirt.virDomain, path: Path) -> None:
-        self._out = path.open("ab")
+    def __init__(self, conn: libvirt.virConnect, dom: libvirt.virDomain, write: Callable[[bytes], object],
+                 close: Callable[[], object] = lambda: None) -> None:
+        self._write, self._close = write, close
         self._stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
         dom.openConsole(None, self._stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
         events = libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP
         self._lock = threading.Lock()  # the event loop thread writes, the run's thread stops
-        self._open = True
+        self.open = True
         self._stream.eventAddCallback(events, self._on_event, None)
+
+    @classmethod
+    def to_file(cls, conn: libvirt.virConnect, dom: libvirt.virDomain, path: Path) -> ConsoleStream:
+        out = path.open("ab", buffering=0)  # unbuffered: each chunk is in the file as it arrives
+        return cls(conn, dom, out.write, out.close)
 
     def _on_event(self, stream: libvirt.virStream, events: int, _opaque: object) -> None:
         while True:
@@ -223,19 +235,49 @@ class ConsoleStream:
                 self.stop()  # end of stream: the domain stopped
                 return
             with self._lock:
-                if self._open:
-                    self._out.write(data)
-                    self._out.flush()
+                if self.open:
+                    self._write(data)
+
+    def send(self, data: bytes) -> None:
+        """Type `data` into the console."""
+        while data:
+            sent = self._stream.send(data)
+            if sent == -2:  # the stream is full: libvirt takes it in a moment
+                time.sleep(0.01)
+                continue
+            data = data[sent:]
 
     def stop(self) -> None:
         with self._lock:  # no libvirt call under this lock: the event loop may be waiting for it
-            if not self._open:
+            if not self.open:
                 return
-            self._open = False
-            self._out.close()
+            self.open = False
+            self._close()
         with contextlib.suppress(libvirt.libvirtError):  # already ended with its domain
             self._stream.eventRemoveCallback()
             self._stream.abort()
+
+
+ESCAPE = b"\x1d"  # Ctrl-]: leaves an interactive console, as it leaves virsh's
+
+
+def interact(conn: libvirt.virConnect, dom: libvirt.virDomain, terminal: int = 0, screen: int = 1) -> None:
+    """This terminal typing into the guest's serial console (GRUB's menu, a login, an emergency shell) and
+    showing it, until Ctrl-] or the guest stops. The event loop must run (`run_event_loop`)."""
+    stream = ConsoleStream(conn, dom, lambda data: os.write(screen, data))
+    saved = termios.tcgetattr(terminal)
+    tty.setraw(terminal)  # every key goes to the guest, Ctrl-C included
+    try:
+        while stream.open:
+            ready, _, _ = select.select([terminal], [], [], 0.5)
+            typed = os.read(terminal, 1024) if ready else b""
+            if ESCAPE in typed:
+                stream.send(typed.split(ESCAPE)[0])
+                break
+            stream.send(typed)
+    finally:
+        termios.tcsetattr(terminal, termios.TCSADRAIN, saved)
+        stream.stop()
 
 
 def run_event_loop() -> None:

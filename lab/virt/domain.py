@@ -171,17 +171,26 @@ def render_domain_xml(spec: DomainSpec) -> str:
     devices = _sub(root, "devices")
     for index, disk in enumerate(spec.disks):
         _disk(devices, disk, index)
-    if spec.console_stream:
-        serial = _sub(devices, "serial", type="pty")
-    else:
-        serial = _sub(devices, "serial", type="file")
-        _sub(serial, "source", path=spec.console_path, append="on")
-    _sub(serial, "target", port="0")
+    _serial(_sub(devices, "serial", type="pty"), spec)
     _sub(devices, "rng", model="virtio").append(_backend_random())
     _sub(devices, "memballoon", model="none")
     if spec.domain_type != "test":
         _user_net(root, spec)
     return ET.tostring(root, encoding="unicode")
+
+
+def _serial(serial: ET.Element, spec: DomainSpec) -> None:
+    """The serial console: a pty (`lab console RUN -i` types into GRUB or an emergency shell through it)
+    whose output QEMU also appends to the run's console file; a remote guest's is read through libvirt
+    instead (its host's files are out of reach)."""
+    serial.attrib = {"type": "pty"}
+    for child in list(serial):
+        if child.tag in ("source", "log"):  # a saved guest's: its old file, or the pty it had then
+            serial.remove(child)
+    if not spec.console_stream:
+        _sub(serial, "log", file=spec.console_path, append="on")
+    if serial.find("target") is None:
+        _sub(serial, "target", port="0")
 
 
 def _backend_random() -> ET.Element:
@@ -209,8 +218,11 @@ def retarget_saved_xml(saved_xml: str, spec: DomainSpec) -> str:
         for chain in disk.findall("backingStore"):
             disk.remove(chain)
     _text(root, "on_reboot").text = "destroy"  # saved before reboots were power cycles
-    for source in (*root.iterfind("devices/serial/source"), *root.iterfind("devices/console/source")):
-        source.set("path", spec.console_path)
+    devices = _text(root, "devices")
+    for port in devices.findall("serial"):
+        _serial(port, spec)
+    for console in devices.findall("console"):  # the serial's mirror: libvirt adds it again
+        devices.remove(console)
     args = root.findall(f"{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}arg")
     netdevs = [a for a in args if a.get("value", "").startswith("user,id=labnet0,")]
     if len(netdevs) != 1:

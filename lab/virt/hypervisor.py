@@ -132,7 +132,7 @@ def create_domain(conn: libvirt.virConnect, xml: str, flags: int,
         return conn.createXML(xml, flags), None
     dom = conn.createXML(xml, flags | libvirt.VIR_DOMAIN_START_PAUSED)
     try:
-        stream = ConsoleStream(conn, dom, stream_console_to)
+        stream = ConsoleStream.to_file(conn, dom, stream_console_to)
         dom.resume()
     except BaseException:
         destroy_domain(dom)
