@@ -194,6 +194,15 @@ def warm_start(image: str, runs: Path) -> float:
     return marks["ssh_ready"] - marks["image_ready"]
 
 
+def measured_on(runs: Path) -> str:
+    """What the figures were measured on: the accelerator the runs used (and why), the host's cores."""
+    results = sorted(runs.glob("*/result.json"))
+    record = json.loads(results[-1].read_text()) if results else {}
+    accelerator = f"{record.get('accelerator', '?')} ({record.get('accelerator_reason', 'no run recorded it')})"
+    where = Config.from_env().libvirt_uri
+    return f"measured with accelerator {accelerator}, on {os.cpu_count()} cores, libvirt {where}"
+
+
 TABLES = {"boots": boot_table, "build": lambda _: build_table(), "parallel": parallel_table, "remote": remote_table}
 
 
@@ -208,6 +217,7 @@ def main() -> None:
     for name, table in TABLES.items():
         if name in parts:
             table(runs)
+    print(f"\n{measured_on(runs)}")
     shutil.rmtree(runs)  # kept when a table failed: its report names the run's artifacts in there
 
 

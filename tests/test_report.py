@@ -62,12 +62,27 @@ def test_the_runs_page_links_each_report_and_shows_the_trend(tmp_path: Path) -> 
     assert text.count("report.html</a>") == 1  # pv-lost has no page to link
 
 
-def test_the_runs_page_says_where_the_time_went(tmp_path: Path) -> None:
-    outcomes = [_outcome(tmp_path, "a", "passed", 0, phases={"restore": 2.0, "scenario": 30.0}),
-                _outcome(tmp_path, "b", "passed", 0, phases={"boot": 18.0, "scenario": 50.0})]
-    text = write(tmp_path / "report", outcomes, 99.0, 2)[3].read_text()
-    rows = re.findall(r"<tr><td>(\w+)</td><td>([\d.]+)</td><td>([\d.]+) %</td></tr>", text)
-    assert rows == [("scenario", "80.0", "80.0"), ("boot", "18.0", "18.0"), ("restore", "2.0", "2.0")]
+def test_the_reports_say_where_the_time_went_by_kind(tmp_path: Path) -> None:
+    """A warm run with a reboot (its boot began at 10 s, ready at 40 s) inside a 35 s step, and a cold one:
+    each run's kinds, their sums and shares on the page and in summary.md."""
+    warm = _outcome(tmp_path, "a", "passed", 0, start="warm", phases={"restore": 2.0, "scenario": 40.0, "cleanup": 1.0},
+                    steps=[{"name": "reboot", "status": "passed", "start": 5.0, "seconds": 35.0}],
+                    boots=[{"host": "vm1", "boot_id": "b1", "ready": 2.0, "began": 0.0},
+                           {"host": "vm1", "boot_id": "b2", "ready": 40.0, "began": 10.0}])
+    cold = _outcome(tmp_path, "b", "passed", 0, start="cold", phases={"boot": 18.0, "scenario": 50.0},
+                    steps=[{"name": "work", "status": "passed", "start": 20.0, "seconds": 50.0}])
+    summary_json, summary_md, _, index = write(tmp_path / "report", [warm, cold], 99.0, 2)
+    runs = json.loads(summary_json.read_text())["runs"]
+    assert runs[0]["time_by_kind"] == {"warm restore": 2.0, "reboots and resets": 30.0, "steps' own work": 5.0,
+                                       "between steps": 5.0, "cleanup": 1.0}
+    assert runs[1]["time_by_kind"] == {"cold boot": 18.0, "steps' own work": 50.0}
+    text = index.read_text()
+    rows = re.findall(r"<tr><td>([\w&#; ]+)</td><td>([\d.]+)</td><td>([\d.]+) %</td></tr>", text)
+    assert rows == [("steps&#39; own work", "55.0", "49.5"), ("reboots and resets", "30.0", "27.0"),
+                    ("cold boot", "18.0", "16.2"), ("between steps", "5.0", "4.5"), ("warm restore", "2.0", "1.8"),
+                    ("cleanup", "1.0", "0.9")]
+    assert '<tr><td>a</td><td>warm</td><td>2</td>' in text  # each run's row: its start, its boots, its kinds
+    assert "| reboots and resets | 30.0 | 27.0 % |" in summary_md.read_text()
 
 
 def test_a_failure_after_reruns_lists_the_earlier_attempts(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lab.doors.breakdown import KINDS, by_kind, shares
 from lab.doors.parallel import Outcome
 from lab.doors.tables import render
 from lab.run.page import PAGE, runs_page
@@ -34,23 +35,13 @@ def write(directory: Path, outcomes: Sequence[Outcome], wall: float, jobs: int) 
     last_line = table(outcomes, wall, jobs).splitlines()[-1]
     paths = [directory / name for name in ("summary.json", "summary.md", "junit.xml", "index.html")]
     paths[0].write_text(json.dumps({"wall_seconds": round(wall, 1), "jobs": jobs, "runs": entries}, indent=2) + "\n")
-    paths[1].write_text(_markdown(entries, last_line))
+    kinds = shares([e["time_by_kind"] for e in entries])
+    paths[1].write_text(_markdown(entries, last_line, kinds))
     ET.ElementTree(_junit(entries, wall)).write(paths[2], encoding="unicode", xml_declaration=True)
     pages = [{**e, "page": _page_link(directory, e["artifacts"]), "variant": variant(e)} for e in entries]
-    paths[3].write_text(runs_page(pages, _trends(directory, entries), last_line, TREND_DEPTH, shares(entries)))
+    paths[3].write_text(runs_page(pages, _trends(directory, entries), last_line, TREND_DEPTH, kinds,
+                                  [kind for kind in KINDS if any(kind in e["time_by_kind"] for e in entries)]))
     return paths
-
-
-def shares(entries: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
-    """Where the runs' time went, summed over every run: each phase of the lab's (image, start, boot, save,
-    restore, scenario, health, cleanup) with its seconds and its share of their sum, largest first."""
-    totals: dict[str, float] = {}
-    for e in entries:
-        for phase, seconds in (e.get("phases") or {}).items():
-            totals[phase] = totals.get(phase, 0.0) + float(seconds)
-    whole = sum(totals.values()) or 1.0
-    return sorted(((phase, round(seconds, 1), round(100 * seconds / whole, 1)) for phase, seconds in totals.items()),
-                  key=lambda row: -row[1])
 
 
 def _page_link(directory: Path, artifacts: str) -> str:
@@ -92,17 +83,22 @@ def _entry(outcome: Outcome) -> dict[str, Any]:
             "run_id": result.run_id if result else outcome.job.run_id, "start": result.start if result else None,
             "phases": result.phases if result else {}, "failure": (result.failure or None) if result else None,
             "attempts": result.attempts if result else [], "stand_ins": result.stand_ins if result else [],
-            "params": result.params if result else {}, "known_issue": result.known_issue if result else {}}
+            "params": result.params if result else {}, "known_issue": result.known_issue if result else {},
+            "time_by_kind": by_kind(result) if result else {},
+            "steps": [{"name": s["name"], "seconds": s.get("seconds")} for s in result.steps] if result else [],
+            "boots": len(result.boots) if result else 0}
 
 
-def _markdown(entries: list[dict[str, Any]], last_line: str) -> str:
+def _markdown(entries: list[dict[str, Any]], last_line: str, kinds: list[tuple[str, float, float]]) -> str:
     lines = ["| scenario | image | status | wall (s) | artifacts |", "|---|---|---|---|---|"]
     lines += [f"| {e['scenario']} | {e['image']} | {e['status']} | {e['wall_seconds']} | `{e['artifacts']}` |"
               for e in entries]
     failures = [f"### {e['scenario']} ({e['status']})\n\n```\n{e['failure']}\n```" for e in entries if e["failure"]]
     stand_ins = [f"- {e['scenario']}: {line}" for e in entries for line in e["stand_ins"]]
     said = ["What the lab stands in for (not the real software):", "", *stand_ins, ""] if stand_ins else []
-    return "\n".join([*lines, "", last_line, "", *said, *failures]) + "\n"
+    time = ["Where the time went (every run, by kind):", "", "| kind | seconds | share |", "|---|---|---|",
+            *(f"| {kind} | {seconds} | {share} % |" for kind, seconds, share in kinds), ""] if kinds else []
+    return "\n".join([*lines, "", last_line, "", *time, *said, *failures]) + "\n"
 
 
 def _junit(entries: list[dict[str, Any]], wall: float) -> ET.Element:

@@ -52,14 +52,14 @@ class Machine:
         self.state = BootState()
         self.shell = GuestShell(self.domain, ssh, log, timeouts, self.state)
         self.boots = 0
-        self.readies: list[tuple[str, float]] = []  # (boot id, time.monotonic()) of each boot once ready
+        self.readies: list[tuple[str, float, float]] = []  # (boot id, began, ready: time.monotonic()) of each boot
         self.degraded: list[str] = []  # "boot N: unit" for each unit failed when a boot was ready
         self.journals: list[str] = []  # the journals of boots that ended in a reboot
         self._journaled: set[str] = set()  # boot ids (journal form) whose journal is kept
         self._plugged = False  # disks were hot-plugged at the restore: udev must have made their links
         self._first_boot = ""  # the run's first boot id (journal form): the journal's boots before it are not the run's
         self._unplanned = False  # boots may have come and gone unwatched (a reset, a reboot the lab did not wait on)
-        self._boot_offset = 0  # where the console output of the current boot (or shutdown) begins
+        self._boot_offset, self._began = 0, 0.0  # where the console output of this boot (or shutdown) begins, when
 
     # the shell's verbs, as scenarios call them on the machine
     is_running = Verb(GuestShell.is_running)
@@ -110,9 +110,13 @@ class Machine:
     def start(self) -> None:
         """Create the domain; returns at once (see `wait_for_boot`)."""
         self.state.begin()
-        self._boot_offset = self.get_console_size()
+        self._boot_begins()
         self.domain.start()
         self.ssh.port = self.domain.ssh_port
+
+    def _boot_begins(self) -> None:
+        """The console output and the time of the next boot (or of a shutdown, then the boot) start here."""
+        self._boot_offset, self._began = self.get_console_size(), time.monotonic()
 
     def _powered_on_again(self, why: str) -> None:
         self.ssh.port = self.domain.ssh_port  # a new QEMU process: a new forwarded port
@@ -177,7 +181,7 @@ class Machine:
                 self._note_degraded()
         self._keep_lost_journals()
         self.boots += 1
-        self.readies.append((self.boot_id, time.monotonic()))
+        self.readies.append((self.boot_id, self._began, time.monotonic()))
         self.log.info(f"{self.name}: ready, boot {self.boots}, boot_id {self.boot_id}")
 
     def run_cloud_init_at_every_boot(self) -> None:
@@ -230,7 +234,7 @@ class Machine:
     def restore(self, save_file: Path, extra_disks: tuple[str, ...]) -> None:
         """Start from a save file written for this machine (see lab.provision.warm), then hot-plug the disks
         with the serials `extra_disks`, as an operator adds disks to a live host."""
-        self._boot_offset = self.get_console_size()  # a restored guest prints nothing: no boot to read
+        self._boot_begins()  # a restored guest prints nothing: no boot to read
         with self.log.nested(f"{self.name}: restoring a saved guest"):
             self.domain.restore(save_file)
         self.ssh.port = self.domain.ssh_port
@@ -257,14 +261,14 @@ class Machine:
             self.degraded.extend(f"boot {self.boots + 1}: {unit}" for unit in saved_failed)
         self._keep_lost_journals()
         self.boots += 1
-        self.readies.append((self.boot_id, time.monotonic()))
+        self.readies.append((self.boot_id, self._began, time.monotonic()))
         self.log.info(f"{self.name}: ready (restored), boot_id {self.boot_id}, "
                       f"systemd {'degraded' if saved_failed else 'running'} when saved")
 
     def start_reboot(self) -> None:
         """Ask the guest to reboot and return at once (for boots that are meant to fail)."""
         self._keep_journal()
-        self._boot_offset = self.get_console_size()  # the shutdown, then the next boot
+        self._boot_begins()  # the shutdown, then the next boot
         self._systemctl_soon("reboot")
         self.ssh.close()
         self._unplanned = True
@@ -357,7 +361,7 @@ class Machine:
     def _press_reset(self) -> None:
         self.ssh.close()  # the connection dies with the boot
         self.state.begin()
-        self._boot_offset = self.get_console_size()
+        self._boot_begins()
         self._unplanned = True
         self.domain.reset()
 

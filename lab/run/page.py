@@ -57,11 +57,12 @@ def render(run_dir: Path, result: RunResult) -> str:
 
 
 def runs_page(entries: list[dict[str, Any]], trends: dict[str, list[float]], last_line: str, depth: int,
-              shares: list[tuple[str, float, float]]) -> str:
+              shares: list[tuple[str, float, float]], kinds: list[str]) -> str:
     """index.html of several runs: each scenario and image with its status, wall time, a link to its report
-    (`page`, relative), its wall times in earlier reports beside this one, and where the time went."""
+    (`page`, relative), its wall times in earlier reports beside this one, where each run's time went by
+    kind (`time_by_kind`), and each kind's share over all of them."""
     return _ENV.get_template("runs.html.j2").render(entries=entries, trends=trends, last_line=last_line,
-                                                    depth=depth, shares=shares)
+                                                    depth=depth, shares=shares, kinds=kinds)
 
 
 def bars(result: RunResult) -> list[Bar]:

@@ -36,6 +36,7 @@ class Boot:
     boot_id: str
     ready: float
     marks: dict[str, float] = field(default_factory=dict)  # the console's phases, where the lab watched them
+    began: float = 0.0  # when the lab started it (or asked for the reboot): a reboot's shutdown counts
 
 
 @dataclass

@@ -333,8 +333,8 @@ class Run:
 
     def _boots(self) -> list[Boot]:
         """Every boot of every host, with its boot id; the first carries the console's phases."""
-        boots = [Boot(name, boot_id, round(ready - self.t0, 2)) for name, machine in self.machines.items()
-                 for boot_id, ready in machine.readies]
+        boots = [Boot(name, boot_id, round(ready - self.t0, 2), began=round(began - self.t0, 2))
+                 for name, machine in self.machines.items() for boot_id, began, ready in machine.readies]
         if boots:
             boots[0].marks = {k: v for k, v in self.marks.items() if k not in ("image_ready", "domain_started")}
         return boots
