@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,8 @@ from lab.base.config import Config, vcpu_share
 from lab.base.errors import LabError, RunFailed
 from lab.base.log import ROOT, Log, configure_terminal
 from lab.context import ScenarioContext
-from lab.doors.parallel import Job, Outcome, shard
-from lab.doors.report import write
+from lab.doors.parallel import shard
+from lab.doors.pytest_report import RESULT, STATUS, Reporter, RerunSummary
 from lab.image.external import load_manifests, not_imported
 from lab.machine import Machine
 from lab.provision.prepare import prepare_images
@@ -47,14 +46,10 @@ from lab.scenario import DEFAULT_TIMEOUT, TAGS, Registry, Scenario, declare, loa
 
 NIGHTLY_ONLY = "nightly only (make nightly)"  # the skip reason of nightly items without --nightly
 EXTERNAL_ABSENT = "external image absent"  # the skip reason's start (CI lets these skips pass)
-RESULT = "lab_result"  # user property: the run's result.json, read by the report
-STATUS = "lab_status"  # user property: flaky or known, for the terminal's summary
 _CALL_FAILED = pytest.StashKey[BaseException]()  # a test's own failure, for the run it used
-_REPORT = pytest.StashKey[list[Path]]()
 _IMAGES = pytest.StashKey[list[str]]()  # the images the selected VM tests boot
 _TIMEOUTS = pytest.StashKey[dict[str, float]]()
 _SETTINGS = pytest.StashKey[Config]()
-EXIT_CODES = {"passed": 0, "flaky": 0, "known": 0, "failed": 1}  # anything else is an error (2)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -98,8 +93,10 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in pytest -n workers
     if workers:
         os.environ["LAB_MAX_VCPUS"] = vcpu_share(int(workers))  # each VM gets its share of the cores
-    if config.getoption("--lab-report") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(Reporter(Path(config.getoption("--lab-report"))), "lab-reporter")
+    if not hasattr(config, "workerinput"):  # the xdist controller, or a session without workers
+        config.pluginmanager.register(RerunSummary(), "lab-reruns")
+        if config.getoption("--lab-report"):
+            config.pluginmanager.register(Reporter(Path(config.getoption("--lab-report"))), "lab-reporter")
 
 
 def _add_tag(config: pytest.Config, tag: str) -> None:
@@ -381,54 +378,3 @@ def _record(item: pytest.Item, run: Run) -> None:
     if run.artifacts is not None:
         item.user_properties += [("run_id", run.run_id), ("artifacts", str(run.artifacts)),
                                  (RESULT, str(run.artifacts / "result.json"))]
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The runs that passed only on a re-run, and the failures known issues cover, with what failed."""
-    lines = []
-    for report in (r for key in ("passed", "xfailed") for r in terminalreporter.stats.get(key, [])):
-        properties = dict(report.user_properties)
-        if report.when != "call" or STATUS not in properties or not Path(str(properties.get(RESULT))).is_file():
-            continue
-        result = RunResult.load(Path(str(properties[RESULT])))
-        if result.status == "flaky":
-            failures = "; ".join(a.get("failure", "")[:120] for a in result.attempts[:-1])
-            lines.append(f"FLAKY {report.nodeid}: passed on attempt {len(result.attempts)} after: {failures}")
-        else:
-            lines.append(f"KNOWN {report.nodeid}: {result.known_issue.get('tracker')} "
-                         f"(until {result.known_issue.get('expires')})")
-    if lines:
-        terminalreporter.section("lab: flaky runs and known issues")
-        for line in lines:
-            terminalreporter.write_line(line)
-
-
-# --- the report ------------------------------------------------------------------------------------
-
-
-class Reporter:
-    """Collects the runs' results from the test reports (on the xdist controller too) and writes them."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory, self.start = directory, time.monotonic()
-        self.outcomes: list[Outcome] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        path = dict(report.user_properties).get(RESULT)
-        if report.when != "teardown" or not path or not Path(str(path)).is_file():
-            return
-        result = RunResult.load(Path(str(path)))
-        self.outcomes.append(Outcome(Job(result.scenario, run_id=result.run_id), result.status,
-                                     EXIT_CODES.get(result.status, 2), result.wall_seconds, result.image,
-                                     result.artifacts))
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        jobs = getattr(session.config.option, "numprocesses", None) or 1  # pytest-xdist's -n
-        paths = write(self.directory, self.outcomes, time.monotonic() - self.start, int(jobs))
-        session.config.stash[_REPORT] = paths
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        paths = terminalreporter.config.stash.get(_REPORT, [])
-        if paths:
-            terminalreporter.write_line(f"lab report: {', '.join(str(p) for p in paths)}")
-
