@@ -89,3 +89,12 @@ def test_a_pool_that_grows_is_drawn_with_its_vgs_free_space(tmp_path: Path) -> N
     plots = text[text.index('id="samples"'):text.index('id="steps"')]
     assert plots.count("<svg") == 2 and "VG free (MiB)" in plots and "pool Data%" in plots
     assert plots.count("Size of logical volume atomicos/lab-pool_tdata changed from") == 4  # 2 on each plot
+
+
+def test_the_journals_disk_usage_is_plotted(tmp_path: Path) -> None:
+    """journal-log-space: what du says the journal takes while a container logs, under SystemMaxUse=24M."""
+    text = page_of("journal-samples", tmp_path)
+    plots = text[text.index('id="samples"'):text.index('id="steps"')]
+    assert plots.count("<svg") == 1 and "journal on disk (MiB, du)" in plots
+    points = RunResult.load(RECORDS / "journal-samples" / RESULT).samples["journal on disk (MiB, du)"]["points"]
+    assert len(points) > 10 and max(p["value"] for p in points) <= 24
