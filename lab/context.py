@@ -13,7 +13,7 @@ from lab.base.errors import UsageError
 from lab.base.log import Log
 from lab.image.store import Profile
 from lab.machine import Machine
-from lab.sampling import sampled, wall_start
+from lab.sampling import Sample, sampled, wall_start
 
 GUEST_TOOLS = Path(__file__).parent / "guest"  # programs scenarios copy into guests
 
@@ -39,7 +39,7 @@ class ScenarioContext:
         self.stand_ins = stand_ins  # the components the scenario declares the lab stands in for
         self.steps: list[Step] = []
         self.facts: dict[str, Any] = {}
-        self.samples: dict[str, Any] = {}  # what `sample` measured, for the report's plots
+        self.samples: dict[str, Sample] = {}  # what `sample` measured, for the report's plots
         self.current_step = ""
 
     @property

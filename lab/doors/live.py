@@ -35,15 +35,16 @@ class _Run:
     host: str = ""
     step: str = ""
     doing: str = "starting"
-    ended: str = ""
+    said_verdict: bool = False  # its verdict is out: what follows is no longer what it is doing
+    done: bool = False  # its process ended
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=KEPT))
 
     def read(self, line: str) -> None:
         """What the run is at, from its own log line: a step begins, a guest runs a command, the lab does
         something ("vm1: restoring a saved guest"); nothing after its verdict."""
         self.lines.append(line)
-        if self.ended or _VERDICT.match(line):
-            self.ended = self.ended or "ending"
+        if self.said_verdict or _VERDICT.match(line):
+            self.said_verdict = True
         elif step := _STEP.match(line):
             self.step, self.doing = step.group(1), ""
         elif command := _COMMAND.match(line):
@@ -83,8 +84,7 @@ class Board:
         """The run's verdict and what follows it (a failure's explanation, the report's path) above the board."""
         with self._lock:
             run = self.runs[key]
-            run.ended, run.doing = status, f"{status} in {time.monotonic() - run.start:.0f} s"
-            run.step = ""
+            run.done, run.step, run.doing = True, "", f"{status} in {time.monotonic() - run.start:.0f} s"
             lines = list(run.lines)
         start = next((i for i in range(len(lines) - 1, -1, -1) if _VERDICT.match(lines[i])), max(len(lines) - 20, 0))
         for line in lines[start:]:
@@ -101,6 +101,5 @@ class Board:
             runs = list(self.runs.values())
         now = time.monotonic()
         for run in runs:
-            done = run.ended not in ("", "ending")
-            table.add_row(run.label, run.host, run.step, run.doing, "" if done else f"{now - run.start:.0f} s")
+            table.add_row(run.label, run.host, run.step, run.doing, "" if run.done else f"{now - run.start:.0f} s")
         return table

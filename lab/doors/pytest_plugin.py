@@ -38,7 +38,6 @@ from lab.image.external import load_manifests, not_imported
 from lab.machine import Machine
 from lab.provision.prepare import prepare_images
 from lab.replay import replay
-from lab.run.record import RunResult
 from lab.run.reruns import settled_run
 from lab.run.runner import Run, RunRequest
 from lab.run.sit import wait_for_enter
@@ -273,12 +272,12 @@ class ScenarioItem(pytest.Item):
         with --lab-rerun-failed N, the guest's too with --lab-rerun-guest-failures, a pass after failures is
         flaky, a failure a known issue covers is an expected failure (xfail) until the issue expires."""
         option = self.config.getoption
-        code, run = settled_run(_settings(self.config), _request(self.config, self.scenario, self.params, self.image),
-                                _run_log(self.config), option("--lab-rerun-failed"),
-                                guest_failures=option("--lab-rerun-guest-failures"),
-                                make_run=lambda request: _run(self.config, request))
+        request = _request(self.config, self.scenario, self.params, self.image)
+        code, run, result = settled_run(_settings(self.config), request, _run_log(self.config),
+                                        option("--lab-rerun-failed"),
+                                        guest_failures=option("--lab-rerun-guest-failures"),
+                                        make_run=lambda attempt: _run(self.config, attempt))
         _record(self, run)
-        result = RunResult.load(run.artifacts / "result.json") if run.artifacts else None
         if result is not None and result.status in ("flaky", "known"):
             self.user_properties.append((STATUS, result.status))
         if result is not None and result.status == "known":

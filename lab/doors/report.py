@@ -19,20 +19,23 @@ TREND_DEPTH = 10  # reports whose wall times index.html shows for each scenario
 
 
 def table(outcomes: Sequence[Outcome], wall: float, jobs: int) -> str:
-    lines = [render(("scenario", "image", "status", "wall", "artifacts"),
-                    [(o.job.scenario, o.image, o.status, f"{o.wall:.1f} s", o.artifacts) for o in outcomes])]
+    rows = render(("scenario", "image", "status", "wall", "artifacts"),
+                  [(o.job.scenario, o.image, o.status, f"{o.wall:.1f} s", o.artifacts) for o in outcomes])
+    return f"{rows}\n{summary_line(outcomes, wall, jobs)}"
+
+
+def summary_line(outcomes: Sequence[Outcome], wall: float, jobs: int) -> str:
     passed = sum(o.status == "passed" for o in outcomes)
     flaky = sum(o.status == "flaky" for o in outcomes)
-    lines.append(f"{passed} of {len(outcomes)} passed" + (f", {flaky} flaky" if flaky else "")
-                 + f" in {wall:.1f} s (-j {jobs})")
-    return "\n".join(lines)
+    return f"{passed} of {len(outcomes)} passed" + (f", {flaky} flaky" if flaky else "") + \
+        f" in {wall:.1f} s (-j {jobs})"
 
 
 def write(directory: Path, outcomes: Sequence[Outcome], wall: float, jobs: int) -> list[Path]:
     """summary.json, summary.md, junit.xml and index.html in `directory`; returns their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     entries = [_entry(o) for o in outcomes]
-    last_line = table(outcomes, wall, jobs).splitlines()[-1]
+    last_line = summary_line(outcomes, wall, jobs)
     paths = [directory / name for name in ("summary.json", "summary.md", "junit.xml", "index.html")]
     paths[0].write_text(json.dumps({"wall_seconds": round(wall, 1), "jobs": jobs, "runs": entries}, indent=2) + "\n")
     kinds = shares([e["time_by_kind"] for e in entries])

@@ -23,13 +23,15 @@ def run_with_reruns(config: Config, request: RunRequest, log: Log, reruns: int, 
 
 
 def settled_run(config: Config, request: RunRequest, log: Log, reruns: int, *, guest_failures: bool = False,
-                make_run: Callable[[RunRequest], runner.Run] | None = None) -> tuple[int, runner.Run]:
+                make_run: Callable[[RunRequest], runner.Run] | None = None,
+                ) -> tuple[int, runner.Run, RunResult | None]:
     """Run; after a failure of the lab's (exit 2) run again in a fresh VM, up to `reruns` times. A failure of
     the guest's (exit 1) is run again only with `guest_failures`: a later pass could hide the bug the run
     found. A pass after a failure is marked flaky in its result.json, and a failure after earlier attempts
     lists them; a failure a known issue covers is known (exit 0). Every attempt has the run's id (each
     removes what it made before the next starts), so the newest artifacts of that id are the final
-    attempt's; only the last attempt may keep its VM. Both doors use it: `make_run` is pytest's Run."""
+    attempt's; only the last attempt may keep its VM. Both doors use it: `make_run` is pytest's Run.
+    Returns the exit code, the last attempt's Run and its final record (None when it left none)."""
     request = replace(request, run_id=request.run_id or secrets.token_hex(4))
     issues = known.load(config.known_issues)  # a mistake in the file stops us before any guest boots
     retried = {1, 2} if guest_failures else {2}
@@ -48,7 +50,7 @@ def settled_run(config: Config, request: RunRequest, log: Log, reruns: int, *, g
                         f"({attempt + 1} of {reruns})")
     record = run.artifacts / RESULT if run.artifacts is not None else None
     if record is None or not record.is_file():
-        return code, run
+        return code, run, None
     result = RunResult.load(record)
     if len(attempts) > 1:  # a pass after failures is flaky, never a plain pass
         result.attempts, result.status = attempts, "flaky" if code == 0 else result.status
@@ -58,7 +60,7 @@ def settled_run(config: Config, request: RunRequest, log: Log, reruns: int, *, g
     if len(attempts) > 1 or noted:  # one write of the record, and the page says what it says
         result.write(record.parent)
         write_page(record.parent, result)
-    return settled, run
+    return settled, run, result
 
 
 def _settle(issues: list[known.KnownIssue], scenario: str, code: int, result: RunResult, log: Log) -> tuple[int, bool]:
