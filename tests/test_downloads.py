@@ -27,7 +27,7 @@ class Publisher(http.server.ThreadingHTTPServer):
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
-        self.cuts, self.errors, self.ranges = 0, [], True
+        self.cuts, self.errors, self.ranges, self.length = 0, [], True, ""
         self.seen: list[str | None] = []
 
 
@@ -45,7 +45,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(CONTENT) - 1}/{len(CONTENT)}")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", self.server.length or str(len(body)))
         self.end_headers()
         if self.server.cuts:
             self.server.cuts -= 1
@@ -106,3 +106,8 @@ def test_a_missing_file_fails_at_once_and_a_busy_server_is_asked_again(site: Pub
     site.errors, site.seen = [503, 503], []
     assert _get(site, tmp_path / "image.qcow2") == hashlib.sha256(CONTENT).hexdigest()
     assert len(site.seen) == 3
+
+
+def test_a_length_that_is_no_number_is_no_length(site: Publisher, tmp_path: Path) -> None:
+    site.length = "lots"
+    assert _get(site, tmp_path / "image.qcow2") == hashlib.sha256(CONTENT).hexdigest()

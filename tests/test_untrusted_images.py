@@ -46,3 +46,12 @@ def test_a_manifest_downloads_over_https_only(tmp_path: Path, url: str) -> None:
         Manifest.load(manifest)
     manifest.write_text(manifest.read_text().replace(url, "https://cloud.example.org/x.qcow2"))
     assert Manifest.load(manifest).url.startswith("https://")
+
+
+@pytest.mark.parametrize("file", ["../../etc/cron.d/x", "/tmp/x.qcow2", "a b.qcow2", ".hidden", ""])
+def test_a_manifests_file_is_a_name_not_a_path(tmp_path: Path, file: str) -> None:
+    """Downloads are kept under the file's name in the lab's downloads directory: never a path out of it."""
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(f'name = "m"\ndescription = "d"\n[source]\nfile = "{file}"\nurl = "https://e.org/x"\n')
+    with pytest.raises(ImageError, match="a file name is needed"):
+        Manifest.load(manifest)

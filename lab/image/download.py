@@ -82,7 +82,7 @@ def _fetch(url: str, partial: _Partial, log: Log) -> None:
         if partial.size and response.status != 206:
             log.info(f"{url}: the server sends the whole file again (no Range); starting over")
             partial.restart()
-        rest = int(response.headers.get("Content-Length") or 0)
+        rest = _length(response.headers.get("Content-Length"))
         total = partial.size + rest if rest else None
         size = f" ({total / 2**20:.0f} MiB)" if total else ""
         log.info(f"downloading {url}{size}" + (f" from byte {partial.size}" if partial.size else ""))
@@ -95,3 +95,8 @@ def _fetch(url: str, partial: _Partial, log: Log) -> None:
                 advance(len(chunk))
         if total is not None and partial.size != total:  # the connection ended early without an error
             raise http.client.IncompleteRead(b"", total - partial.size)
+
+
+def _length(header: str | None) -> int:
+    """The server's Content-Length, 0 when it sent none or none that is a number (it says what it likes)."""
+    return int(header) if header and header.strip().isdigit() else 0
