@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -26,6 +27,7 @@ class Step(TypedDict):
     start: NotRequired[float]  # seconds from the run's start
     seconds: NotRequired[float]
     console: NotRequired[dict[str, int]]  # each console capture's size as the step began, by its path in the run
+    setup: NotRequired[str]  # the scenario's setup this step belongs to (saved as a checkpoint by this run)
 
 
 class ScenarioContext:
@@ -41,6 +43,7 @@ class ScenarioContext:
         self.facts: dict[str, Any] = {}
         self.samples: dict[str, Sample] = {}  # what `sample` measured, for the report's plots
         self.current_step = ""
+        self.setup = ""  # the setup the steps belong to, in the context `for_setup` makes
 
     @property
     def machine(self) -> Machine:
@@ -66,6 +69,12 @@ class ScenarioContext:
         finally:
             local.unlink(missing_ok=True)
 
+    def for_setup(self, name: str, params: dict[str, Any]) -> ScenarioContext:
+        """The context the scenario's setup runs with: only the parameters it reads; its steps are the run's."""
+        ctx = copy.copy(self)
+        ctx.params, ctx.setup = params, name
+        return ctx
+
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
         self.current_step = name
@@ -77,8 +86,11 @@ class ScenarioContext:
                 yield
             status = "passed"
         finally:
-            self.steps.append({"name": name, "status": status, "start": round(start - self.t0, 2),
-                               "seconds": round(time.monotonic() - start, 2), "console": consoles})
+            step: Step = {"name": name, "status": status, "start": round(start - self.t0, 2),
+                          "seconds": round(time.monotonic() - start, 2), "console": consoles}
+            if self.setup:
+                step["setup"] = self.setup
+            self.steps.append(step)
 
     def _console_offsets(self) -> dict[str, int]:
         """Where each guest's console capture ends as a step begins (by its path in the run directory): the

@@ -28,6 +28,7 @@ from lab.params import Param, declared
 from lab.params import integer as integer  # the types a scenario declares its parameters with
 from lab.params import size as size
 from lab.params import word as word
+from lab.setup import Setup as Setup  # an expensive preparation, saved once as a checkpoint
 from lab.standin import StandIn as StandIn  # what a scenario declares the lab stands in for
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class Scenario:
     types: dict[str, Param] = field(default_factory=dict)  # each parameter's type (lab.params)
     stand_ins: tuple[StandIn, ...] = ()  # what in its reproduction is the lab's, not the real software
     covers: tuple[Covers, ...] = ()  # the field notes' behaviours it reproduces (scenarios/field-notes.toml)
+    setup: Setup | None = None  # what its runs restore from a checkpoint instead of doing (lab.setup)
 
     def nodes(self) -> dict[str, Node]:
         """The run's guests by host name, in boot order."""
@@ -96,7 +98,7 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
             choices: dict[str, tuple[str, ...]] | None = None, expected: Sequence[str] = (),
             machines: dict[str, Node] | None = None,
             shared_disks: Sequence[Disk] = (), outbound: bool = False, stand_ins: Sequence[StandIn] = (),
-            covers: Sequence[Covers] = ()) -> Scenario:
+            covers: Sequence[Covers] = (), setup: Setup | None = None) -> Scenario:
     """A validated Scenario; mistakes in the declaration fail here, at import time."""
     if not NAME_RE.match(name):
         raise ValueError(f"scenario name {name!r} must be lower-case words joined by '-'")
@@ -115,13 +117,24 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
     if any(not (s.component.strip() and s.does.strip() and s.lacks.strip()) for s in stand_ins):
         raise ValueError(f"scenario {name}: each stand-in names its component, what it does and what it does not")
     check(name, covers)
+    _check_setup(name, setup, params or {}, machines or {})
     for key, param in types.items():  # a default its own type refuses is a mistake of the declaration
         param.parse(key, str(param.default).lower() if param.kind == "flag" else str(param.default))
     return Scenario(name, description, func, image, memory, cpus, tuple(disks),
                     {key: param.default for key, param in types.items()}, frozenset(tags), timeout,
                     dict(choices or {}), tuple(re.compile(rx) for rx in expected),
                     {host: _node(node) for host, node in (machines or {}).items()}, tuple(shared_disks),
-                    outbound, types, tuple(stand_ins), tuple(covers))
+                    outbound, types, tuple(stand_ins), tuple(covers), setup)
+
+
+def _check_setup(name: str, setup: Setup | None, params: dict[str, Any], machines: dict[str, Node]) -> None:
+    if setup is None:
+        return
+    if len(machines) > 1:
+        raise ValueError(f"scenario {name}: a setup checkpoint saves one guest; this scenario has several")
+    unknown = sorted(set(setup.reads) - set(params))
+    if unknown:
+        raise ValueError(f"scenario {name}: setup {setup.name} reads parameters it does not declare: {unknown}")
 
 
 def _node(node: Node) -> Node:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from lab.containers import SYSTEM_CONTAINER_STAND_INS, build_system_images
-from lab.context import ScenarioContext
+from lab.context import GUEST_TOOLS, ScenarioContext
 from lab.machine import Machine
-from lab.scenario import by_stand_in, integer, reproduced, scenario
+from lab.scenario import Setup, by_stand_in, integer, reproduced, scenario
 
 IMAGES = Path(__file__).parent / "system-containers"
 CHECKOUTS = "/var/lib/containers/atomic"
@@ -32,6 +32,30 @@ FETCH_FAILED = "Couldn't fetch network config"
 STARTED, READY = "InactiveExitTimestampMonotonic", "ActiveEnterTimestampMonotonic"
 DOCKER_DEFAULT_BRIDGE = "172.17.0.1/16"  # dockerd's built-in --bip, used when flannel's options are missing
 DROP_IN = "/etc/systemd/system/docker.service.d/flannel.conf"
+
+
+def build_and_install(lab: ScenarioContext) -> None:
+    """The setup its runs restore from a checkpoint: the images built, etcd and flannel installed by the
+    stand-in, ordered (correct), with no order and etcd held back until docker runs (broken), or with no
+    order at all (race, the field's); etcd running with flannel's network config."""
+    vm, ordering = lab.machine, lab.params["ordering"]
+    with lab.step("build the etcd and flannel images as OCI layouts (no registry)"):
+        atomic = lab.install_guest_tool("atomic")
+        build_system_images(vm, atomic, IMAGES)
+    unordered = "" if ordering == "correct" else " --set SERVICE_TYPE=simple"
+    with lab.step("atomic install --system etcd; flannel's network config into etcd"):
+        held_back = " --set AFTER=docker.service" if ordering == "broken" else (" --set AFTER= --set BEFORE="
+                                                                                 if ordering == "race" else "")
+        vm.succeed(f"atomic install --system{unordered}{held_back} oci:/root/images/etcd")
+        vm.succeed("systemctl start etcd")
+        vm.wait_until_succeeds("etcdctl endpoint health", timeout=120)  # not ordered: started, not ready
+        config = json.dumps({"Network": lab.params["network"], "SubnetLen": 24, "Backend": {"Type": "vxlan"}})
+        vm.succeed(f"etcdctl put {PREFIX}/config '{config}'")  # v3: bookworm's etcd 3.4 has the v2 API off
+    with lab.step("atomic install --system --set ETCD_ENDPOINTS=... flannel, with docker's drop-in"):
+        no_order = " --set AFTER= --set BEFORE=" if ordering != "correct" else ""
+        vm.succeed(f"atomic install --system --set ETCD_ENDPOINTS=http://127.0.0.1:2379{unordered}{no_order}"
+                   " oci:/root/images/flannel")
+        vm.succeed("systemctl enable docker.service")
 
 
 @scenario(
@@ -53,13 +77,15 @@ DROP_IN = "/etc/systemd/system/docker.service.d/flannel.conf"
     ),
     stand_ins=SYSTEM_CONTAINER_STAND_INS,
     timeout=1800,
+    setup=Setup("etcd-flannel-installed", build_and_install, reads=("ordering", "network"),
+                files=(GUEST_TOOLS / "atomic.py",)),
 )
 def system_containers(lab: ScenarioContext) -> None:
     vm, ordering = lab.machine, lab.params["ordering"]
-    with lab.step("build the etcd and flannel images as OCI layouts (no registry)"):
-        atomic = lab.install_guest_tool("atomic")
-        build_system_images(vm, atomic, IMAGES)
-    _install(lab, vm, ordering)
+    with lab.step("what atomic install rendered: units, OCI configs, tmpfiles, docker's drop-in"):
+        for name in ("etcd", "flannel"):
+            keep_rendered(lab, vm, name)
+        lab.evidence("docker-flannel.conf", vm.succeed(f"cat {DROP_IN}"), stand_in="flannel")
     if ordering == "race":
         _race(lab, vm, lab.params["boots"])
     else:
@@ -75,28 +101,6 @@ def system_containers(lab: ScenarioContext) -> None:
         containers = vm.succeed("runc list")
         assert "flannel" not in containers and "etcd" not in containers, containers
         vm.fail("systemctl cat flannel.service", "No files found for flannel.service")
-
-
-def _install(lab: ScenarioContext, vm: Machine, ordering: str) -> None:
-    """etcd and flannel installed by the stand-in: ordered (correct), with no order and etcd held back until
-    docker runs (broken), or with no order at all (race, the field's)."""
-    unordered = "" if ordering == "correct" else " --set SERVICE_TYPE=simple"
-    with lab.step("atomic install --system etcd; flannel's network config into etcd"):
-        held_back = " --set AFTER=docker.service" if ordering == "broken" else (" --set AFTER= --set BEFORE="
-                                                                                 if ordering == "race" else "")
-        vm.succeed(f"atomic install --system{unordered}{held_back} oci:/root/images/etcd")
-        keep_rendered(lab, vm, "etcd")
-        vm.succeed("systemctl start etcd")
-        vm.wait_until_succeeds("etcdctl endpoint health", timeout=120)  # not ordered: started, not ready
-        config = json.dumps({"Network": lab.params["network"], "SubnetLen": 24, "Backend": {"Type": "vxlan"}})
-        vm.succeed(f"etcdctl put {PREFIX}/config '{config}'")  # v3: bookworm's etcd 3.4 has the v2 API off
-    with lab.step("atomic install --system --set ETCD_ENDPOINTS=... flannel, with docker's drop-in"):
-        no_order = " --set AFTER= --set BEFORE=" if ordering != "correct" else ""
-        vm.succeed(f"atomic install --system --set ETCD_ENDPOINTS=http://127.0.0.1:2379{unordered}{no_order}"
-                   " oci:/root/images/flannel")
-        keep_rendered(lab, vm, "flannel")
-        lab.evidence("docker-flannel.conf", vm.succeed(f"cat {DROP_IN}"), stand_in="flannel")
-        vm.succeed("systemctl enable docker.service")
 
 
 def _boot(lab: ScenarioContext, vm: Machine, label: str = "") -> dict[str, Any]:

@@ -7,11 +7,12 @@
    the cold and warm runs of every image, and each figure is the rounds' median: the host's speed drifts by
    a fifth within minutes, so one sample per cell compares moments, not boots. Then 5 warm starts in a row.
 2. Wall time of four scenarios run with -j 1 and with -j 2.
-3. Cold time to the first command on libvirt here vs a "remote" libvirt host over qemu+ssh:// (a
-   local sshd on 127.0.0.1 plays it: scripts/loopback-remote.sh).
+3. Cold and warm time to the first command on libvirt here vs a "remote" libvirt host over qemu+ssh://
+   (a local sshd on 127.0.0.1 plays it: scripts/loopback-remote.sh).
+5. system-containers with its setup done by the run (LAB_CHECKPOINTS=off) vs restored from its checkpoint.
 4. With BENCH_BUILD=1, the cold build time of lab-atomic (`lab images build lab-atomic`: mmdebstrap,
    builder VM, upload; some minutes).
-`BENCH_PARTS` picks the tables (default: boots build parallel remote).
+`BENCH_PARTS` picks the tables (default: boots build parallel remote setups).
 """
 
 from __future__ import annotations
@@ -72,17 +73,40 @@ def remote_table(runs: Path) -> None:
     script = str(Path(__file__).parent / "loopback-remote.sh")
     home = str(Config.from_env().state_dir / "loopback-remote")  # stable: its KVM probe verdict is cached
     uri = subprocess.run([script, home], capture_output=True, text=True, check=True).stdout.split()[-1]
+    rows = []
     try:
-        rows = [("here", single(["smoke", "--cold"], runs)),
-                ("qemu+ssh", single(["smoke", "--cold"], runs, LAB_LIBVIRT_URI=uri))]
+        for label, env in (("here", {}), ("qemu+ssh", {"LAB_LIBVIRT_URI": uri})):
+            rows.append((f"{label}, cold", single(["smoke", "--cold"], runs, **env)))
+            single(["smoke"], runs, **env)  # saves a guest there if none is saved yet
+            rows.append((f"{label}, warm", single(["smoke"], runs, **env)))
     finally:
         subprocess.run([script, "stop", home], check=False)
-    print("\nsmoke, cold: libvirt here vs a remote libvirt host over qemu+ssh:// (loopback sshd)")
-    print(f"{'libvirt':<10}{'SSH ready':>10}{'1st cmd':>9}{'whole':>8}  phases")
+    print("\nsmoke: libvirt here vs a remote libvirt host over qemu+ssh:// (loopback sshd), cold and warm")
+    print(f"{'libvirt':<16}{'SSH ready':>10}{'1st cmd':>9}{'whole':>8}  phases")
     for label, result in rows:
         phases = " ".join(f"{k}={v:g}" for k, v in result["phases"].items())
-        print(f"{label:<10}{result['marks']['ssh_ready']:>10.1f}{result['to_first_command']:>9.1f}"
+        print(f"{label:<16}{result['marks']['ssh_ready']:>10.1f}{result['to_first_command']:>9.1f}"
               f"{result['wall_seconds']:>8.1f}  {phases}")
+    warm = {label: result["to_first_command"] for label, result in rows if label.endswith("warm")}
+    print(f"remote warm start / local warm start, to the first command: "
+          f"{warm['qemu+ssh, warm'] / warm['here, warm']:.2f}x")
+
+
+SETUP_SCENARIO = "system-containers"
+
+
+def setups_table(runs: Path) -> None:
+    """A scenario with a setup: every run doing it (checkpoints off), then the run that saves the checkpoint
+    (if none is saved yet), then one restoring it."""
+    rows = [("checkpoints off", single([SETUP_SCENARIO], runs, LAB_CHECKPOINTS="off")),
+            ("first run", single([SETUP_SCENARIO], runs)), ("restored", single([SETUP_SCENARIO], runs))]
+    print(f"\n{SETUP_SCENARIO}: its setup done by the run vs restored from the checkpoint")
+    print(f"{'run':<17}{'whole':>8}{'setup':>8}{'restore':>9}{'save':>7}  start")
+    for label, result in rows:
+        phases = result["phases"]
+        print(f"{label:<17}{result['wall_seconds']:>8.1f}{phases.get('setup', 0):>8.1f}"
+              f"{phases.get('restore', 0):>9.1f}{phases.get('save', 0):>7.1f}  {result['start']}")
+    print(f"restored / checkpoints off: {rows[2][1]['wall_seconds'] / rows[0][1]['wall_seconds']:.2f}x")
 
 
 def build_table() -> None:
@@ -203,7 +227,8 @@ def measured_on(runs: Path) -> str:
     return f"measured with accelerator {accelerator}, on {os.cpu_count()} cores, libvirt {where}"
 
 
-TABLES = {"boots": boot_table, "build": lambda _: build_table(), "parallel": parallel_table, "remote": remote_table}
+TABLES = {"boots": boot_table, "build": lambda _: build_table(), "parallel": parallel_table, "remote": remote_table,
+          "setups": setups_table}
 
 
 def main() -> None:

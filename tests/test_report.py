@@ -85,6 +85,17 @@ def test_the_reports_say_where_the_time_went_by_kind(tmp_path: Path) -> None:
     assert "| reboots and resets | 30.0 | 27.0 % |" in summary_md.read_text()
 
 
+def test_a_setup_made_into_a_checkpoint_is_its_own_kind(tmp_path: Path) -> None:
+    """The setup's steps (marked with its name) count as the setup, not as the steps' own work."""
+    made = _outcome(tmp_path, "a", "passed", 0, start="checkpoint x (k, made by this run)",
+                    phases={"restore": 4.0, "setup": 60.0, "save": 3.0, "scenario": 20.0},
+                    steps=[{"name": "build", "status": "passed", "start": 2.0, "seconds": 59.0, "setup": "x"},
+                           {"name": "check", "status": "passed", "start": 70.0, "seconds": 18.0}])
+    runs = json.loads(write(tmp_path / "report", [made], 99.0, 1)[0].read_text())["runs"]
+    assert runs[0]["time_by_kind"] == {"warm restore": 4.0, "save for warm starts": 3.0, "setup": 60.0,
+                                       "steps' own work": 18.0, "between steps": 2.0}
+
+
 def test_a_failure_after_reruns_lists_the_earlier_attempts(tmp_path: Path) -> None:
     attempts = [{"exit_code": 2, "failure": "ERROR: libvirt went away"}, {"exit_code": 1, "failure": "step x"}]
     failed = _outcome(tmp_path, "wobbly", "failed", 1, failure="step x", attempts=attempts)

@@ -10,7 +10,8 @@ import pytest
 from lab.base.config import Config
 from lab.image.store import Image
 from lab.machine.ssh import KeyPair
-from lab.provision.warm import HEADER, MAGIC, SaveFile, Shape, WarmStore, WarmUnusable, written
+from lab.provision.saves import HEADER, MAGIC, SaveFile
+from lab.provision.warm import Shape, WarmStore, WarmUnusable, written
 
 STREAM = bytes(range(256)) * 4096  # stands in for QEMU's migration stream (1 MiB)
 
@@ -104,7 +105,7 @@ def _two_saved_guests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
     for key, volume in (("ka", "image-a.qcow2"), ("kb", "image-b.qcow2")):
         shape = _shape(pool, volume[6], volume)
         store.directory.mkdir(parents=True, exist_ok=True)
-        store.save_path(key).write_bytes(b"saved")
+        Path(store.saves.target(key)).write_bytes(b"saved")
         pool.volumes |= {store.root_volume(key), store.seed_volume(key)}
         store.mark_saved(key, KeyPair.generate(tmp_path / key, key), frozenset(), shape, (f"{key}.service",))
     return pool, store
@@ -124,7 +125,7 @@ def test_a_rebuild_discards_the_saved_guests_made_from_the_image(tmp_path: Path,
     pool, store = _two_saved_guests(tmp_path, monkeypatch)
     assert store.has("ka") and store.has("kb") and store.failed_units("kb") == ("kb.service",)
     assert store.discard_using(["image-a.qcow2"]) == ["ka"]
-    assert not store.has("ka") and not store.save_path("ka").exists() and store.has("kb")
+    assert not store.has("ka") and not Path(store.saves.target("ka")).exists() and store.has("kb")
     assert pool.volumes == {"image-a.qcow2", "image-b.qcow2", "warm-kb-root.qcow2", "warm-kb-seed.iso"}
 
 
@@ -137,7 +138,7 @@ def test_a_guest_saved_over_an_image_rewritten_since_the_run_began_is_pruned(
     key = store.key(shape)
     pool.written["image-a.qcow2"] = "1796267999.5"  # rebuilt while the run's guest booted, before its save
     store.directory.mkdir(parents=True, exist_ok=True)
-    store.save_path(key).write_bytes(b"saved")
+    Path(store.saves.target(key)).write_bytes(b"saved")
     pool.volumes |= {store.root_volume(key), store.seed_volume(key)}
     store.mark_saved(key, KeyPair.generate(tmp_path / key, key), frozenset(), shape, ())
     assert store.prune(max_idle_days=30) == [key]

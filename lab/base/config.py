@@ -92,6 +92,7 @@ SETTINGS = (
     Setting("default_image", "LAB_DEFAULT_IMAGE", "default-image"),  # of scenarios that name none
     Setting("sit_timeout", "LAB_SIT_TIMEOUT", "sit-timeout"),  # seconds --sit waits with a failed guest
     Setting("known_issues", "LAB_KNOWN_ISSUES", "known-issues"),  # failures reported known until a date
+    Setting("checkpoints", "LAB_CHECKPOINTS", "checkpoints"),  # on: scenarios' setups are saved once (lab.setup)
 )
 TABLE = "tool.atomic-lab"  # in the pyproject.toml of the user's repository
 
@@ -121,7 +122,7 @@ def _defaults() -> dict[str, str]:
             "pool_name": "", "accel": "auto", "timeout_factor": "1", "tcg_timeout_factor": "2", "boot_timeout": "0",
             "max_vcpus": str(os.cpu_count() or 1), "scenarios_dirs": "", "images_dirs": "",
             "cloudinit_dir": str(builtin_dir("cloudinit")), "default_image": "lab-bookworm",
-            "sit_timeout": "900", "known_issues": "known-issues.toml"}
+            "sit_timeout": "900", "known_issues": "known-issues.toml", "checkpoints": "on"}
 
 
 def _raw_settings() -> tuple[dict[str, str], dict[str, str]]:
@@ -152,6 +153,13 @@ def _from(base: Path, value: str, name: str) -> str:
     return str(base / value) if name in _PATHS else value
 
 
+def _switch(name: str, text: str) -> bool:
+    value = {"on": True, "1": True, "yes": True, "off": False, "0": False, "no": False}.get(text.strip().lower())
+    if value is None:
+        raise UsageError(f"setting {name}={text!r}: expected on or off")
+    return value
+
+
 def _dirs(text: str, builtin: str) -> tuple[Path, ...]:
     """The built-in directory, then the user's (os.pathsep-separated), each once."""
     found = [builtin_dir(builtin), *(Path(p).absolute() for p in text.split(os.pathsep) if p)]
@@ -175,6 +183,7 @@ class Config:
     default_image: str
     sit_timeout: float
     known_issues: Path  # lab.run.known's file (absent: none)
+    checkpoints: bool = True  # restore scenarios' setups from checkpoints (off: every run does its setup)
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # setting -> where it came from
 
     @classmethod
@@ -198,6 +207,7 @@ class Config:
                 default_image=raw["default_image"],
                 sit_timeout=float(raw["sit_timeout"]),
                 known_issues=Path(raw["known_issues"]).absolute(),
+                checkpoints=_switch("checkpoints", raw["checkpoints"]),
                 sources=sources,
             )
         except ValueError as exc:

@@ -1,25 +1,27 @@
 """Where a run's time went, by kind, from its record: the image, the first start (a cold boot or a warm
-restore), saving a guest for warm starts, reboots, the steps' own work, the health scan, cleanup. Summed
-over a nightly with each kind's share, so the next thing to speed up is chosen by measurement."""
+restore), saving a guest for warm starts, a scenario's setup where it ran (to make a checkpoint, or with
+checkpoints off), reboots, the steps' own work, the health scan, cleanup. Summed over a nightly with each
+kind's share, so the next thing to speed up is chosen by measurement."""
 
 from __future__ import annotations
 
 from lab.run.record import Boot, RunResult
 
-KINDS = ("image", "cold boot", "warm restore", "save for warm starts", "reboots and resets", "steps' own work",
-         "between steps", "health scan", "cleanup")
+KINDS = ("image", "cold boot", "warm restore", "save for warm starts", "setup",
+         "reboots and resets", "steps' own work", "between steps", "health scan", "cleanup")
 
 
 def by_kind(result: RunResult) -> dict[str, float]:
     """A run's seconds by kind (kinds it spent nothing on left out); they add up to its phases' sum."""
     phases = result.phases
     reboots = sum(max(boot.ready - boot.began, 0.0) for boot in _later_boots(result))
-    steps = sum(float(step.get("seconds", 0.0)) for step in result.steps)
+    steps = sum(float(step.get("seconds", 0.0)) for step in result.steps if "setup" not in step)
     found = {
         "image": phases.get("image", 0.0),
         "cold boot": phases.get("boot", 0.0) + phases.get("start", 0.0),
         "warm restore": phases.get("restore", 0.0),
         "save for warm starts": phases.get("save", 0.0),
+        "setup": phases.get("setup", 0.0),
         "reboots and resets": reboots,
         "steps' own work": max(steps - reboots, 0.0),
         "between steps": max(phases.get("scenario", 0.0) - steps, 0.0),

@@ -117,17 +117,21 @@ class GuestDomain:
         self._create(self._xml)
         return True
 
-    def save(self, path: Path) -> None:
-        """Save the running guest to `path`; the domain is gone afterwards."""
+    def save(self, path: str) -> None:
+        """Save the running guest to `path` (on the libvirt host); the domain is gone afterwards."""
         try:
-            self._running().save(str(path))
+            self._running().save(path)
         except libvirt.libvirtError as exc:
             raise HarnessError(f"{self.label}: libvirt could not save the guest: {exc.get_error_message()}") from exc
         self._dom = None
 
-    def restore(self, save_file: Path) -> None:
+    def restore(self, save_file: str) -> None:
+        """Restore the guest from `save_file` (on the libvirt host). A remote guest's console is streamed
+        into its file: it is restored paused and runs once the stream is open."""
+        streamed = self.spec.console_stream
         try:
-            self.conn.restoreFlags(str(save_file), None, libvirt.VIR_DOMAIN_SAVE_RUNNING)
+            self.conn.restoreFlags(save_file, None, libvirt.VIR_DOMAIN_SAVE_PAUSED if streamed
+                                   else libvirt.VIR_DOMAIN_SAVE_RUNNING)
         except libvirt.libvirtError as exc:
             raise HarnessError(f"{self.label}: libvirt could not restore {save_file}: "
                                f"{exc.get_error_message()}") from exc
@@ -135,6 +139,9 @@ class GuestDomain:
             self._dom = self._lookup()
         if self._dom is None:
             raise HarnessError(f"{self.label}: libvirt restored {save_file} but {self.spec.name} is not there")
+        if streamed:
+            self._console_stream = ConsoleStream.to_file(self.conn, self._dom, self.console_path)
+            self._dom.resume()
         self._powered_on_at = console.size(self.console_path)
         self._remember()
         self._read_ssh_port()

@@ -222,8 +222,9 @@ class Machine:
             self.journals.append(journal.stdout)
             self._journaled.add(boot)
 
-    def save(self, path: Path) -> None:
-        """Flush the guest's disks and save the running guest to `path`; the domain is gone afterwards."""
+    def save(self, path: str) -> None:
+        """Flush the guest's disks and save the running guest to `path` (on the libvirt host); the domain is
+        gone afterwards."""
         with self.log.nested(f"{self.name}: saving the booted guest to {path}"):
             if self.execute(PREPARE_RESTORES.format(user=self.user)).rc != 0:
                 self.log.info(f"{self.name}: no {SET_CLOCK} (see above): its restores set the clock through sudo")
@@ -231,7 +232,7 @@ class Machine:
             self.ssh.close()  # connections do not survive a restore
             self.domain.save(path)
 
-    def restore(self, save_file: Path, extra_disks: tuple[str, ...]) -> None:
+    def restore(self, save_file: str, extra_disks: tuple[str, ...]) -> None:
         """Start from a save file written for this machine (see lab.provision.warm), then hot-plug the disks
         with the serials `extra_disks`, as an operator adds disks to a live host."""
         self._boot_begins()  # a restored guest prints nothing: no boot to read

@@ -22,7 +22,7 @@ from lab.image.store import BOOT_TIMEOUT, Image
 from lab.machine import Machine
 from lab.machine.shell import Timeouts
 from lab.machine.ssh import HostKey, JumpHost, KeyPair, SshSession
-from lab.provision.warm import SaveFile, Shape, WarmStore, WarmUnusable, written
+from lab.provision.warm import Checkpoint, Shape, WarmStore, WarmUnusable, written
 from lab.virt import cloudinit
 from lab.virt.cleanup import RunObjects, remove_run
 from lab.virt.domain import DiskSpec, DomainSpec, KernelBoot, PeerLink, retarget_saved_xml
@@ -86,7 +86,8 @@ class Provisioner:
         request.directory.mkdir(parents=True, exist_ok=True)
         prefix = self._prefix(request)
         key = self._run_key(request)
-        disks = [DiskSpec(self._root_overlay(prefix, request.image), "lab-root"), *self._blank_disks(prefix, request)]
+        disks = [DiskSpec(self._root_overlay(prefix, request.image), "lab-root"),
+                 *(self._blank_disk(request, disk, "") for disk in request.disks)]
         for volume_name, serial in request.attach:
             disks.append(DiskSpec(self._path(volume_name), serial, format="raw", readonly=True))
         disks.extend(request.shared)
@@ -117,39 +118,58 @@ class Provisioner:
         machine.ssh.pin(frozenset({host_key.fingerprint}))
         return machine
 
-    def save(self, machine: Machine, store: WarmStore, key: str, shape: Shape) -> None:
-        machine.save(store.save_path(key))
-        store.mark_saved(key, machine.ssh.key, machine.ssh.pinned, shape, machine.failed_units())
+    def save(self, machine: Machine, store: WarmStore, key: str, shape: Shape,
+             checkpoint: Checkpoint | None = None) -> None:
+        machine.save(store.saves.target(key))
+        store.saves.written(key)
+        store.mark_saved(key, machine.ssh.key, machine.ssh.pinned, shape, machine.failed_units(), checkpoint)
         self.machines.remove(machine)
 
-    def restored_machine(self, request: MachineRequest, store: WarmStore, key: str) -> Machine:
-        """A machine started from the warm guest `key` and ready, with the run's own overlay and key."""
+    def restored_machine(self, request: MachineRequest, store: WarmStore, key: str, *,
+                         checkpoint: str = "") -> Machine:
+        """A machine started from the saved guest `key` and ready, with a key of its own. Its disks are overlays
+        on the saved guest's frozen ones, and the scenario's other disks are hot-plugged: all the run's (removed
+        with it), or, for a `checkpoint` about to be made from this machine, that checkpoint's (kept)."""
         request.directory.mkdir(parents=True, exist_ok=True)
-        prefix = self._prefix(request)
-        run_key = self._run_key(request)
-        root = self._track(self.pool.create_overlay(f"{prefix}-root.qcow2", self._volume(store.root_volume(key)),
-                                                    "qcow2"))
-        extras = [*self._blank_disks(prefix, request), *request.shared]
-        disks = [DiskSpec(root, "lab-root"), DiskSpec(self._path(store.seed_volume(key)), "cidata", format="raw",
-                                                     readonly=True), *extras]
-        machine = self._machine(request, disks, store.key_pair(key), autodestroy=False)
+        own_key = store.new_key_pair(checkpoint) if checkpoint else self._run_key(request)
+        frozen = store.disks(key)
+        disks = [self._restored_disk(request, serial, volume, checkpoint) for serial, volume in frozen.items()]
+        extras = [*(self._blank_disk(request, disk, checkpoint) for disk in request.disks if disk.serial not in frozen),
+                  *request.shared]
+        machine = self._machine(request, [*disks, *extras], store.key_pair(key), autodestroy=False)
         host_keys = store.host_keys(key)
         if host_keys:
             machine.ssh.pin(host_keys)
-        saved = SaveFile.read(store.save_path(key))
-        copy = request.directory / "restore.save"
         try:
-            saved.copy_with_xml(store.save_path(key), copy, retarget_saved_xml(saved.xml, machine.spec))
-            machine.restore(copy, tuple(d.serial for d in extras))
+            saved = store.saves.read(key)
+            xml = retarget_saved_xml(saved.xml, machine.spec)
+            with store.saves.private_copy(key, saved, xml, request.directory, self._prefix(request)) as copy:
+                machine.restore(copy, tuple(d.serial for d in extras))
         except Interrupted:
             raise
-        except (ValueError, HarnessError) as exc:
+        except (ValueError, HarnessError, libvirt.libvirtError) as exc:
             raise WarmUnusable(f"saved guest {key}: {exc}") from exc
-        finally:
-            copy.unlink(missing_ok=True)
-        machine.wait_for_restore(run_key, store.failed_units(key))
+        machine.wait_for_restore(own_key, store.failed_units(key))
         store.touch(key)
         return machine
+
+    def _restored_disk(self, request: MachineRequest, serial: str, volume: str, checkpoint: str) -> DiskSpec:
+        """The seed as it is (read-only); any other frozen disk under an overlay of the run or the checkpoint."""
+        if serial == "cidata":
+            return DiskSpec(self._path(volume), serial, format="raw", readonly=True)
+        if checkpoint:
+            name = WarmStore.root_volume(checkpoint) if serial == "lab-root" else WarmStore.disk_volume(checkpoint,
+                                                                                                        serial)
+        else:
+            name = f"{self._prefix(request)}-{'root' if serial == 'lab-root' else serial}.qcow2"
+        overlay = self.pool.create_overlay(name, self._volume(volume), "qcow2")
+        return DiskSpec(str(overlay.path()) if checkpoint else self._track(overlay), serial)
+
+    def _blank_disk(self, request: MachineRequest, disk: Disk, checkpoint: str) -> DiskSpec:
+        name = WarmStore.disk_volume(checkpoint, disk.serial) if checkpoint \
+            else f"{self._prefix(request)}-{disk.serial}.qcow2"
+        volume = self.pool.create_blank(name, disk.bytes)
+        return DiskSpec(str(volume.path()) if checkpoint else self._track(volume), disk.serial)
 
     def _machine(self, request: MachineRequest, disks: list[DiskSpec], key: KeyPair, *,
                  autodestroy: bool) -> Machine:
@@ -187,10 +207,6 @@ class Provisioner:
         key = KeyPair.generate(request.directory / "id_ed25519", self._prefix(request))
         self.key_files.append(key.private_path)
         return key
-
-    def _blank_disks(self, prefix: str, request: MachineRequest) -> list[DiskSpec]:
-        return [DiskSpec(self._track(self.pool.create_blank(f"{prefix}-{disk.serial}.qcow2", disk.bytes)),
-                         disk.serial) for disk in request.disks]
 
     def shared_disks(self, disks: Sequence[Disk]) -> tuple[DiskSpec, ...]:
         """Blank raw volumes for disks several machines of the run attach at once."""

@@ -1,19 +1,16 @@
 """Warm starts: restore a saved, booted guest instead of booting one.
 
-The first run of an image in a given VM shape boots it cold, waits until it is
-ready and saves it with libvirt: memory in `state/warm/<key>.save`, disk frozen
-in the read-only volume `warm-<key>-root.qcow2` (never written again), seed in
-`warm-<key>-seed.iso`. Every later run restores a private copy of the save
-file whose libvirt header carries the run's own domain XML (name, uuid, its
-overlay on the frozen disk, console file, SSH port), then hot-plugs the
-scenario's extra disks. libvirt refuses a changed name on `restore --xml`, so
-the header is rewritten instead (layout: libvirt's qemu_saveimage.h); a header
-this code does not know means a cold boot, never a guess.
+The first run of an image in a given VM shape boots it cold, waits until it is ready and saves it with
+libvirt: memory in a save file (lab.provision.saves: `state/warm/<key>.save` here, a pool volume on a
+remote libvirt host), disk frozen in the read-only volume `warm-<key>-root.qcow2` (never written again),
+seed in `warm-<key>-seed.iso`. Every later run restores a private copy of the save file whose header
+carries the run's own domain XML (name, uuid, its overlay on the frozen disk, console, SSH port), then
+hot-plugs the scenario's extra disks. A checkpoint (lab.setup) is a saved guest too, made from another
+with a scenario's setup done: its record names that parent and every frozen disk.
 
-The key hashes everything the saved guest depends on (image volumes and when
-each was last written, memory, vCPUs, accelerator, cloud-init templates, the
-code that renders domains and seeds): change any of it and the next run saves
-a new guest.
+The key hashes everything the saved guest depends on (image volumes and when each was last written,
+memory, vCPUs, accelerator, the libvirt host, cloud-init templates, the code that renders domains and
+seeds): change any of it and the next run saves a new guest.
 """
 
 from __future__ import annotations
@@ -21,8 +18,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
-import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,75 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from lab.base.config import Config
-from lab.base.errors import HarnessError
 from lab.image.store import Image
 from lab.machine.ssh import KeyPair
+from lab.provision.saves import LocalSaves, PoolSaves
+from lab.provision.saves import WarmUnusable as WarmUnusable  # a saved guest that cannot be restored
 from lab.virt.storage import Pool
 
-# virQEMUSaveHeader: magic[16], version, data_len, was_running, format, cookieOffset, unused[14]
-HEADER = struct.Struct("<16s5I56x")
-MAGIC = b"LibvirtQemudSave"
-VERSION = 2
-RAW_FORMAT = 0
-_KEY_CODE = [Path(__file__).parent.parent / n for n in ("virt/domain.py", "virt/cloudinit.py", "provision/warm.py")]
-
-
-class WarmUnusable(HarnessError):
-    """A save file this code cannot safely rewrite: the run boots cold instead."""
-
-
-@dataclass(frozen=True)
-class SaveFile:
-    """The parts of a libvirt save file that a private copy rewrites."""
-
-    data_len: int
-    was_running: int
-    xml: str
-    cookie: bytes  # libvirt's save cookie (CPU model etc.), kept as it is
-
-    @property
-    def stream_offset(self) -> int:
-        return HEADER.size + self.data_len
-
-    @classmethod
-    def read(cls, path: Path) -> SaveFile:
-        with path.open("rb") as handle:
-            raw = handle.read(HEADER.size)
-            if len(raw) != HEADER.size:
-                raise WarmUnusable(f"{path}: too short for a libvirt save file")
-            magic, version, data_len, was_running, fmt, cookie_offset = HEADER.unpack(raw)
-            if (magic, version, fmt) != (MAGIC, VERSION, RAW_FORMAT):
-                raise WarmUnusable(f"{path}: libvirt save header {magic!r} v{version} format {fmt} is not "
-                                   f"the uncompressed v{VERSION} this lab rewrites")
-            data = handle.read(data_len)
-        xml_len = cookie_offset or data_len
-        return cls(data_len, was_running, data[:xml_len].split(b"\0", 1)[0].decode(),
-                   data[xml_len:].rstrip(b"\0") if cookie_offset else b"")
-
-    def copy_with_xml(self, source: Path, target: Path, xml: str) -> None:
-        """Write `target`: this save file with `xml` in its header, the same memory stream after it."""
-        xml_bytes = xml.encode() + b"\0"
-        cookie = self.cookie + b"\0" if self.cookie else b""
-        if len(xml_bytes) + len(cookie) > self.data_len:
-            raise WarmUnusable(f"{source}: the new domain XML does not fit the header's {self.data_len} bytes")
-        header = HEADER.pack(MAGIC, VERSION, self.data_len, self.was_running, RAW_FORMAT,
-                             len(xml_bytes) if cookie else 0)
-        padding = b"\0" * (self.data_len - len(xml_bytes) - len(cookie))
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)  # guest memory: private
-        with source.open("rb") as src, os.fdopen(fd, "wb") as dst:
-            dst.write(header + xml_bytes + cookie + padding)
-            dst.flush()
-            _copy_rest(src.fileno(), dst.fileno(), self.stream_offset)
-
-
-def _copy_rest(src: int, dst: int, offset: int) -> None:
-    remaining = os.fstat(src).st_size - offset
-    while remaining > 0:
-        copied = os.copy_file_range(src, dst, remaining, offset)
-        if copied == 0:
-            raise WarmUnusable("the save file shrank while it was being copied")
-        offset += copied
-        remaining -= copied
+_KEY_CODE = [Path(__file__).parent.parent / n for n in ("virt/domain.py", "virt/cloudinit.py", "provision/warm.py",
+                                                       "provision/saves.py")]
 
 
 def written(pool: Pool, volumes: Iterable[str]) -> tuple[tuple[str, str], ...]:
@@ -124,12 +58,24 @@ class Shape:
     # do (machine-id, SSH host keys, boot id, the kernel's random state), not as twins of one saved guest
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint's record adds to a saved guest's: where it starts and what it holds."""
+
+    parent: str  # the saved guest its setup ran on
+    setup: str
+    run_id: str  # the run that made it
+    disks: dict[str, str]  # its frozen volumes by disk serial
+
+
 class WarmStore:
     """Saved guests: files under `state/warm/`, frozen disks and seeds in the lab pool."""
 
     def __init__(self, config: Config, pool: Pool) -> None:
         self.config, self.pool = config, pool
         self.directory = config.state_dir / "warm"
+        # the memory files: here, or in the pool of the remote libvirt host that writes them
+        self.saves = PoolSaves(pool) if config.libvirt_host else LocalSaves(self.directory)
 
     def key(self, shape: Shape) -> str:
         h = hashlib.sha256(json.dumps({
@@ -137,15 +83,13 @@ class WarmStore:
             "cmdline": shape.image.cmdline, "user": shape.image.login_user,
             "memory": shape.memory_mib, "vcpus": shape.vcpus, "type": shape.domain_type,
             "hypervisor": shape.hypervisor, **({"peer_nic": True} if shape.peer_nic else {}),
+            **({"libvirt": self.config.libvirt_uri} if self.config.libvirt_host else {}),
             **({"clone": shape.clone} if shape.clone else {}),
         }, sort_keys=True).encode())
         for path in [*sorted(self.config.cloudinit_dir.rglob("*")), *_KEY_CODE]:
             if path.is_file():
                 h.update(path.name.encode() + path.read_bytes())
         return h.hexdigest()[:16]
-
-    def save_path(self, key: str) -> Path:
-        return self.directory / f"{key}.save"
 
     def key_pair(self, key: str) -> KeyPair:
         return KeyPair(self.directory / f"{key}.id_ed25519", str(self._meta(key)["public_key"]))
@@ -170,24 +114,45 @@ class WarmStore:
     def seed_volume(key: str) -> str:
         return f"warm-{key}-seed.iso"
 
+    @staticmethod
+    def disk_volume(key: str, serial: str) -> str:
+        """A checkpoint's frozen copy of a disk the scenario gave its guest."""
+        return f"warm-{key}-disk-{serial}.qcow2"
+
+    def disks(self, key: str) -> dict[str, str]:
+        """The saved guest's frozen volumes by disk serial (a guest saved before checkpoints: root and seed)."""
+        saved: dict[str, str] = self._meta(key).get("disks") or {"lab-root": self.root_volume(key),
+                                                                 "cidata": self.seed_volume(key)}
+        return saved
+
+    def checkpoint_key(self, parent: str, digest: str, disks: Iterable[tuple[str, int]]) -> str:
+        """A checkpoint's key: the saved guest it starts from, its setup's digest, the disks it was given."""
+        return hashlib.sha256(json.dumps([parent, digest, sorted(disks)]).encode()).hexdigest()[:16]
+
     def has(self, key: str) -> bool:
-        names = set(self.pool.names())
-        return self.save_path(key).is_file() and {self.root_volume(key), self.seed_volume(key)} <= names \
-            and (self.directory / f"{key}.json").is_file()
+        if not ((self.directory / f"{key}.json").is_file() and self.saves.exists(key)):
+            return False
+        return set(self.disks(key).values()) <= set(self.pool.names())
 
     def failed_units(self, key: str) -> tuple[str, ...]:
         """The units that had failed when the guest was saved (a restore carries on from there)."""
         return tuple(self._meta(key).get("failed_units", ()))
 
     def mark_saved(self, key: str, keys: KeyPair, host_keys: frozenset[str], shape: Shape,
-                   failed_units: tuple[str, ...]) -> None:
+                   failed_units: tuple[str, ...], checkpoint: Checkpoint | None = None) -> None:
         """Written last: its presence (with the save file and volumes) makes the saved guest usable."""
-        (self.directory / f"{key}.json").write_text(json.dumps(
-            {"public_key": keys.public_line, "host_keys": sorted(host_keys), "image": shape.image.name,
-             "failed_units": list(failed_units),
-             "volumes": list(shape.image.volumes), "written": dict(shape.written),
-             "memory_mib": shape.memory_mib, "vcpus": shape.vcpus, "domain_type": shape.domain_type},
-            indent=2) + "\n")
+        meta = {"public_key": keys.public_line, "host_keys": sorted(host_keys), "image": shape.image.name,
+                "failed_units": list(failed_units),
+                "volumes": list(shape.image.volumes), "written": dict(shape.written),
+                "memory_mib": shape.memory_mib, "vcpus": shape.vcpus, "domain_type": shape.domain_type}
+        if checkpoint:
+            meta |= {"parent": checkpoint.parent, "setup": checkpoint.setup, "made_by": checkpoint.run_id,
+                     "disks": checkpoint.disks}
+        (self.directory / f"{key}.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    def made_by(self, key: str) -> str:
+        """The run that made a checkpoint."""
+        return str(self._meta(key).get("made_by", ""))
 
     def touch(self, key: str) -> None:
         """Record a use (prune keeps recently used saved guests)."""
@@ -202,6 +167,8 @@ class WarmStore:
             volumes = set(meta.get("volumes", ()))
             if not volumes <= names or idle_days > max_idle_days:
                 return True
+            if "parent" in meta and not self.has(meta["parent"]):
+                return True  # a checkpoint whose saved guest is gone
             return "written" in meta and meta["written"] != dict(written(self.pool, volumes))
         return self._discard_where(stale)
 
@@ -216,6 +183,8 @@ class WarmStore:
         discarded = []
         for meta_path in sorted(self.directory.glob("*.json")):
             key = meta_path.stem
+            if not meta_path.exists():
+                continue  # a checkpoint discarded with its saved guest
             idle_days = (time.time() - meta_path.stat().st_mtime) / 86400
             if condition(self._meta(key), idle_days):
                 with self.lock(key):
@@ -224,10 +193,16 @@ class WarmStore:
         return discarded
 
     def discard(self, key: str) -> None:
-        """Remove a saved guest, complete or half-made."""
-        for name in (self.root_volume(key), self.seed_volume(key)):
-            self.pool.delete(name)
-        for suffix in (".save", ".json", ".id_ed25519"):
+        """Remove a saved guest, complete or half-made, and the checkpoints made from it (their disks are
+        overlays on its own)."""
+        for meta_path in self.directory.glob("*.json"):
+            if meta_path.exists() and self._meta(meta_path.stem).get("parent") == key:
+                self.discard(meta_path.stem)
+        for name in self.pool.names():
+            if name.startswith(f"warm-{key}-"):
+                self.pool.delete(name)
+        self.saves.delete(key)
+        for suffix in (".json", ".id_ed25519"):
             (self.directory / f"{key}{suffix}").unlink(missing_ok=True)
 
     @contextmanager

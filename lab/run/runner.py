@@ -27,16 +27,15 @@ from lab.machine import Machine
 from lab.machine.peers import PeerPlan, join
 from lab.provision.prepare import Workbench
 from lab.provision.provision import MachineRequest, Provisioner, free_port
-from lab.provision.warm import WarmStore, WarmUnusable
 from lab.run import bundle
 from lab.run.diagnose import collect_failure_evidence
 from lab.run.health import HealthFailed, check_health
 from lab.run.page import write_page
 from lab.run.record import Boot, RunResult
 from lab.run.sit import SHELL, python_shell, wait_for_enter
+from lab.run.starts import Starter
 from lab.run.watchdog import watchdog
 from lab.scenario import Node, Scenario
-from lab.virt import console
 from lab.virt.cleanup import RunLock, inventory, reap
 from lab.virt.domain import DiskSpec
 from lab.virt.hypervisor import connect
@@ -105,7 +104,7 @@ class Run:
         try:
             yield
         finally:
-            self.phases[name] = round(time.monotonic() - start, 2)
+            self.phases[name] = round(self.phases.get(name, 0.0) + time.monotonic() - start, 2)  # e.g. two saves
 
     # --- the run ---------------------------------------------------------
 
@@ -213,18 +212,24 @@ class Run:
         nodes = scenario.nodes()
         plan = PeerPlan.make(self.run_id, list(nodes), free_port()) if len(nodes) > 1 else None
         shared = provisioner.shared_disks(scenario.shared_disks)
-        starts = {}
+        self.ctx = ScenarioContext(self.machines, self.request.params, run_dir, self.log, image.profile,
+                                   tuple(s.component for s in scenario.stand_ins), self.t0)
+        starter, starts = Starter(self, provisioner), {}
         for name, node in nodes.items():
-            starts[name] = self._start(provisioner, self._request(name, node, image, run_dir, shared, plan))
+            request = self._request(name, node, image, run_dir, shared, plan)
+            starts[name] = starter.start_set_up(request, scenario.setup, self._setup_context) if scenario.setup \
+                else starter.start(request)
             if plan:
                 join(self.machines[name].shell, plan, name)
         result.start = starts[next(iter(starts))] if len(starts) == 1 else starts
         self.mark("ssh_ready")
         assert self.machine is not None
         result.vcpus, result.memory_mib = self.machine.spec.vcpus, self.machine.spec.memory_mib
-        self.ctx = ScenarioContext(self.machines, self.request.params, run_dir, self.log, image.profile,
-                                   tuple(s.component for s in scenario.stand_ins), self.t0)
         return self.ctx
+
+    def _setup_context(self, params: dict[str, Any]) -> ScenarioContext:
+        assert self.ctx is not None and self.request.scenario.setup is not None
+        return self.ctx.for_setup(self.request.scenario.setup.name, params)
 
     def _request(self, name: str, node: Node, image: Image, run_dir: RunDir, shared: tuple[DiskSpec, ...],
                  plan: PeerPlan | None) -> MachineRequest:
@@ -240,49 +245,6 @@ class Run:
                               cpus=max(1, scenario.cpus // len(plan.hosts)), disks=node.disks,
                               labels=(("scenario", scenario.name), ("machine", name)), shared=shared,
                               peer=plan.link(name), outbound=scenario.outbound, clone=plan.hosts.index(name))
-
-    def _start(self, provisioner: Provisioner, request: MachineRequest) -> str:
-        """The run's machine, ready: restored from a saved guest, or booted cold. Returns which."""
-        if self.request.cold or provisioner.jump:
-            self._boot_cold(provisioner.machine(request, autodestroy=not self.request.keep))
-            # a saved guest's memory file is written on the libvirt host, where the lab cannot rewrite it
-            return "cold" if self.request.cold else "cold (warm starts need libvirt on this machine)"
-        store = WarmStore(self.config, provisioner.pool)
-        shape = provisioner.shape(request)
-        key = store.key(shape)
-        how = "warm"
-        with store.lock(key):
-            if not store.has(key):
-                store.discard(key)  # what a killed run left half-made
-                with self.log.nested(f"saving a booted {shape.image.name} guest for warm starts ({key})"):
-                    try:
-                        machine = provisioner.saving_machine(request, store, key)
-                        self._boot_cold(machine)
-                        with self.phase("save"):
-                            provisioner.save(machine, store, key, shape)
-                    except BaseException:
-                        store.discard(key)
-                        raise
-                how = "warm (guest saved by this run)"
-        try:
-            with self.phase("restore"):
-                self.machines[request.name] = provisioner.restored_machine(request, store, key)
-        except WarmUnusable as exc:
-            self.log.warning(f"warm start impossible, booting cold: {exc}")
-            provisioner.teardown()  # the restore's volumes; the cold boot makes its own
-            self._boot_cold(provisioner.machine(request, autodestroy=not self.request.keep))
-            return f"cold ({exc})"
-        return how
-
-    def _boot_cold(self, machine: Machine) -> None:
-        self.machines[machine.name] = machine
-        with console.ConsoleWatcher(machine.console_path, self.t0) as watcher:
-            with self.phase("start"):
-                machine.start()
-            self.mark("domain_started")
-            with self.phase("boot"):
-                machine.wait_for_boot()
-        self.marks.update(watcher.seen)
 
     # --- reporting and teardown ------------------------------------------
 

@@ -168,6 +168,47 @@ class Pool:
         except libvirt.libvirtError as exc:
             raise HarnessError(f"cannot copy volume {source} to {name}: {exc.get_error_message()}") from exc
 
+    def copy_raw(self, source: str, name: str) -> libvirt.virStorageVol:
+        """A byte-for-byte copy of `source`, made by libvirt on its host (a save file, for one restore)."""
+        origin = self.pool.storageVolLookupByName(source)
+        try:
+            return self.pool.createXMLFrom(_volume_xml(name, int(origin.info()[1]), "raw"), origin, 0)
+        except libvirt.libvirtError as exc:
+            raise HarnessError(f"cannot copy volume {source} to {name}: {exc.get_error_message()}") from exc
+
+    def read_bytes(self, name: str, offset: int, length: int) -> bytes:
+        """`length` bytes of a volume from `offset`, through a libvirt stream."""
+        stream = self.conn.newStream(0)
+        chunks: list[bytes] = []
+        try:
+            self.pool.storageVolLookupByName(name).download(stream, offset, length, 0)
+            stream.recvAll(lambda _stream, data, _opaque: chunks.append(data), None)
+            stream.finish()
+        except BaseException:
+            _abort(stream)
+            raise
+        return b"".join(chunks)
+
+    def write_bytes(self, name: str, offset: int, data: bytes) -> None:
+        """Overwrite `len(data)` bytes of a volume at `offset` (the rest stays as it is)."""
+        stream = self.conn.newStream(0)
+        try:
+            self.pool.storageVolLookupByName(name).upload(stream, offset, len(data), 0)
+            for start in range(0, len(data), UPLOAD_CHUNK):
+                stream.send(data[start:start + UPLOAD_CHUNK])
+            stream.finish()
+        except BaseException:
+            _abort(stream)
+            raise
+
+    @property
+    def target_dir(self) -> Path:
+        """The pool's directory on the libvirt host."""
+        return _target(self.pool)
+
+    def refresh(self) -> None:
+        _refresh(self.pool)
+
     def require_free(self, need: int, what: str) -> None:
         """Fail now, before any VM starts, when the pool's disk is (nearly) full."""
         _refresh(self.pool)
