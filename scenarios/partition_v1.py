@@ -23,9 +23,10 @@ from lab.containers import devicemapper, start_docker
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, lv_field, root_vg, vg_names
 from lab.machine import Machine
-from lab.scenario import Disk, StandIn, parse_size, partly, reproduced, scenario
+from lab.scenario import Disk, Setup, StandIn, parse_size, partly, reproduced, scenario
 
 SRV_DISK = "/dev/disk/by-id/virtio-srv"
+POOL = "docker-pool"  # the name docker-storage-setup gives it too
 # The old race's outcome, made to happen: srv left inactive by the time the real root's udev replays the events
 # (after the initramfs had activated it), and its PV's events kept from pvscan, which 69-lvm.rules runs only
 # for devices that blkid (60-persistent-storage.rules) typed LVM2_member.
@@ -46,6 +47,30 @@ ExecStart=/sbin/lvm vgchange -an srv
 WantedBy=sysinit.target
 """,
 }
+
+
+def scheme(lab: ScenarioContext) -> None:
+    """The setup its runs restore from a checkpoint: the scheme laid out, docker started on its pool."""
+    vm, root_size = lab.machine, lab.params["root_size"]
+    vg, root = root_vg(lab.profile), lab.profile.root_lv or "root"
+    with lab.step(f"grow the root LV and its xfs to ROOT_SIZE={root_size}, carve docker-pool"):
+        if lab.profile.storage_setup:
+            tool = lab.profile.storage_setup
+            vm.succeed(f"echo ROOT_SIZE={root_size} >> /etc/sysconfig/{tool} && {tool}")
+        else:  # what docker-storage-setup does with ROOT_SIZE and the default DATA_SIZE
+            vm.succeed(f"lvextend -L {root_size} {vg}/{root} && xfs_growfs /")
+            create_thin_pool(vm, vg, lab.params["data_size"])
+
+    with lab.step("the srv disk in its own VG, xfs at /var/srv through fstab"):
+        vm.succeed(f"parted -s {SRV_DISK} mklabel msdos mkpart primary 1MiB 100% set 1 lvm on && udevadm settle")
+        vm.succeed(f"pvcreate -y {SRV_DISK}-part1 && vgcreate srv {SRV_DISK}-part1")
+        vm.succeed("lvcreate -y -l 100%FREE -n srv srv")
+        vm.succeed("mkfs.xfs -q /dev/srv/srv && mkdir -p /var/srv"
+                   " && echo '/dev/mapper/srv-srv /var/srv xfs defaults 0 0' >> /etc/fstab && mount /var/srv")
+
+    with lab.step("docker starts on devicemapper with dm.thinpooldev"):
+        start_docker(vm, devicemapper(ThinPool(vg, POOL).device, "dm.use_deferred_removal=true"))
+        vm.succeed("systemctl enable docker")  # and at every boot
 
 
 @scenario(
@@ -69,32 +94,13 @@ WantedBy=sysinit.target
                        "its PV's events from pvscan, so the failing boot happens at every reboot",
                        "reproduce why the field's VG came up inactive; the fault is the lab's")),
     timeout=1200,
+    setup=Setup("partition-scheme-v1", scheme, reads=("root_size", "data_size")),
 )
 def partition_v1(lab: ScenarioContext) -> None:
     vm, root_size = lab.machine, lab.params["root_size"]
     vg, root = root_vg(lab.profile), lab.profile.root_lv or "root"
-
-    with lab.step(f"grow the root LV and its xfs to ROOT_SIZE={root_size}, carve docker-pool"):
-        if lab.profile.storage_setup:
-            tool = lab.profile.storage_setup
-            vm.succeed(f"echo ROOT_SIZE={root_size} >> /etc/sysconfig/{tool} && {tool}")
-        else:  # what docker-storage-setup does with ROOT_SIZE and the default DATA_SIZE
-            vm.succeed(f"lvextend -L {root_size} {vg}/{root} && xfs_growfs /")
-            create_thin_pool(vm, vg, lab.params["data_size"])
-    pool = ThinPool(vg, "docker-pool")  # the name docker-storage-setup gives it too
-
-    with lab.step("the srv disk in its own VG, xfs at /var/srv through fstab"):
-        vm.succeed(f"parted -s {SRV_DISK} mklabel msdos mkpart primary 1MiB 100% set 1 lvm on && udevadm settle")
-        vm.succeed(f"pvcreate -y {SRV_DISK}-part1 && vgcreate srv {SRV_DISK}-part1")
-        vm.succeed("lvcreate -y -l 100%FREE -n srv srv")
-        vm.succeed("mkfs.xfs -q /dev/srv/srv && mkdir -p /var/srv"
-                   " && echo '/dev/mapper/srv-srv /var/srv xfs defaults 0 0' >> /etc/fstab && mount /var/srv")
-
-    with lab.step("docker starts on devicemapper with dm.thinpooldev"):
-        start_docker(vm, devicemapper(pool.device, "dm.use_deferred_removal=true"))
-        vm.succeed("systemctl enable docker")  # and at every boot
-
-    with lab.step("the layout is as configured"):
+    pool = ThinPool(vg, POOL)
+    with lab.step("the layout is as configured, docker on its pool"):
         check_layout(lab, vm, pool, root, root_size, "before-reboot")
 
     lost = lab.params["pv_event"] != "seen"
