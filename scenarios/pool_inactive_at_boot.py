@@ -9,10 +9,22 @@ flag and runs the wiki's `lvchange -ay`. The failure text is the one this docker
 
 from __future__ import annotations
 
-from lab.containers import busybox_image, devicemapper, docker_fails, start_docker
+from lab.containers import BUSYBOX, busybox_image, devicemapper, docker_fails, start_docker
 from lab.context import ScenarioContext
-from lab.lvm import create_thin_pool, lv_field, root_vg
-from lab.scenario import partly, scenario, size
+from lab.lvm import ThinPool, create_thin_pool, lv_field, root_vg
+from lab.scenario import Setup, partly, scenario, size
+
+POOL = "docker-pool"
+
+
+def docker_on_a_pool(lab: ScenarioContext) -> None:
+    """The setup its runs restore from a checkpoint: docker on a devicemapper thin pool, an image stored."""
+    vm = lab.machine
+    with lab.step("docker on a devicemapper thin pool, enabled at boot, with an image stored"):
+        pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"], POOL)
+        start_docker(vm, devicemapper(pool.device))
+        busybox_image(vm)
+        vm.succeed("systemctl enable docker.service")
 
 
 @scenario(
@@ -28,14 +40,14 @@ from lab.scenario import partly, scenario, size
                                       "field's pool was inactive is not known"),
     ),
     timeout=1200,
+    setup=Setup("docker-on-a-thin-pool", docker_on_a_pool, reads=("pool_size",)),
 )
 def pool_inactive_at_boot(lab: ScenarioContext) -> None:
-    vm = lab.machine
-    with lab.step("docker on a devicemapper thin pool, enabled at boot, with an image stored"):
-        pool = create_thin_pool(vm, root_vg(lab.profile), lab.params["pool_size"])
-        start_docker(vm, devicemapper(pool.device))
-        image = busybox_image(vm)
-        vm.succeed("systemctl enable docker.service")
+    vm, pool = lab.machine, ThinPool(root_vg(lab.profile), POOL)
+    with lab.step("docker runs on the active pool, enabled at boot, with the image stored"):
+        assert lv_field(vm, pool.lv, "lv_active") == "active", "the pool is not active"
+        assert vm.succeed("systemctl is-enabled docker.service").strip() == "enabled"
+        assert vm.succeed(f"docker image inspect -f '{{{{.Id}}}}' {BUSYBOX}").startswith("sha256:")
 
     with lab.step("the pool flagged to skip activation; after a reboot it is inactive and docker fails"):
         vm.succeed(f"lvchange --setactivationskip y {pool.lv}")
@@ -51,4 +63,4 @@ def pool_inactive_at_boot(lab: ScenarioContext) -> None:
         vm.succeed(f"lvchange --setactivationskip n {pool.lv} && lvchange -ay {pool.lv}")
         vm.succeed("systemctl reset-failed docker.service")
         vm.succeed("systemctl start docker.service", timeout=300)
-        assert vm.succeed(f"docker run --rm {image} echo back").strip() == "back"
+        assert vm.succeed(f"docker run --rm {BUSYBOX} echo back").strip() == "back"
