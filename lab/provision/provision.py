@@ -86,7 +86,7 @@ class Provisioner:
         request.directory.mkdir(parents=True, exist_ok=True)
         prefix = self._prefix(request)
         key = self._run_key(request)
-        disks = [DiskSpec(self._root_overlay(prefix, request.image), "lab-root"),
+        disks = [DiskSpec(self._root_overlay(request), "lab-root"),
                  *(self._blank_disk(request, disk, "") for disk in request.disks)]
         for volume_name, serial in request.attach:
             disks.append(DiskSpec(self._path(volume_name), serial, format="raw", readonly=True))
@@ -157,19 +157,20 @@ class Provisioner:
         """The seed as it is (read-only); any other frozen disk under an overlay of the run or the checkpoint."""
         if serial == "cidata":
             return DiskSpec(self._path(volume), serial, format="raw", readonly=True)
-        if checkpoint:
-            name = WarmStore.root_volume(checkpoint) if serial == "lab-root" else WarmStore.disk_volume(checkpoint,
-                                                                                                        serial)
-        else:
-            name = f"{self._prefix(request)}-{'root' if serial == 'lab-root' else serial}.qcow2"
-        overlay = self.pool.create_overlay(name, self._volume(volume), "qcow2")
+        overlay = self.pool.create_overlay(self._disk_name(request, serial, checkpoint), self._volume(volume),
+                                           "qcow2")
         return DiskSpec(str(overlay.path()) if checkpoint else self._track(overlay), serial)
 
     def _blank_disk(self, request: MachineRequest, disk: Disk, checkpoint: str) -> DiskSpec:
-        name = WarmStore.disk_volume(checkpoint, disk.serial) if checkpoint \
-            else f"{self._prefix(request)}-{disk.serial}.qcow2"
-        volume = self.pool.create_blank(name, disk.bytes)
+        volume = self.pool.create_blank(self._disk_name(request, disk.serial, checkpoint), disk.bytes)
         return DiskSpec(str(volume.path()) if checkpoint else self._track(volume), disk.serial)
+
+    def _disk_name(self, request: MachineRequest, serial: str, checkpoint: str) -> str:
+        """A machine's qcow2 volume for the disk `serial`: the run's, or the checkpoint's it is becoming."""
+        if checkpoint:
+            return WarmStore.root_volume(checkpoint) if serial == "lab-root" else WarmStore.disk_volume(checkpoint,
+                                                                                                        serial)
+        return f"{self._prefix(request)}-{'root' if serial == 'lab-root' else serial}.qcow2"
 
     def _machine(self, request: MachineRequest, disks: list[DiskSpec], key: KeyPair, *,
                  autodestroy: bool) -> Machine:
@@ -248,9 +249,10 @@ class Provisioner:
         release_vcpus(self.config.state_dir, self.run_id)
         self._cpus.clear()
 
-    def _root_overlay(self, prefix: str, image: Image) -> str:
-        base = self._volume(image.disk_volume)
-        return self._track(self.pool.create_overlay(f"{prefix}-root.qcow2", base, image.disk_format))
+    def _root_overlay(self, request: MachineRequest) -> str:
+        base = self._volume(request.image.disk_volume)
+        return self._track(self.pool.create_overlay(self._disk_name(request, "lab-root", ""), base,
+                                                    request.image.disk_format))
 
     def _seed(self, instance_id: str, request: MachineRequest, key: KeyPair, host_key: HostKey) -> bytes:
         files = cloudinit.render_seed_files(self.config.cloudinit_dir, cloudinit.SeedInputs(
