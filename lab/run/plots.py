@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import io
 
-from matplotlib import rc_context
-from matplotlib.figure import Figure
-
 from lab.sampling import Sample
 
 
 def plot(name: str, sample: Sample) -> str:
     """One sample's points over the run's seconds, each event a labelled vertical line; SVG markup."""
+    # imported here: matplotlib takes 0.4 s to import, paid by every `lab` command otherwise; only pages
+    # with a sample draw
+    from matplotlib import rc_context
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(9.6, 3.2), layout="constrained")
     axes = figure.add_subplot()
     points = sample["points"]
