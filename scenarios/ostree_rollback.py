@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 
 from lab.context import ScenarioContext
 from lab.machine import GRUB_MENU
-from lab.scenario import StandIn, by_stand_in, reproduced, scenario
+from lab.scenario import Setup, StandIn, by_stand_in, reproduced, scenario
 
 VERSION_FILE = "/usr/share/lab/version"
+REPO = "/ostree/repo"
 BROKEN_UNIT = "lab-broken-upgrade.service"
 BROKEN_SERVICE = """\
 [Unit]
@@ -55,6 +56,27 @@ def booted(deployment: Deployment) -> Deployment:
     return replace(deployment, booted=True, mark=None)
 
 
+def deploy_version_2(lab: ScenarioContext) -> None:
+    """The setup its runs restore from a checkpoint: state in /var, a change in /etc (made before the
+    deploy, which merges /etc), version 2 committed on the booted ref in the guest and deployed."""
+    vm, tree = lab.machine, "/var/tmp/v2"
+    broken = lab.params["break"] == "upgrade"
+    with lab.step("state in /var and a change in /etc"):
+        vm.succeed("head -c 4M /dev/urandom > /var/lib/lab-data && sha256sum /var/lib/lab-data"
+                   " > /var/lib/lab-data.sha256")
+        vm.succeed("echo 'lab change' > /etc/lab.conf && echo '# lab' >> /etc/issue")
+    osname, ref = origin(lab)
+    with lab.step(f"commit {'a version 2 that cannot boot' if broken else 'version 2'} on {ref} and deploy it"):
+        vm.succeed(f"mkdir -p $(dirname {tree}{VERSION_FILE}) && echo 2 > {tree}{VERSION_FILE}")
+        if broken:
+            units = f"{tree}/usr/lib/systemd/system"
+            vm.write_file(f"{units}/{BROKEN_UNIT}", BROKEN_SERVICE)
+            vm.succeed(f"mkdir -p {units}/sysinit.target.wants && ln -s ../{BROKEN_UNIT} {units}/sysinit.target.wants/")
+        vm.succeed(f"ostree commit --repo={REPO} --branch={ref} --subject='lab-ostree 2' "
+                   f"--add-metadata-string=version=2 --tree=ref={ref} --tree=dir={tree}")
+        vm.succeed(f"ostree admin deploy --os={osname} {ref}", timeout=900)
+
+
 @scenario(
     "ostree-rollback",
     "Deploy a new OSTree commit, reboot into it through GRUB, roll back and reboot into the old one, /var and "
@@ -75,15 +97,11 @@ def booted(deployment: Deployment) -> Deployment:
                StandIn("lab-broken-upgrade.service", "(break=upgrade) fails version 2's boot and forces a reboot",
                        "show why a real upgrade breaks: the break is the lab's, the recovery is ostree's and GRUB's")),
     timeout=1800,
+    setup=Setup("ostree-version-2-deployed", deploy_version_2, reads=("break",)),
 )
 def ostree_rollback(lab: ScenarioContext) -> None:
     broken = lab.params["break"] == "upgrade"
-    v1, ref = booted_image(lab)
-    with lab.step("state in /var and a change in /etc"):
-        lab.machine.succeed("head -c 4M /dev/urandom > /var/lib/lab-data && sha256sum /var/lib/lab-data"
-                            " > /var/lib/lab-data.sha256")
-        lab.machine.succeed("echo 'lab change' > /etc/lab.conf && echo '# lab' >> /etc/issue")
-    v2 = deploy_version_2(lab, v1, ref, broken)
+    v1, v2 = deployed_next_to_version_1(lab, broken)
     if broken:
         boot_loop_then_previous_entry(lab, v1, v2)
     else:
@@ -98,33 +116,26 @@ def ostree_rollback(lab: ScenarioContext) -> None:
         assert_booted(lab, v1, "1")
 
 
-def booted_image(lab: ScenarioContext) -> tuple[Deployment, str]:
+def deployed_next_to_version_1(lab: ScenarioContext, broken: bool) -> tuple[Deployment, Deployment]:
+    """Version 1 booted; version 2, the ref's head and a child of version 1, pending and GRUB's default."""
     vm = lab.machine
-    with lab.step("GRUB booted the image's only deployment, version 1"):
-        (v1,) = status(lab, "1-initial")
-        assert v1.booted, v1
-        assert_booted(lab, v1, "1")
-        vm.fail("touch /usr/lab-probe", "Read-only file system")  # /usr, in a deployment
-        return v1, re.findall(r"origin refspec: (\S+)", vm.succeed("ostree admin status"))[0]
-
-
-def deploy_version_2(lab: ScenarioContext, v1: Deployment, ref: str, broken: bool) -> Deployment:
-    vm, tree = lab.machine, "/var/tmp/v2"
     what = "a version 2 that cannot boot" if broken else "version 2"
-    with lab.step(f"commit {what} on {ref} in the guest and deploy it"):
-        vm.succeed(f"mkdir -p $(dirname {tree}{VERSION_FILE}) && echo 2 > {tree}{VERSION_FILE}")
-        if broken:
-            units = f"{tree}/usr/lib/systemd/system"
-            vm.write_file(f"{units}/{BROKEN_UNIT}", BROKEN_SERVICE)
-            vm.succeed(f"mkdir -p {units}/sysinit.target.wants && ln -s ../{BROKEN_UNIT} {units}/sysinit.target.wants/")
-        checksum = vm.succeed(f"ostree commit --repo=/ostree/repo --branch={ref} --subject='lab-ostree 2' "
-                              f"--add-metadata-string=version=2 --tree=ref={ref} --tree=dir={tree}").strip()
-        lab.evidence("2-deploy.txt", vm.succeed(f"ostree admin deploy --os={v1.osname} {ref}", timeout=900))
-        new, old = status(lab, "2-deployed")
-        assert (new.checksum, new.booted, new.mark) == (checksum, False, "pending"), new
-        assert old == v1, old
-        assert first_grub_entry(lab) == new.id
-        return new
+    with lab.step(f"GRUB booted version 1; {what}, committed on its ref, is deployed next to it"):
+        deployments = status(lab, "1-deployed")
+        assert len(deployments) == 2, f"ostree admin status lists {len(deployments)} deployment(s), not 2"
+        v2, v1 = deployments
+        assert (v1.booted, v1.mark) == (True, None), v1  # ostree's mark: the kernel's ostree= names a boot
+        assert_holds(lab, "1")  # version (/ostree/boot.N) the deploy has since replaced
+        vm.fail("touch /usr/lab-probe", "Read-only file system")  # /usr, in a deployment
+        _, ref = origin(lab)
+        assert (v2.checksum, v2.booted, v2.mark) == (rev_parse(lab, ref), False, "pending"), v2
+        assert rev_parse(lab, f"{ref}^") == v1.checksum
+        version = vm.succeed(f"ostree show --repo={REPO} --print-metadata-key=version {ref}").strip()
+        assert version == "'2'", version
+        units = vm.succeed(f"ostree ls --repo={REPO} {ref} /usr/lib/systemd/system")
+        assert (BROKEN_UNIT in units) == broken, units
+        assert first_grub_entry(lab) == v2.id
+        return v1, v2
 
 
 def boot_loop_then_previous_entry(lab: ScenarioContext, v1: Deployment, v2: Deployment) -> None:
@@ -160,14 +171,18 @@ def roll_back(lab: ScenarioContext, v1: Deployment, v2: Deployment, broken: bool
 
 
 def assert_booted(lab: ScenarioContext, deployment: Deployment, version: str) -> None:
-    """The kernel was given `deployment` by GRUB, its /usr is that commit's, /var and /etc are kept."""
-    vm = lab.machine
+    """The kernel was given `deployment` by GRUB, and it holds what it should (`assert_holds`)."""
     assert booted_from(lab) == deployment.id
+    assert_holds(lab, version)
+
+
+def assert_holds(lab: ScenarioContext, version: str) -> None:
+    """/usr is version `version`'s; /var and /etc keep what the setup wrote."""
+    vm = lab.machine
     assert vm.succeed(f"cat {VERSION_FILE}").strip() == version
-    if vm.execute("test -e /var/lib/lab-data.sha256").rc == 0:
-        vm.succeed("sha256sum -c /var/lib/lab-data.sha256")
-        assert vm.succeed("cat /etc/lab.conf").strip() == "lab change"
-        assert vm.succeed("tail -n 1 /etc/issue").strip() == "# lab"
+    vm.succeed("sha256sum -c /var/lib/lab-data.sha256")
+    assert vm.succeed("cat /etc/lab.conf").strip() == "lab change"
+    assert vm.succeed("tail -n 1 /etc/issue").strip() == "# lab"
 
 
 def status(lab: ScenarioContext, name: str) -> list[Deployment]:
@@ -183,6 +198,19 @@ def status(lab: ScenarioContext, name: str) -> list[Deployment]:
         listed = [(d["checksum"], d["booted"]) for d in report["deployments"]]
         assert listed == [(d.checksum, d.booted) for d in deployments], listed
     return deployments
+
+
+def origin(lab: ScenarioContext) -> tuple[str, str]:
+    """The booted deployment's osname and origin ref, as `ostree admin status` names them."""
+    text = lab.machine.succeed("ostree admin status")
+    osname = re.search(r"^\* (\S+) ", text, re.MULTILINE)
+    ref = re.search(r"origin refspec: (\S+)", text)
+    assert osname and ref, text
+    return osname[1], ref[1]
+
+
+def rev_parse(lab: ScenarioContext, rev: str) -> str:
+    return lab.machine.succeed(f"ostree rev-parse --repo={REPO} {rev}").strip()
 
 
 def booted_from(lab: ScenarioContext) -> str:
