@@ -117,7 +117,7 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
     if any(not (s.component.strip() and s.does.strip() and s.lacks.strip()) for s in stand_ins):
         raise ValueError(f"scenario {name}: each stand-in names its component, what it does and what it does not")
     check(name, covers)
-    _check_setup(name, setup, params or {}, machines or {})
+    _check_setup(name, setup, params or {}, shared_disks)
     for key, param in types.items():  # a default its own type refuses is a mistake of the declaration
         param.parse(key, str(param.default).lower() if param.kind == "flag" else str(param.default))
     return Scenario(name, description, func, image, memory, cpus, tuple(disks),
@@ -127,11 +127,12 @@ def declare(name: str, description: str, func: Callable[[ScenarioContext], None]
                     outbound, types, tuple(stand_ins), tuple(covers), setup)
 
 
-def _check_setup(name: str, setup: Setup | None, params: dict[str, Any], machines: dict[str, Node]) -> None:
+def _check_setup(name: str, setup: Setup | None, params: dict[str, Any], shared: Sequence[Disk]) -> None:
     if setup is None:
         return
-    if len(machines) > 1:
-        raise ValueError(f"scenario {name}: a setup checkpoint saves one guest; this scenario has several")
+    if shared:
+        raise ValueError(f"scenario {name}: a setup's checkpoint saves each guest's own disks; this scenario's "
+                         "guests share one")
     unknown = sorted(set(setup.reads) - set(params))
     if unknown:
         raise ValueError(f"scenario {name}: setup {setup.name} reads parameters it does not declare: {unknown}")

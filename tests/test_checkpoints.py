@@ -83,7 +83,8 @@ def test_the_setup_sees_only_the_parameters_it_reads() -> None:
 
 
 @pytest.mark.parametrize(("shape", "message"), [
-    ({"machines": {"host1": Node(), "host2": Node()}}, "saves one guest"),
+    ({"machines": {"host1": Node(), "host2": Node()}, "shared_disks": [Disk("1G", "shared")],
+      "params": {"ordering": "x"}}, "guests share one"),
     ({"params": {"boots": 3}}, "reads parameters it does not declare: \\['ordering'\\]"),
 ])
 def test_a_setup_a_checkpoint_cannot_hold_is_refused_at_declaration(shape: dict[str, object], message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,11 @@ class _Provisioner:
         self.pool, self.tmp, self.restored = pool, tmp, []  # type: list[tuple[str, str]]
         self.machines: list[_Machine] = []
 
-    def shape(self, _request: object) -> Shape:
-        return _shape(self.pool, "a", "image-a.qcow2")
+    def shape(self, request: _MachineRequest | None) -> Shape:
+        return replace(_shape(self.pool, "a", "image-a.qcow2"), clone=request.clone if request else 0)
 
-    def restored_machine(self, _request: object, store: WarmStore, key: str, *, checkpoint: str = "") -> _Machine:
+    def restored_machine(self, _request: _MachineRequest, store: WarmStore, key: str, *,
+                         checkpoint: str = "") -> _Machine:
         self.restored.append((key, checkpoint))
         disks = {"lab-root": f"run-root-{key}", "cidata": store.seed_volume(key)}
         if checkpoint:
@@ -103,6 +104,7 @@ class _Run:
 class _MachineRequest:
     name: str = "vm1"
     disks: tuple[Disk, ...] = (Disk("4G", "docker"),)
+    clone: int = 0
 
 
 @pytest.fixture
@@ -113,11 +115,17 @@ def starter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Starter, _
     provisioner = _Provisioner(pool, tmp_path)
     run = _Run(Config.from_env(), _Request({"ordering": "correct"}))
     made = Starter(run, provisioner)  # type: ignore[arg-type]
-    parent = made.store.key(provisioner.shape(None))
     made.store.directory.mkdir(parents=True)
-    pool.volumes |= {made.store.root_volume(parent), made.store.seed_volume(parent)}
-    provisioner.save(None, made.store, parent, provisioner.shape(None))
+    for clone in (0, 1):
+        shape = provisioner.shape(_MachineRequest(clone=clone))
+        parent = made.store.key(shape)
+        pool.volumes |= {made.store.root_volume(parent), made.store.seed_volume(parent)}
+        provisioner.save(None, made.store, parent, shape)
     return made, provisioner, run
+
+
+def _joined(joins: list[str]) -> Any:
+    return joins.append
 
 
 def _setup(calls: list[dict[str, Any]], fail: bool = False) -> Setup:
@@ -133,7 +141,10 @@ def test_the_first_run_makes_the_checkpoint_and_later_runs_restore_it(
     start, provisioner, run = starter
     calls: list[dict[str, Any]] = []
     setup = _setup(calls)
-    how = start.start_set_up(_MachineRequest(), setup, lambda params: params)  # type: ignore[arg-type, return-value]
+    joins: list[str] = []
+    how = start.start_set_up([_MachineRequest()], setup, lambda params: params,  # type: ignore[list-item, arg-type]
+                             _joined(joins))["vm1"]
+    assert joins == ["vm1"]  # before the setup; not again when restored
     assert how.startswith("checkpoint installed (") and how.endswith(", made by this run)"), how
     assert calls == [{"ordering": "correct"}]  # the parameters it reads, and only those
     (parent, made), (restored, plain) = provisioner.restored
@@ -141,7 +152,8 @@ def test_the_first_run_makes_the_checkpoint_and_later_runs_restore_it(
     assert start.store.disks(made)["docker"] == f"warm-{made}-disk-docker.qcow2"
     assert start.store.disks(made)["cidata"] == f"warm-{parent}-seed.iso"
     assert run.phases == ["restore", "setup", "save", "restore"]
-    again = Starter(run, provisioner).start_set_up(_MachineRequest(), setup, lambda p: p)  # type: ignore[arg-type]
+    again = Starter(run, provisioner).start_set_up([_MachineRequest()], setup, lambda p: p,  # type: ignore[list-item, arg-type]
+                                                   _joined(joins))["vm1"]
     assert again.endswith(", made by run run1)") and len(calls) == 1
 
 
@@ -149,7 +161,8 @@ def test_a_failed_setup_leaves_no_checkpoint(starter: tuple[Starter, _Provisione
     start, provisioner, run = starter
     calls: list[dict[str, Any]] = []
     with pytest.raises(AssertionError, match="the install failed"):
-        start.start_set_up(_MachineRequest(), _setup(calls, fail=True), lambda p: p)  # type: ignore[arg-type]
+        start.start_set_up([_MachineRequest()], _setup(calls, fail=True), lambda p: p,  # type: ignore[list-item, arg-type]
+                           _joined([]))
     key = provisioner.restored[0][1]
     assert provisioner.machines[0].destroyed and not start.store.has(key)
     assert not [v for v in provisioner.pool.volumes if v.startswith(f"warm-{key}-")], provisioner.pool.volumes
@@ -163,6 +176,26 @@ def test_with_checkpoints_off_every_run_does_the_setup(starter: tuple[Starter, _
     run.config = Config.from_env()
     calls: list[dict[str, Any]] = []
     for _ in range(2):
-        how = start.start_set_up(_MachineRequest(), _setup(calls), lambda p: p)  # type: ignore[arg-type]
+        how = start.start_set_up([_MachineRequest()], _setup(calls), lambda p: p,  # type: ignore[list-item, arg-type]
+                                 _joined([]))["vm1"]
         assert how == "warm; setup installed run here (checkpoints off)", how
     assert len(calls) == 2 and all(not checkpoint for _, checkpoint in provisioner.restored)
+
+
+def test_several_guests_make_their_checkpoints_together_and_are_restored_together(
+        starter: tuple[Starter, _Provisioner, _Run]) -> None:
+    start, provisioner, run = starter
+    calls: list[dict[str, Any]] = []
+    joins: list[str] = []
+    pair = [_MachineRequest("host1"), _MachineRequest("host2", clone=1)]
+    hows = start.start_set_up(pair, _setup(calls), lambda p: p, _joined(joins))  # type: ignore[arg-type]
+    assert joins == ["host1", "host2"] and len(calls) == 1  # both on the network, then one setup for both
+    made = [checkpoint for _, checkpoint in provisioner.restored if checkpoint]
+    restored = [key for key, checkpoint in provisioner.restored if not checkpoint]
+    assert len(set(made)) == 2 and restored == made  # a checkpoint each, each restored onto its own guest
+    assert hows["host1"] == hows["host2"] and hows["host1"].endswith(", made by this run)")
+    alone = start.store.checkpoint_key(start.store.key(provisioner.shape(pair[0])),
+                                       _setup([]).digest(run.request.params), [("docker", Disk("4G", "docker").bytes)])
+    assert alone not in made  # host1's checkpoint is the pair's, not the one a run of host1 alone makes
+    again = Starter(run, provisioner).start_set_up(pair, _setup(calls), lambda p: p, _joined(joins))  # type: ignore[arg-type]
+    assert again["host2"].endswith(", made by run run1)") and len(calls) == 1 and len(joins) == 2

@@ -30,18 +30,20 @@ class PeerPlan:
     group: str
     port: int
     hosts: tuple[str, ...]
-    run_id: str
 
     @classmethod
     def make(cls, run_id: str, hosts: list[str], port: int) -> PeerPlan:
         digest = hashlib.sha256(run_id.encode()).digest()
-        return cls(f"230.{digest[0]}.{digest[1]}.{digest[2] or 1}", port, tuple(hosts), run_id)
+        return cls(f"230.{digest[0]}.{digest[1]}.{digest[2] or 1}", port, tuple(hosts))
 
     def address(self, host: str) -> str:
         return f"{PEER_NET}.{FIRST_HOST + self.hosts.index(host)}"
 
     def link(self, host: str) -> PeerLink:
-        digest = hashlib.sha256(f"{self.run_id}/{host}".encode()).digest()
+        """The run's group; a MAC from the host names alone, the same in every run of a scenario: a guest
+        restored from a checkpoint keeps the one it was given when the checkpoint was made. Runs at once
+        are apart by group and port."""
+        digest = hashlib.sha256(f"{','.join(self.hosts)}/{host}".encode()).digest()
         return PeerLink(self.group, self.port, "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3]))
 
     def hosts_lines(self) -> str:

@@ -19,7 +19,7 @@ import fcntl
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,9 +125,14 @@ class WarmStore:
                                                                  "cidata": self.seed_volume(key)}
         return saved
 
-    def checkpoint_key(self, parent: str, digest: str, disks: Iterable[tuple[str, int]]) -> str:
-        """A checkpoint's key: the saved guest it starts from, its setup's digest, the disks it was given."""
-        return hashlib.sha256(json.dumps([parent, digest, sorted(disks)]).encode()).hexdigest()[:16]
+    def checkpoint_key(self, parent: str, digest: str, disks: Iterable[tuple[str, int]],
+                       together: Mapping[str, str] | None = None) -> str:
+        """A checkpoint's key: the saved guest it starts from, its setup's digest, the disks it was given and,
+        for one of a run's several guests, every guest's saved guest by host name (`together`)."""
+        parts: list[Any] = [parent, digest, sorted(disks)]
+        if together:
+            parts.append(sorted(together.items()))
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
     def has(self, key: str) -> bool:
         if not ((self.directory / f"{key}.json").is_file() and self.saves.exists(key)):

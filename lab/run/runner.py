@@ -214,13 +214,20 @@ class Run:
         shared = provisioner.shared_disks(scenario.shared_disks)
         self.ctx = ScenarioContext(self.machines, self.request.params, run_dir, self.log, image.profile,
                                    tuple(s.component for s in scenario.stand_ins), self.t0)
-        starter, starts = Starter(self, provisioner), {}
-        for name, node in nodes.items():
-            request = self._request(name, node, image, run_dir, shared, plan)
-            starts[name] = starter.start_set_up(request, scenario.setup, self._setup_context) if scenario.setup \
-                else starter.start(request)
+        starter = Starter(self, provisioner)
+        requests = [self._request(name, node, image, run_dir, shared, plan) for name, node in nodes.items()]
+
+        def joined(name: str) -> None:
             if plan:
                 join(self.machines[name].shell, plan, name)
+
+        if scenario.setup:
+            starts = starter.start_set_up(requests, scenario.setup, self._setup_context, joined)
+        else:
+            starts = {}
+            for request in requests:
+                starts[request.name] = starter.start(request)
+                joined(request.name)
         result.start = starts[next(iter(starts))] if len(starts) == 1 else starts
         self.mark("ssh_ready")
         assert self.machine is not None

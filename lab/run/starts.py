@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 # makes the context a setup runs with, given the parameters it may read
 SetupContext = Callable[[dict[str, object]], ScenarioContext]
+# puts a started machine, by name, on the run's network between its guests (nothing with one guest)
+Join = Callable[[str], None]
 
 
 class Starter:
@@ -41,29 +43,52 @@ class Starter:
             return self._fall_back(request, exc)
         return how
 
-    def start_set_up(self, request: MachineRequest, setup: Setup, context: SetupContext) -> str:
-        """The machine with the scenario's setup done: restored from its checkpoint (made by this run if there
-        is none yet), or, without checkpoints, started and set up here."""
+    def start_set_up(self, requests: list[MachineRequest], setup: Setup, context: SetupContext,
+                     join: Join) -> dict[str, str]:
+        """The machines with the scenario's setup done: restored from their checkpoint (made by this run if
+        there is none yet), or, without checkpoints, started and set up here. Each is on the run's network
+        (`join`) before the setup runs; a restored one already was when it was saved."""
         if self.run.request.cold or not self.run.config.checkpoints:
-            how = self.start(request)
+            hows = self._start_all(requests, join)
             self._set_up(setup, context)
-            return f"{how}; setup {setup.name} run here (checkpoints off)"
-        parent, _ = self._saved_guest(request)
-        disks = [(disk.serial, disk.bytes) for disk in request.disks]
-        key = self.store.checkpoint_key(parent, setup.digest(self.run.request.params), disks)
-        how = f"checkpoint {setup.name} ({key}"
-        with self.store.lock(key):
-            if self.store.has(key):
-                how += f", made by run {self.store.made_by(key) or '?'})"
+            return {name: f"{how}; setup {setup.name} run here (checkpoints off)" for name, how in hows.items()}
+        parents = {request.name: self._saved_guest(request)[0] for request in requests}
+        keys = self._checkpoint_keys(requests, parents, setup)
+        first = keys[requests[0].name]  # the set's lock and its record of who made it
+        how = f"checkpoint {setup.name} ({first}"
+        with self.store.lock(first):
+            if all(self.store.has(key) for key in keys.values()):
+                how += f", made by run {self.store.made_by(first) or '?'})"
             else:
-                self._make_checkpoint(request, setup, context, parent, key)
+                self._make_checkpoint(requests, setup, context, parents, keys, join)
                 how += ", made by this run)"
         try:
-            self._restore(request, key)
+            for request in requests:
+                self._restore(request, keys[request.name])
         except WarmUnusable as exc:
-            how = self._fall_back(request, exc)
+            self._fall_back_all(exc)
+            hows = self._start_all(requests, join)
             self._set_up(setup, context)
-        return how
+            return {name: f"{how}; setup {setup.name} run here" for name, how in hows.items()}
+        return {request.name: how for request in requests}
+
+    def _start_all(self, requests: list[MachineRequest], join: Join) -> dict[str, str]:
+        hows = {}
+        for request in requests:
+            hows[request.name] = self.start(request)
+            join(request.name)
+        return hows
+
+    def _checkpoint_keys(self, requests: list[MachineRequest], parents: dict[str, str],
+                         setup: Setup) -> dict[str, str]:
+        """Each machine's checkpoint key. With several, each key covers every machine's saved guest: the set
+        is made together and restored together, never mixed with another's."""
+        digest = setup.digest(self.run.request.params)
+        together = parents if len(requests) > 1 else {}
+        return {request.name: self.store.checkpoint_key(parents[request.name], digest,
+                                                        [(disk.serial, disk.bytes) for disk in request.disks],
+                                                        together)
+                for request in requests}
 
     def _saved_guest(self, request: MachineRequest) -> tuple[str, str]:
         """The key of the saved guest for this machine's shape, saved now if there is none."""
@@ -84,28 +109,38 @@ class Starter:
                     raise
         return key, "warm (guest saved by this run)"
 
-    def _make_checkpoint(self, request: MachineRequest, setup: Setup, context: SetupContext, parent: str,
-                         key: str) -> None:
-        """Restore the saved guest `parent` onto the checkpoint's own volumes, run the setup, save it as `key`."""
-        self.store.discard(key)  # what a killed run left half-made
-        with self.run.log.nested(f"making checkpoint {setup.name} ({key}) from saved guest {parent}"):
-            machine = None
+    def _make_checkpoint(self, requests: list[MachineRequest], setup: Setup, context: SetupContext,
+                         parents: dict[str, str], keys: dict[str, str], join: Join) -> None:
+        """Restore each machine's saved guest onto its checkpoint's own volumes, run the setup, save each."""
+        for key in keys.values():
+            self.store.discard(key)  # what a killed run left half-made
+        what = ", ".join(keys.values())
+        with self.run.log.nested(f"making checkpoint {setup.name} ({what}) from saved guests "
+                                 f"{', '.join(parents.values())}"):
             try:
-                with self.run.phase("restore"):
-                    machine = self.provisioner.restored_machine(request, self.store, parent, checkpoint=key)
-                self.run.machines[request.name] = machine
+                for request in requests:
+                    with self.run.phase("restore"):
+                        self.run.machines[request.name] = self.provisioner.restored_machine(
+                            request, self.store, parents[request.name], checkpoint=keys[request.name])
+                    join(request.name)
                 self._set_up(setup, context)
-                made = Checkpoint(parent, setup.name, self.run.run_id,
-                                  {disk.serial: _volume_name(disk.path) for disk in machine.spec.disks})
                 with self.run.phase("save"):
-                    self.provisioner.save(machine, self.store, key, self.provisioner.shape(request), made)
+                    for request in requests:
+                        machine = self.run.machines[request.name]
+                        made = Checkpoint(parents[request.name], setup.name, self.run.run_id,
+                                          {disk.serial: _volume_name(disk.path) for disk in machine.spec.disks})
+                        self.provisioner.save(machine, self.store, keys[request.name],
+                                              self.provisioner.shape(request), made)
             except BaseException:
-                if machine is not None:
-                    machine.destroy()
-                self.store.discard(key)
+                for request in requests:
+                    if request.name in self.run.machines:
+                        self.run.machines[request.name].destroy()
+                for key in keys.values():
+                    self.store.discard(key)
                 raise
             finally:
-                self.run.machines.pop(request.name, None)
+                for request in requests:
+                    self.run.machines.pop(request.name, None)
 
     def _set_up(self, setup: Setup, context: SetupContext) -> None:
         with self.run.phase("setup"):
@@ -120,6 +155,11 @@ class Starter:
         self.provisioner.teardown()  # the restore's volumes; the cold boot makes its own
         self._cold(request)
         return f"cold ({exc})"
+
+    def _fall_back_all(self, exc: WarmUnusable) -> None:
+        self.run.log.warning(f"checkpoint unusable, starting without it: {exc}")
+        self.provisioner.teardown()  # every machine restored so far, and their volumes
+        self.run.machines.clear()
 
     def _cold(self, request: MachineRequest) -> None:
         self.boot_cold(self.provisioner.machine(request, autodestroy=not self.run.request.keep))
