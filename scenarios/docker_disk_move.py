@@ -18,12 +18,25 @@ from lab.containers import BUSYBOX, busybox_image, devicemapper, docker_fails, s
 from lab.context import ScenarioContext
 from lab.lvm import ThinPool, create_thin_pool, vg_field
 from lab.machine import Machine
-from lab.scenario import Disk, Node, reproduced, scenario
+from lab.scenario import Disk, Node, Setup, reproduced, scenario
 
 VG = "persist"  # the moved disk's VG (the hosts' own root VG is atomicos on both)
+POOL = "docker-pool"
 DISK = "/dev/disk/by-id/virtio-persist"
 MOUNTS = {"lib": "/var/lib/docker", "data": "/srv/data"}
 OWNERSHIP = "devmapper: Unable to take ownership of thin-pool ({}) that already has used data blocks"
+
+
+def docker_on_the_disk(lab: ScenarioContext) -> None:
+    """The setup its runs restore from a checkpoint: on host1, VG persist on the disk holds docker's pool,
+    /var/lib/docker and a service's data; docker runs there and a container wrote its token."""
+    one = lab.machines["host1"]
+    with lab.step("host1: docker's pool, /var/lib/docker and the data on VG persist; a service writes"):
+        pool = _make_volume_group(one)
+        start_docker(one, _daemon(pool))
+        image = busybox_image(one)
+        token = one.succeed("cat /proc/sys/kernel/random/uuid").strip()
+        one.succeed(f"docker run --rm -v /srv/data:/data {image} sh -c 'echo {token} > /data/token'", timeout=300)
 
 
 @scenario(
@@ -38,15 +51,18 @@ OWNERSHIP = "devmapper: Unable to take ownership of thin-pool ({}) that already 
         reproduced("disk-move"),
     ),
     timeout=1500,
+    setup=Setup("docker-on-the-persist-disk", docker_on_the_disk),
 )
 def docker_disk_move(lab: ScenarioContext) -> None:
     one, two = lab.machines["host1"], lab.machines["host2"]
-    with lab.step("host1: docker's pool, /var/lib/docker and the data on VG persist; a service writes"):
-        pool = _make_volume_group(one)
-        start_docker(one, _daemon(pool))
-        image = busybox_image(one)
-        token = one.succeed("cat /proc/sys/kernel/random/uuid").strip()
-        one.succeed(f"docker run --rm -v /srv/data:/data {image} sh -c 'echo {token} > /data/token'", timeout=300)
+    pool = ThinPool(VG, POOL)
+    with lab.step("host1: docker runs on the pool in VG persist, its /var/lib/docker and the data there too"):
+        info = one.succeed("docker info")
+        assert f"Pool Name: {pool.dm_name}" in info, info
+        for name, path in MOUNTS.items():
+            source = one.succeed(f"findmnt -no SOURCE {path}").strip()
+            assert source == f"/dev/mapper/{VG}-{name}", f"{path} is on {source}"
+        token = one.succeed("cat /srv/data/token").strip()
         lab.record("images_on_host1", one.succeed("docker images --format '{{.Repository}} {{.ID}}'").strip())
 
     with lab.step("host1 lets go: docker stopped, unmounted, VG deactivated and exported; the disk moves"):
@@ -88,7 +104,7 @@ def _make_volume_group(vm: Machine) -> ThinPool:
     for name, size in (("lib", "512M"), ("data", "320M")):  # xfs takes 300 MB at least
         vm.succeed(f"lvcreate -y -L {size} -n {name} {VG} && mkfs.xfs -q /dev/{VG}/{name} && "
                    f"mkdir -p {MOUNTS[name]} && mount /dev/{VG}/{name} {MOUNTS[name]}")
-    return create_thin_pool(vm, VG, "90%FREE")
+    return create_thin_pool(vm, VG, "90%FREE", POOL)
 
 
 def _daemon(pool: ThinPool) -> dict[str, object]:

@@ -23,9 +23,9 @@ import json
 from pathlib import Path
 
 from lab.containers import SYSTEM_CONTAINER_STAND_INS, build_system_images, busybox_image
-from lab.context import ScenarioContext
+from lab.context import GUEST_TOOLS, ScenarioContext
 from lab.machine import Machine
-from lab.scenario import Node, StandIn, by_stand_in, scenario
+from lab.scenario import Node, Setup, StandIn, by_stand_in, scenario
 
 IMAGES = Path(__file__).parent / "system-containers"
 PREFIX = "/atomic.io/network"
@@ -33,6 +33,18 @@ HOST_GW = StandIn("host-gw routes", "(this scenario) adds each host's route to t
                   "on the private network, as flannel's host-gw backend does", "watch etcd for new leases or "
                   "remove a route when a lease expires")
 DROPPED = "iptables -L FORWARD -n -v -x | sed -n 's/^Chain FORWARD (policy DROP \\([0-9]*\\) packets.*/\\1/p'"
+
+
+def images_on_both_hosts(lab: ScenarioContext) -> None:
+    """The setup its runs restore from a checkpoint: the images built on host1 and copied to host2, the
+    stand-in atomic installed on both."""
+    one, two = lab.machines["host1"], lab.machines["host2"]
+    with lab.step("the etcd and flannel images built on host1 (OCI layouts, no registry), copied to host2"):
+        build_system_images(one, lab.install_guest_tool("atomic", one), IMAGES)
+        lab.install_guest_tool("atomic", two)
+        one.succeed("tar -C /root -cf /tmp/images.tar images && chmod 0644 /tmp/images.tar")  # the login user copies
+        lab.copy_between(one, "/tmp/images.tar", two, "/tmp/images.tar")
+        two.succeed("tar -C /root -xf /tmp/images.tar && rm /tmp/images.tar")
 
 
 @scenario(
@@ -49,6 +61,7 @@ DROPPED = "iptables -L FORWARD -n -v -x | sed -n 's/^Chain FORWARD (policy DROP 
     ),
     stand_ins=(*SYSTEM_CONTAINER_STAND_INS, HOST_GW),
     timeout=1500,
+    setup=Setup("images-on-both-hosts", images_on_both_hosts, files=(GUEST_TOOLS / "atomic.py",)),
 )
 def flannel_two_hosts(lab: ScenarioContext) -> None:
     one, two = lab.machines["host1"], lab.machines["host2"]
@@ -56,12 +69,11 @@ def flannel_two_hosts(lab: ScenarioContext) -> None:
     address = {name: vm.succeed(f"getent hosts {name}").split()[0] for name, vm in hosts.items()}
     lab.record("addresses", address)
 
-    with lab.step("the etcd and flannel images built on host1 (OCI layouts, no registry), copied to host2"):
-        build_system_images(one, lab.install_guest_tool("atomic", one), IMAGES)
-        lab.install_guest_tool("atomic", two)
-        one.succeed("tar -C /root -cf /tmp/images.tar images && chmod 0644 /tmp/images.tar")  # the login user copies
-        lab.copy_between(one, "/tmp/images.tar", two, "/tmp/images.tar")
-        two.succeed("tar -C /root -xf /tmp/images.tar && skopeo inspect oci:/root/images/flannel:flannel >/dev/null")
+    with lab.step("both hosts hold the etcd and flannel images (OCI layouts) and the stand-in atomic"):
+        for vm in hosts.values():
+            for name in ("etcd", "flannel"):
+                vm.succeed(f"skopeo inspect oci:/root/images/{name}:{name} >/dev/null")
+            vm.succeed("command -v atomic")
 
     with lab.step("host1: etcd as a system container, listening on the hosts' network; flannel's config in it"):
         endpoint = f"http://{address['host1']}:2379"
