@@ -169,11 +169,11 @@ def test_a_reboot_that_never_happens_is_caught_by_the_boot_id(tmp_path: Path) ->
 
 
 def test_readiness_waits_for_a_slow_cloud_init(tmp_path: Path) -> None:
-    """A seed whose runcmd sleeps 20 s: the scenario's first command must already see its result."""
+    """A seed whose runcmd sleeps 10 s: the scenario's first command must already see its result."""
     templates = tmp_path / "cloudinit"
     shutil.copytree(Path(__file__).parent.parent / "cloudinit", templates)
     with (templates / "user-data.yaml").open("a") as user_data:
-        user_data.write("runcmd:\n  - [sh, -c, 'sleep 20 && echo done > /run/lab-late']\n")
+        user_data.write("runcmd:\n  - [sh, -c, 'sleep 10 && echo done > /run/lab-late']\n")
     proc = _lab(["run", "ready-after-runcmd", "--cold"], tmp_path / "runs",
                 LAB_SCENARIOS_DIR=str(Path(__file__).parent / "scenarios"), LAB_CLOUDINIT_DIR=str(templates))
     assert proc.returncode == 0, proc.stderr[-3000:]
