@@ -111,3 +111,17 @@ def test_a_missing_file_fails_at_once_and_a_busy_server_is_asked_again(site: Pub
 def test_a_length_that_is_no_number_is_no_length(site: Publisher, tmp_path: Path) -> None:
     site.length = "lots"
     assert _get(site, tmp_path / "image.qcow2") == hashlib.sha256(CONTENT).hexdigest()
+
+
+@pytest.mark.parametrize("says_length", [True, False])
+def test_a_file_longer_than_the_limit_is_refused_and_its_bytes_removed(site: Publisher, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      says_length: bool) -> None:
+    site.length = "" if says_length else "none"  # said up front, or only found out while the bytes come
+    url = f"http://127.0.0.1:{site.server_port}/image.qcow2"
+    with pytest.raises(ImageError, match=f"larger than {len(CONTENT) - 1} bytes"):
+        download(url, tmp_path / "image.qcow2", Log(terminal=False), limit=len(CONTENT) - 1)
+    assert site.seen == [None]  # refused, not retried
+    assert not (tmp_path / "image.qcow2.part").exists() and not (tmp_path / "image.qcow2").exists()
+    assert download(url, tmp_path / "image.qcow2", Log(terminal=False), limit=len(CONTENT)) == \
+        hashlib.sha256(CONTENT).hexdigest()

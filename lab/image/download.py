@@ -22,6 +22,8 @@ CHUNK = 1 << 20
 ATTEMPTS = 6  # tries of one download before it fails
 WAIT = wait_exponential(multiplier=2, max=60)  # between them: 2, 4, 8, ... seconds
 PARTIAL = ".part"
+IMAGE_LIMIT = 32 << 30  # bytes an image may have: Atomic's cloud images are under 1 GiB; more is no image
+CHECKSUMS_LIMIT = 1 << 20  # a CHECKSUM file lists a release's files in a few KiB
 
 
 class _Partial:
@@ -44,10 +46,11 @@ class _Partial:
         self.size += len(chunk)
 
 
-def download(url: str, target: Path, log: Log) -> str:
+def download(url: str, target: Path, log: Log, limit: int = IMAGE_LIMIT) -> str:
     """`url` to `target` (resuming `target`.part), a bar on a terminal, the size and time in the log; returns
     the file's sha256. A client error (404, 403) fails at once; a dropped connection or a server error is
-    retried, each time from the last byte received."""
+    retried, each time from the last byte received. A file longer than `limit` bytes (said by the server or
+    sent) is refused and its bytes removed: the server does not decide how much of the disk a fetch takes."""
     start = time.monotonic()
     partial = _Partial(target.with_name(target.name + PARTIAL))
     retrying = Retrying(retry=retry_if_exception(_worth_retrying), stop=stop_after_attempt(ATTEMPTS), wait=WAIT,
@@ -55,7 +58,7 @@ def download(url: str, target: Path, log: Log) -> str:
                             f"downloading {url}: {state.outcome.exception() if state.outcome else '?'}; trying again "
                             f"from byte {partial.size} ({state.attempt_number} of {ATTEMPTS})"))
     try:
-        retrying(_fetch, url, partial, log)
+        retrying(_fetch, url, partial, log, limit)
     except (OSError, http.client.HTTPException) as exc:
         raise ImageError(f"cannot download {url}: {exc}") from exc
     partial.path.replace(target)
@@ -69,7 +72,7 @@ def _worth_retrying(exc: BaseException) -> bool:
     return isinstance(exc, OSError | http.client.HTTPException)
 
 
-def _fetch(url: str, partial: _Partial, log: Log) -> None:
+def _fetch(url: str, partial: _Partial, log: Log, limit: int) -> None:
     """The rest of the file from byte `partial.size` on; the whole file again if the server ignores Range."""
     headers = {"Range": f"bytes={partial.size}-"} if partial.size else {}
     try:
@@ -84,17 +87,25 @@ def _fetch(url: str, partial: _Partial, log: Log) -> None:
             partial.restart()
         rest = _length(response.headers.get("Content-Length"))
         total = partial.size + rest if rest else None
+        _within(url, total or 0, limit, partial)
         size = f" ({total / 2**20:.0f} MiB)" if total else ""
         log.info(f"downloading {url}{size}" + (f" from byte {partial.size}" if partial.size else ""))
         with progress(partial.path.name.removesuffix(PARTIAL), total, show=log.on_terminal) as advance, \
                 partial.path.open("ab") as out:
             advance(partial.size)
             while chunk := response.read(CHUNK):
+                _within(url, partial.size + len(chunk), limit, partial)
                 out.write(chunk)
                 partial.add(chunk)
                 advance(len(chunk))
         if total is not None and partial.size != total:  # the connection ended early without an error
             raise http.client.IncompleteRead(b"", total - partial.size)
+
+
+def _within(url: str, size: int, limit: int, partial: _Partial) -> None:
+    if size > limit:
+        partial.restart()
+        raise ImageError(f"cannot download {url}: it is larger than {limit} bytes ({size} said or sent); refused")
 
 
 def _length(header: str | None) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lab.base.config import Config
 from lab.base.errors import ImageError, UsageError
-from lab.image.download import download
+from lab.image.download import CHECKSUMS_LIMIT, download
 from lab.image.signed import verified_checksums
 from lab.image.store import Image, ImageCache, Profile, file_digest, load_recipes, probe_disk_image
 
@@ -173,7 +173,7 @@ class Imports:
             expected = ""
             if manifest.checksum_url:
                 checksums = Path(tmp) / "CHECKSUM"
-                download(manifest.checksum_url, checksums, self.cache.log)
+                download(manifest.checksum_url, checksums, self.cache.log, CHECKSUMS_LIMIT)
                 expected = manifest.published_sha256(checksums)
                 self.cache.log.info(f"{manifest.file}: sha256 {expected}, signed by {manifest.fingerprint}")
         target = downloads / manifest.file
