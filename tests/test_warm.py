@@ -53,6 +53,19 @@ def test_an_unknown_or_partial_save_file_is_refused(tmp_path: Path, magic: bytes
         SaveFile.read(saved)
 
 
+@pytest.mark.parametrize(("data_len", "cookie_offset"), [(1 << 30, 10), (1024, 4096)])
+def test_a_header_that_asks_to_read_too_much_or_out_of_its_data_is_refused(data_len: int, cookie_offset: int) -> None:
+    asked: list[tuple[int, int]] = []  # a remote host's volume: each read is a download
+
+    def read(offset: int, length: int) -> bytes:
+        asked.append((offset, length))
+        return HEADER.pack(MAGIC, 2, data_len, 1, 0, cookie_offset) if offset == 0 else b"\0" * length
+
+    with pytest.raises(WarmUnusable, match="at most 1048576 are read"):
+        SaveFile.parse(read, "warm-k-memory.save")
+    assert asked == [(0, HEADER.size)]
+
+
 class _Pool:
     def __init__(self, names: set[str]) -> None:
         self.volumes = names

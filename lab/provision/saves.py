@@ -27,6 +27,7 @@ HEADER = struct.Struct("<16s5I56x")
 MAGIC = b"LibvirtQemudSave"
 VERSION = 2
 RAW_FORMAT = 0
+DATA_LIMIT = 1 << 20  # the XML and cookie libvirt writes take tens of KiB; a header saying more is refused
 
 
 class WarmUnusable(HarnessError):
@@ -61,6 +62,9 @@ class SaveFile:
         if (magic, version, fmt) != (MAGIC, VERSION, RAW_FORMAT):
             raise WarmUnusable(f"{where}: libvirt save header {magic!r} v{version} format {fmt} is not "
                                f"the uncompressed v{VERSION} this lab rewrites")
+        if data_len > DATA_LIMIT or cookie_offset > data_len:
+            raise WarmUnusable(f"{where}: a libvirt save header with {data_len} bytes of XML and cookie (cookie at "
+                               f"{cookie_offset}); at most {DATA_LIMIT} are read")
         data = read(HEADER.size, data_len)
         xml_len = cookie_offset or data_len
         return cls(data_len, was_running, data[:xml_len].split(b"\0", 1)[0].decode(),
