@@ -79,6 +79,8 @@ def test_guest_that_never_answers_ssh_fails_with_console_tail(tmp_path: Path) ->
     assert "Traceback" not in proc.stderr
     result = _result(tmp_path / "runs")
     assert result["status"] == "error"
+    transcript = (Path(str(result["artifacts"])) / "transcript.log").read_text()
+    assert "could not collect journal.txt: vm1: its boot cannot go on" in transcript  # no SSH tried, no wait
     assert _leftovers(str(result["run_id"])) == []
 
 

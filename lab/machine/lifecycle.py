@@ -156,6 +156,7 @@ class Machine:
         """Stop waiting at once when the console shows a boot that no login can follow."""
         stop = console.dead_end(text)
         if stop:
+            self.state.lose(f"its boot cannot go on (the console shows {stop!r})")  # no command tries SSH
             raise self._stuck(f"{what}: its boot cannot go on, the console shows {stop!r}")
 
     def _stuck(self, what: str) -> BootTimeout:
@@ -355,8 +356,7 @@ class Machine:
             self.wait_for_boot(timeout=self.shell.limit(timeout, self.timeouts.boot))
 
     def _systemctl_soon(self, verb: str) -> None:
-        """`systemctl VERB` a second from now, so this command returns first. The timer's accuracy
-        is set: systemd's default (1 min) can delay it by up to a minute."""
+        """`systemctl VERB` a second from now, so this command returns first (accuracy 100 ms, not a minute)."""
         self.execute(f"systemd-run --no-block --on-active=1 --timer-property=AccuracySec=100ms systemctl {verb}")
 
     def _press_reset(self) -> None:
