@@ -9,7 +9,8 @@
 2. Wall time of four scenarios run with -j 1 and with -j 2.
 3. Cold and warm time to the first command on libvirt here vs a "remote" libvirt host over qemu+ssh://
    (a local sshd on 127.0.0.1 plays it: scripts/loopback-remote.sh).
-5. system-containers with its setup done by the run (LAB_CHECKPOINTS=off) vs restored from its checkpoint.
+5. system-containers and docker-disk-move (two guests) with their setup done by the run (LAB_CHECKPOINTS=off)
+   vs restored from their checkpoints.
 4. With BENCH_BUILD=1, the cold build time of lab-atomic (`lab images build lab-atomic`: mmdebstrap,
    builder VM, upload; some minutes).
 `BENCH_PARTS` picks the tables (default: boots build parallel remote setups).
@@ -92,21 +93,23 @@ def remote_table(runs: Path) -> None:
           f"{warm['qemu+ssh, warm'] / warm['here, warm']:.2f}x")
 
 
-SETUP_SCENARIO = "system-containers"
+SETUP_SCENARIOS = ("system-containers", "docker-disk-move")  # one guest; two, saved and restored together
 
 
 def setups_table(runs: Path) -> None:
-    """A scenario with a setup: every run doing it (checkpoints off), then the run that saves the checkpoint
+    """Scenarios with a setup: every run doing it (checkpoints off), then the run that saves the checkpoint
     (if none is saved yet), then one restoring it."""
-    rows = [("checkpoints off", single([SETUP_SCENARIO], runs, LAB_CHECKPOINTS="off")),
-            ("first run", single([SETUP_SCENARIO], runs)), ("restored", single([SETUP_SCENARIO], runs))]
-    print(f"\n{SETUP_SCENARIO}: its setup done by the run vs restored from the checkpoint")
-    print(f"{'run':<17}{'whole':>8}{'setup':>8}{'restore':>9}{'save':>7}  start")
-    for label, result in rows:
-        phases = result["phases"]
-        print(f"{label:<17}{result['wall_seconds']:>8.1f}{phases.get('setup', 0):>8.1f}"
-              f"{phases.get('restore', 0):>9.1f}{phases.get('save', 0):>7.1f}  {result['start']}")
-    print(f"restored / checkpoints off: {rows[2][1]['wall_seconds'] / rows[0][1]['wall_seconds']:.2f}x")
+    for scenario in SETUP_SCENARIOS:
+        rows = [("checkpoints off", single([scenario], runs, LAB_CHECKPOINTS="off")),
+                ("first run", single([scenario], runs)), ("restored", single([scenario], runs))]
+        print(f"\n{scenario}: its setup done by the run vs restored from the checkpoint")
+        print(f"{'run':<17}{'whole':>8}{'setup':>8}{'restore':>9}{'save':>7}  start")
+        for label, result in rows:
+            phases, start = result["phases"], result["start"]
+            first = next(iter(start.values())) if isinstance(start, dict) else start  # each guest's: the same
+            print(f"{label:<17}{result['wall_seconds']:>8.1f}{phases.get('setup', 0):>8.1f}"
+                  f"{phases.get('restore', 0):>9.1f}{phases.get('save', 0):>7.1f}  {first}")
+        print(f"restored / checkpoints off: {rows[2][1]['wall_seconds'] / rows[0][1]['wall_seconds']:.2f}x")
 
 
 def build_table() -> None:
