@@ -221,13 +221,8 @@ class Run:
             if plan:
                 join(self.machines[name].shell, plan, name)
 
-        if scenario.setup:
-            starts = starter.start_set_up(requests, scenario.setup, self._setup_context, joined)
-        else:
-            starts = {}
-            for request in requests:
-                starts[request.name] = starter.start(request)
-                joined(request.name)
+        starts = starter.start_set_up(requests, scenario.setup, self._setup_context, joined) if scenario.setup \
+            else starter.start_all(requests, joined)
         result.start = starts[next(iter(starts))] if len(starts) == 1 else starts
         self.mark("ssh_ready")
         assert self.machine is not None

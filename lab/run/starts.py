@@ -49,7 +49,7 @@ class Starter:
         there is none yet), or, without checkpoints, started and set up here. Each is on the run's network
         (`join`) before the setup runs; a restored one already was when it was saved."""
         if self.run.request.cold or not self.run.config.checkpoints:
-            hows = self._start_all(requests, join)
+            hows = self.start_all(requests, join)
             self._set_up(setup, context)
             return {name: f"{how}; setup {setup.name} run here (checkpoints off)" for name, how in hows.items()}
         parents = {request.name: self._saved_guest(request)[0] for request in requests}
@@ -67,12 +67,13 @@ class Starter:
                 self._restore(request, keys[request.name])
         except WarmUnusable as exc:
             self._fall_back_all(exc)
-            hows = self._start_all(requests, join)
+            hows = self.start_all(requests, join)
             self._set_up(setup, context)
             return {name: f"{how}; setup {setup.name} run here" for name, how in hows.items()}
         return {request.name: how for request in requests}
 
-    def _start_all(self, requests: list[MachineRequest], join: Join) -> dict[str, str]:
+    def start_all(self, requests: list[MachineRequest], join: Join) -> dict[str, str]:
+        """The machines, each started (`start`) and put on the run's network in turn; how each started."""
         hows = {}
         for request in requests:
             hows[request.name] = self.start(request)
