@@ -100,15 +100,17 @@ def test_a_setup_names_files_that_exist(tmp_path: Path) -> None:
         Setup("Installed Stuff", lambda lab: None)
 
 
-def _checkpoint(tmp_path: Path, pool: _Pool, store: WarmStore, parent: str, key: str) -> None:
-    """A checkpoint `key` made from saved guest `parent`, with a root and a scenario disk of its own."""
+def _checkpoint(tmp_path: Path, pool: _Pool, store: WarmStore, parent: str, key: str,
+                together: tuple[str, ...] = ()) -> None:
+    """A checkpoint `key` made from saved guest `parent` (beside `together`'s), with a root and a scenario disk
+    of its own."""
     disks = {"lab-root": store.root_volume(key), "cidata": store.seed_volume(parent),
              "docker": store.disk_volume(key, "docker")}
     Path(store.saves.target(key)).write_bytes(b"saved")
     pool.volumes |= {store.root_volume(key), store.disk_volume(key, "docker")}
     shape = _shape(pool, "a", "image-a.qcow2")
     store.mark_saved(key, KeyPair.generate(tmp_path / key, key), frozenset(), shape, (),
-                     Checkpoint(parent, "installed", "run1", disks))
+                     Checkpoint(parent, "installed", "run1", disks, together))
 
 
 def test_a_checkpoint_goes_with_the_saved_guest_it_was_made_from(tmp_path: Path,
@@ -133,6 +135,18 @@ def test_prune_and_a_rebuild_drop_checkpoints_too(tmp_path: Path, monkeypatch: p
     assert store.prune(max_idle_days=30) == ["cb"]
     assert store.discard_using(["image-a.qcow2"]) == ["ca", "ka"]
     assert not store.has("ca") and not store.has("ka")
+
+
+def test_a_set_of_checkpoints_goes_with_any_of_its_saved_guests(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    pool, store = _two_saved_guests(tmp_path, monkeypatch)
+    _checkpoint(tmp_path, pool, store, "ka", "c1", together=("kb",))  # host1's, made beside host2's
+    _checkpoint(tmp_path, pool, store, "kb", "c2", together=("ka",))
+    store.discard("kb")
+    assert not store.has("c1") and not store.has("c2")  # host1's is never restored without host2's
+    assert not {v for v in pool.volumes if v.startswith(("warm-c1-", "warm-c2-"))}, pool.volumes
+    _checkpoint(tmp_path, pool, store, "ka", "c3", together=("kb",))  # kb gone (a killed prune): stale
+    assert store.prune(max_idle_days=30) == ["c3"] and store.has("ka")
 
 
 def test_the_checkpoint_key_follows_its_saved_guest_digest_and_disks(tmp_path: Path,

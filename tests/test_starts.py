@@ -14,7 +14,7 @@ import pytest
 from lab.base.config import Config
 from lab.base.disks import Disk
 from lab.machine.ssh import KeyPair
-from lab.provision.warm import Checkpoint, Shape, WarmStore
+from lab.provision.warm import Checkpoint, Shape, WarmStore, WarmUnusable
 from lab.run.starts import Starter
 from lab.setup import Setup
 from lab.virt.domain import DiskSpec
@@ -25,6 +25,7 @@ from tests.test_warm import _Pool, _shape
 class _Machine:
     spec: Any
     destroyed: bool = False
+    name: str = "vm1"
 
     def destroy(self) -> None:
         self.destroyed = True
@@ -43,22 +44,37 @@ class _Provisioner:
     def __init__(self, pool: _Pool, tmp: Path) -> None:
         self.pool, self.tmp, self.restored = pool, tmp, []  # type: list[tuple[str, str]]
         self.machines: list[_Machine] = []
+        self.unusable: set[str] = set()  # machines whose saved guest libvirt refuses to restore
+        self.discarded: list[str] = []
 
     def shape(self, request: _MachineRequest | None) -> Shape:
         return replace(_shape(self.pool, "a", "image-a.qcow2"), clone=request.clone if request else 0)
 
-    def restored_machine(self, _request: _MachineRequest, store: WarmStore, key: str, *,
+    def restored_machine(self, request: _MachineRequest, store: WarmStore, key: str, *,
                          checkpoint: str = "") -> _Machine:
         self.restored.append((key, checkpoint))
+        if request.name in self.unusable:
+            self.machines.append(_Machine(_Spec(()), name=request.name))
+            raise WarmUnusable(f"saved guest {key}: libvirt refused it")
         disks = {"lab-root": f"run-root-{key}", "cidata": store.seed_volume(key)}
         if checkpoint:
             store.new_key_pair(checkpoint)
             disks = {"lab-root": store.root_volume(checkpoint), "cidata": store.seed_volume(key),
                      "docker": store.disk_volume(checkpoint, "docker")}
             self.pool.volumes |= {disks["lab-root"], disks["docker"]}
-        machine = _Machine(_Spec(tuple(DiskSpec(f"/pool/{volume}", serial) for serial, volume in disks.items())))
+        machine = _Machine(_Spec(tuple(DiskSpec(f"/pool/{volume}", serial) for serial, volume in disks.items())),
+                           name=request.name)
         self.machines.append(machine)
         return machine
+
+    def discard(self, request: _MachineRequest) -> None:
+        self.discarded.append(request.name)
+        for machine in self.machines:
+            machine.destroyed |= machine.name == request.name
+
+    def teardown(self) -> None:
+        for machine in self.machines:
+            machine.destroyed = True
 
     def save(self, _machine: object, store: WarmStore, key: str, shape: Shape,
              checkpoint: Checkpoint | None = None) -> None:
@@ -199,3 +215,16 @@ def test_several_guests_make_their_checkpoints_together_and_are_restored_togethe
     assert alone not in made  # host1's checkpoint is the pair's, not the one a run of host1 alone makes
     again = Starter(run, provisioner).start_set_up(pair, _setup(calls), lambda p: p, _joined(joins))  # type: ignore[arg-type]
     assert again["host2"].endswith(", made by run run1)") and len(calls) == 1 and len(joins) == 2
+
+
+def test_a_guest_that_cannot_be_restored_boots_cold_beside_the_others(starter: tuple[Starter, _Provisioner, _Run],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    start, provisioner, run = starter
+    provisioner.unusable = {"host2"}
+    colds: list[str] = []
+    monkeypatch.setattr(start, "_cold", lambda request: colds.append(request.name))
+    pair = [_MachineRequest("host1"), _MachineRequest("host2", clone=1)]
+    hows = start.start_all(pair, _joined([]))  # type: ignore[arg-type]
+    assert not run.machines["host1"].destroyed  # host1 runs on, restored, beside host2's cold boot
+    assert hows["host1"] == "warm" and hows["host2"].startswith("cold (saved guest "), hows
+    assert provisioner.discarded == ["host2"] and colds == ["host2"]

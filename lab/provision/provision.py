@@ -249,6 +249,20 @@ class Provisioner:
         release_vcpus(self.config.state_dir, self.run_id)
         self._cpus.clear()
 
+    def discard(self, request: MachineRequest) -> None:
+        """Destroy one machine and remove its own volumes (a restore that failed, before it boots cold): the
+        run's other machines and the disks they share stay. Never raises."""
+        name = self._prefix(request)
+        for machine in [m for m in self.machines if m.spec.name == name]:
+            try:
+                machine.destroy()
+            except libvirt.libvirtError as exc:
+                self.log.warning(f"could not destroy {name}: {exc.get_error_message()}")
+            self.machines.remove(machine)
+        own = [volume for volume in self.volumes if volume.startswith(f"{name}-")]
+        remove_run(RunObjects(self.run_id, volumes=own), self.pool, self.log)
+        self.volumes = [volume for volume in self.volumes if volume not in own]
+
     def _root_overlay(self, request: MachineRequest) -> str:
         base = self._volume(request.image.disk_volume)
         return self._track(self.pool.create_overlay(self._disk_name(request, "lab-root", ""), base,

@@ -66,6 +66,7 @@ class Checkpoint:
     setup: str
     run_id: str  # the run that made it
     disks: dict[str, str]  # its frozen volumes by disk serial
+    together: tuple[str, ...] = ()  # with several guests, the others' saved guests: it is restored with them only
 
 
 class WarmStore:
@@ -152,7 +153,7 @@ class WarmStore:
                 "memory_mib": shape.memory_mib, "vcpus": shape.vcpus, "domain_type": shape.domain_type}
         if checkpoint:
             meta |= {"parent": checkpoint.parent, "setup": checkpoint.setup, "made_by": checkpoint.run_id,
-                     "disks": checkpoint.disks}
+                     "disks": checkpoint.disks, "together": list(checkpoint.together)}
         (self.directory / f"{key}.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     def made_by(self, key: str) -> str:
@@ -172,8 +173,8 @@ class WarmStore:
             volumes = set(meta.get("volumes", ()))
             if not volumes <= names or idle_days > max_idle_days:
                 return True
-            if "parent" in meta and not self.has(meta["parent"]):
-                return True  # a checkpoint whose saved guest is gone
+            if "parent" in meta and not all(map(self.has, _made_from(meta))):
+                return True  # a checkpoint whose saved guest (or a guest of its set's) is gone
             return "written" in meta and meta["written"] != dict(written(self.pool, volumes))
         return self._discard_where(stale)
 
@@ -199,9 +200,9 @@ class WarmStore:
 
     def discard(self, key: str) -> None:
         """Remove a saved guest, complete or half-made, and the checkpoints made from it (their disks are
-        overlays on its own)."""
+        overlays on its own) or beside it (a set of several guests' is never restored without it)."""
         for meta_path in self.directory.glob("*.json"):
-            if meta_path.exists() and self._meta(meta_path.stem).get("parent") == key:
+            if meta_path.exists() and key in _made_from(self._meta(meta_path.stem)):
                 self.discard(meta_path.stem)
         for name in self.pool.names():
             if name.startswith(f"warm-{key}-"):
@@ -217,3 +218,9 @@ class WarmStore:
         with (self.directory / f"{key}.lock").open("w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
+
+
+def _made_from(meta: dict[str, Any]) -> list[str]:
+    """The saved guests a checkpoint needs: its parent, and with several guests the others' (none for a
+    saved guest)."""
+    return [meta["parent"], *meta.get("together", ())] if "parent" in meta else []

@@ -66,7 +66,7 @@ class Starter:
             for request in requests:
                 self._restore(request, keys[request.name])
         except WarmUnusable as exc:
-            self._fall_back_all(exc)
+            self._fall_back_all(requests, exc)
             hows = self.start_all(requests, join)
             self._set_up(setup, context)
             return {name: f"{how}; setup {setup.name} run here" for name, how in hows.items()}
@@ -128,8 +128,10 @@ class Starter:
                 with self.run.phase("save"):
                     for request in requests:
                         machine = self.run.machines[request.name]
+                        others = tuple(key for name, key in parents.items() if name != request.name)
                         made = Checkpoint(parents[request.name], setup.name, self.run.run_id,
-                                          {disk.serial: _volume_name(disk.path) for disk in machine.spec.disks})
+                                          {disk.serial: _volume_name(disk.path) for disk in machine.spec.disks},
+                                          others)
                         self.provisioner.save(machine, self.store, keys[request.name],
                                               self.provisioner.shape(request), made)
             except BaseException:
@@ -152,15 +154,16 @@ class Starter:
             self.run.machines[request.name] = self.provisioner.restored_machine(request, self.store, key)
 
     def _fall_back(self, request: MachineRequest, exc: WarmUnusable) -> str:
-        self.run.log.warning(f"warm start impossible, booting cold: {exc}")
-        self.provisioner.teardown()  # the restore's volumes; the cold boot makes its own
+        self.run.log.warning(f"{request.name}: warm start impossible, booting cold: {exc}")
+        self.provisioner.discard(request)  # the restore's machine and volumes; the cold boot makes its own
         self._cold(request)
         return f"cold ({exc})"
 
-    def _fall_back_all(self, exc: WarmUnusable) -> None:
+    def _fall_back_all(self, requests: list[MachineRequest], exc: WarmUnusable) -> None:
         self.run.log.warning(f"checkpoint unusable, starting without it: {exc}")
-        self.provisioner.teardown()  # every machine restored so far, and their volumes
-        self.run.machines.clear()
+        for request in requests:  # every machine restored so far, and its volumes
+            self.provisioner.discard(request)
+            self.run.machines.pop(request.name, None)
 
     def _cold(self, request: MachineRequest) -> None:
         self.boot_cold(self.provisioner.machine(request, autodestroy=not self.run.request.keep))
