@@ -66,7 +66,7 @@ def images_on_both_hosts(lab: ScenarioContext) -> None:
 def flannel_two_hosts(lab: ScenarioContext) -> None:
     one, two = lab.machines["host1"], lab.machines["host2"]
     hosts = {"host1": one, "host2": two}
-    address = {name: vm.succeed(f"getent hosts {name}").split()[0] for name, vm in hosts.items()}
+    address = {name: vm.address_of(name) for name, vm in hosts.items()}
     lab.record("addresses", address)
 
     with lab.step("both hosts hold the etcd and flannel images (OCI layouts) and the stand-in atomic"):

@@ -20,7 +20,7 @@ FETCH = "python3 -c \"import urllib.request as u; print(u.urlopen('http://host1:
 def test_two_guests_talk_by_name_and_move_and_share_disks(lab: ScenarioContext) -> None:
     one, two = lab.machines["host1"], lab.machines["host2"]
     assert [one.succeed("hostname").strip(), two.succeed("hostname").strip()] == ["host1", "host2"]
-    assert [vm.succeed("getent hosts host1").split()[0] for vm in (one, two)] == [f"{PEER_NET}.11"] * 2
+    assert [vm.address_of("host1") for vm in (one, two)] == [f"{PEER_NET}.11"] * 2
     assert f"{PEER_NET}." not in subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
     assert f"{PEER_NET}." not in subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
 

@@ -34,9 +34,7 @@ from lab.virt.domain import DiskSpec, DomainSpec, disk_index
 
 GRUB_MENU = "GNU GRUB"  # the header of GRUB's menu on the serial console
 KEY_ENTER, KEY_HOME, KEY_DOWN = 28, 102, 108  # Linux input keycodes, for libvirt's sendKey
-# Base seconds a reboot may go without its console showing firmware or a kernel before the lab polls SSH
-# anyway (an image whose console stays quiet).
-QUIET_CONSOLE = 60.0
+QUIET_CONSOLE = 60.0  # base seconds a reboot's console may show no firmware nor kernel before the lab polls SSH
 # Seconds between looks at a booting guest: most looks read only its console (a local file), and a look
 # also powers the guest on again when it restarted (lab.machine.guest_domain); 2 s cost a reboot 1-2 s on average.
 BOOT_POLL = 0.5
@@ -69,6 +67,7 @@ class Machine:
     wait_until_succeeds = Verb(GuestShell.wait_until_succeeds)
     wait_for_unit = Verb(GuestShell.wait_for_unit)
     wait_for_open_port = Verb(GuestShell.wait_for_open_port)
+    address_of = Verb(GuestShell.address_of)
     get_unit_properties = Verb(GuestShell.get_unit_properties)
     require_unit_state = Verb(GuestShell.require_unit_state)
     require_system_running = Verb(GuestShell.require_system_running)
