@@ -234,10 +234,7 @@ class Provisioner:
     def teardown(self) -> None:
         """Destroy every machine and volume this provisioner made; never raises."""
         for machine in self.machines:
-            try:
-                machine.destroy()
-            except libvirt.libvirtError as exc:
-                self.log.warning(f"could not destroy {machine.spec.name}: {exc.get_error_message()}")
+            self._destroy(machine)
         for path in self.key_files:
             path.unlink(missing_ok=True)
         remove_run(RunObjects(self.run_id, volumes=list(self.volumes)), self.pool, self.log)
@@ -254,14 +251,17 @@ class Provisioner:
         run's other machines and the disks they share stay. Never raises."""
         name = self._prefix(request)
         for machine in [m for m in self.machines if m.spec.name == name]:
-            try:
-                machine.destroy()
-            except libvirt.libvirtError as exc:
-                self.log.warning(f"could not destroy {name}: {exc.get_error_message()}")
+            self._destroy(machine)
             self.machines.remove(machine)
         own = [volume for volume in self.volumes if volume.startswith(f"{name}-")]
         remove_run(RunObjects(self.run_id, volumes=own), self.pool, self.log)
         self.volumes = [volume for volume in self.volumes if volume not in own]
+
+    def _destroy(self, machine: Machine) -> None:
+        try:
+            machine.destroy()
+        except libvirt.libvirtError as exc:
+            self.log.warning(f"could not destroy {machine.spec.name}: {exc.get_error_message()}")
 
     def _root_overlay(self, request: MachineRequest) -> str:
         base = self._volume(request.image.disk_volume)
