@@ -6,7 +6,8 @@
    the images: default lab-bookworm, lab-atomic, lab-ostree). `BENCH_ROUNDS` (default 3) rounds alternate
    the cold and warm runs of every image, and each figure is the rounds' median: the host's speed drifts by
    a fifth within minutes, so one sample per cell compares moments, not boots. Then 5 warm starts in a row.
-2. Wall time of four scenarios run with -j 1 and with -j 2.
+2. Wall time of four scenarios run with -j 1, one per core and one more, with how busy this host's CPUs
+   were meanwhile.
 3. Cold and warm time to the first command on libvirt here vs a "remote" libvirt host over qemu+ssh://
    (a local sshd on 127.0.0.1 plays it: scripts/loopback-remote.sh).
 5. system-containers and docker-disk-move (two guests) with their setup done by the run (LAB_CHECKPOINTS=off)
@@ -60,14 +61,25 @@ def single(args: list[str], runs: Path, **env: str) -> dict[str, Any]:
 
 
 def parallel_table(runs: Path) -> None:
-    print(f"\n{len(PARALLEL_SET)} scenarios ({', '.join(PARALLEL_SET)}), warm starts")
-    print(f"{'jobs':<6}{'wall':>9}  result")
+    cores = os.cpu_count() or 1
+    print(f"\n{len(PARALLEL_SET)} scenarios ({', '.join(PARALLEL_SET)}), warm starts, {cores} cores")
+    print(f"{'jobs':<6}{'wall':>9}{'host CPU busy':>15}  result")
     walls = {}
-    for jobs in (1, 2):
+    for jobs in sorted({1, cores, cores + 1}):  # one more than the cores: do the guests' waits leave room?
+        before = cpu_ticks()
         wall, code, output = lab_run([*PARALLEL_SET, "-j", str(jobs)], runs)
+        busy, idle = (after - first for after, first in zip(cpu_ticks(), before, strict=True))
         walls[jobs] = wall
-        print(f"-j {jobs:<3}{wall:>8.1f}s  exit {code}: {output.strip().splitlines()[-1]}")
-    print(f"speed-up with -j 2: {walls[1] / walls[2]:.2f}x on {os.cpu_count()} cores")
+        print(f"-j {jobs:<3}{wall:>8.1f}s{100 * busy / max(busy + idle, 1):>14.0f}%  exit {code}: "
+              f"{output.strip().splitlines()[-1]}")
+    print("speed-up over -j 1: " + ", ".join(f"-j {jobs} {walls[1] / wall:.2f}x" for jobs, wall in walls.items()
+                                              if jobs > 1))
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """This host's CPU time since boot, busy and idle (waiting for I/O counts as idle), from /proc/stat."""
+    user, nice, system, idle, iowait, *rest = map(int, Path("/proc/stat").read_text().split("\n")[0].split()[1:9])
+    return user + nice + system + sum(rest), idle + iowait
 
 
 def remote_table(runs: Path) -> None:
